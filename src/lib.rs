@@ -1,5 +1,11 @@
 //! flowctl: one binary for a medallion data pipeline that refuses to trust its own data.
-pub mod engine { pub mod state; }
+//!
+//! Module map (see DESIGN.md): `flow` parses and validates flow files, `engine` decides what runs
+//! when, `store` records every decision in SQLite, `tasks` holds the task kinds, `cli` is the edge.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
 pub mod flow;
 pub mod store;
 pub mod tasks;

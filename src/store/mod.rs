@@ -7,9 +7,9 @@
 //! "database is locked" — Prefect #18934 — whatever the busy timeout says). Reads use a separate
 //! pool and never block writers.
 
-//mod logs;
-//mod runs;
-//mod tasks;
+mod logs;
+mod runs;
+mod tasks;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -20,9 +20,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-//pub use logs::LogRow;
-//pub use runs::{NewRun, RunFilter, RunRow, Submitted};
-//pub use tasks::{AttemptRow, TaskFinish};
+pub use logs::LogRow;
+pub use runs::Heartbeat;
+pub use runs::{NewRun, RunFilter, RunRow, Submitted};
+pub use tasks::{AttemptRow, Move, TaskFinish};
 
 /// Everything that can go wrong talking to the state DB.
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +96,13 @@ impl Store {
         // Migrations run under an exclusive file lock: a hundred processes starting at once on a
         // fresh DB must not race to create the same tables.
         {
-            let _guard = FileLock::acquire(&path.with_extension("migrate.lock")).map_err(|source| {
-                StoreError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
+            let _guard =
+                FileLock::acquire(&path.with_extension("migrate.lock")).map_err(|source| {
+                    StoreError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
             sqlx::migrate!("./migrations")
                 .run(&writer)
                 .await

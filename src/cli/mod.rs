@@ -1,0 +1,147 @@
+//! The command line: clap definitions and dispatch. One file per command group.
+//!
+//! Exit codes scripts can trust: 0 ok, 1 a run (or the command's work) failed, 2 usage or
+//! validation error (nothing was run).
+
+mod bench;
+mod flows;
+pub mod output;
+mod runs;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::store::Store;
+use crate::tasks::TaskRegistry;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flowctl",
+    version,
+    about = "Kafka → Delta medallion pipelines with quality gates, in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, validate and show flows (flows/*.yaml).
+    #[command(subcommand)]
+    Flows(flows::FlowsCmd),
+    /// Start a run of a flow and wait for it (or --detach).
+    Trigger(runs::TriggerArgs),
+    /// Run history.
+    #[command(subcommand)]
+    Runs(runs::RunsCmd),
+    /// Task logs of a run.
+    Logs(runs::LogsArgs),
+    /// Re-run the failed part of a run (failed / upstream_failed tasks and what depends on them).
+    Retry(runs::RunArgs),
+    /// Cancel a queued or running run.
+    Cancel(runs::RunArgs),
+    /// Execute one run in this process (used by `trigger --detach`).
+    #[command(hide = true)]
+    Worker(runs::WorkerArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+/// A usage or validation problem: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses arguments, runs the command, maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let usage = e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<crate::flow::FlowErrors>().is_some()
+                || matches!(
+                    e.downcast_ref::<crate::engine::EngineError>(),
+                    Some(
+                        crate::engine::EngineError::Params(_)
+                            | crate::engine::EngineError::Conflict(_)
+                    )
+                )
+                || matches!(
+                    e.downcast_ref::<crate::store::StoreError>(),
+                    Some(crate::store::StoreError::RunNotFound(_))
+                );
+            eprintln!("error: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let cfg = Config::from_env().map_err(|e| UsageError(e.to_string()))?;
+    match cli.command {
+        Command::Flows(cmd) => flows::run(&cfg, cmd),
+        Command::Bench(cmd) => bench::run(&cfg, cmd).await,
+        other => {
+            let engine = open_engine(&cfg).await?;
+            let code = match other {
+                Command::Trigger(a) => runs::trigger(&cfg, &engine, a).await,
+                Command::Runs(cmd) => runs::runs(&engine, cmd).await,
+                Command::Logs(a) => runs::logs(&engine, a).await,
+                Command::Retry(a) => runs::retry(&engine, a).await,
+                Command::Cancel(a) => runs::cancel(&engine, a).await,
+                Command::Worker(a) => runs::worker(&engine, a).await,
+                Command::Flows(_) | Command::Bench(_) => unreachable!("handled above"),
+            };
+            engine.store().close().await;
+            code
+        }
+    }
+}
+
+/// Opens the store and runs crash recovery: every process that opens the store releases runs
+/// left behind by dead processes.
+pub async fn open_engine(cfg: &Config) -> anyhow::Result<Engine> {
+    let store = Store::open(&cfg.db).await?;
+    let engine = Engine::new(store, TaskRegistry::builtin(), cfg.engine.clone());
+    for r in engine.recover().await? {
+        let tasks: Vec<String> = r.tasks.iter().map(|(t, s)| format!("{t} → {s}")).collect();
+        eprintln!(
+            "recovered run {} ({}) from dead owner {}: {}; resume it with `flowctl retry {}`",
+            r.run_id,
+            r.flow,
+            r.dead_owner,
+            if tasks.is_empty() {
+                "no task was running".to_string()
+            } else {
+                tasks.join(", ")
+            },
+            r.run_id
+        );
+    }
+    Ok(engine)
+}

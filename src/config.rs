@@ -1,0 +1,78 @@
+//! Settings from the environment, validated once at start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::EngineConfig;
+use crate::flow::parse_duration;
+
+/// Where things live and how the engine behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `FLOWCTL_HOME` (default `./.flowctl`): state DB, lake, logs.
+    pub home: PathBuf,
+    /// `FLOWCTL_DB` (default `$FLOWCTL_HOME/state.db`).
+    pub db: PathBuf,
+    /// `FLOWCTL_FLOWS_DIR` (default `./flows`).
+    pub flows_dir: PathBuf,
+    pub engine: EngineConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    var: &'static str,
+    value: String,
+    reason: String,
+}
+
+fn env_duration(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match std::env::var(var) {
+        Ok(v) => parse_duration(&v).map_err(|reason| ConfigError {
+            var,
+            value: v,
+            reason,
+        }),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let home = std::env::var_os("FLOWCTL_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".flowctl"));
+        let db = std::env::var_os("FLOWCTL_DB")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("state.db"));
+        let flows_dir = std::env::var_os("FLOWCTL_FLOWS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("flows"));
+        let defaults = EngineConfig::default();
+        let concurrency = match std::env::var("FLOWCTL_CONCURRENCY") {
+            Ok(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError {
+                    var: "FLOWCTL_CONCURRENCY",
+                    value: v,
+                    reason: "expected a positive integer".into(),
+                })?,
+            Err(_) => defaults.concurrency,
+        };
+        let engine = EngineConfig {
+            home: home.clone(),
+            concurrency,
+            heartbeat: env_duration("FLOWCTL_HEARTBEAT", defaults.heartbeat)?,
+            lease: env_duration("FLOWCTL_LEASE", defaults.lease)?,
+            poll: defaults.poll,
+        };
+        Ok(Config {
+            home,
+            db,
+            flows_dir,
+            engine,
+        })
+    }
+}

@@ -1,0 +1,282 @@
+//! The engine decides what runs when; the store records every decision before it is acted on.
+//!
+//! `Engine` is shared by the CLI (`trigger`, `retry`, `cancel`) and by `flowctl serve`. One
+//! process may drive many runs at once; a semaphore bounds how many task attempts run together.
+
+mod executor;
+pub mod owner;
+mod recovery;
+pub mod retry;
+pub mod rules;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Semaphore;
+
+pub use recovery::Recovered;
+use state::RunState;
+
+use crate::flow::{Flow, FlowErrors, parse_flow};
+use crate::store::{NewRun, Store, StoreError, Submitted};
+use crate::tasks::TaskRegistry;
+
+/// Engine tuning, from the environment (see `config`).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `FLOWCTL_HOME`, handed to tasks.
+    pub home: PathBuf,
+    /// Task attempts running at once in this process.
+    pub concurrency: usize,
+    /// How often an owner renews its lease, flushes logs and looks for cancel requests.
+    pub heartbeat: Duration,
+    /// How long a remote owner may stay silent before its runs are recovered.
+    pub lease: Duration,
+    /// How often a waiting process re-checks a run it does not own.
+    pub poll: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            home: PathBuf::from(".flowctl"),
+            concurrency: 16,
+            heartbeat: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(100),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the flow definition stored with run {run} no longer validates:\n{errors}")]
+    Snapshot { run: i64, errors: FlowErrors },
+    #[error("{0}")]
+    Params(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(
+        "run {0} was recovered by another process while this one executed it (lease expired); stopped"
+    )]
+    LostOwnership(i64),
+}
+
+/// Executes runs and answers retry/cancel/recovery requests.
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    registry: TaskRegistry,
+    cfg: Arc<EngineConfig>,
+    owner: Arc<str>,
+    permits: Arc<Semaphore>,
+}
+
+impl Engine {
+    pub fn new(store: Store, registry: TaskRegistry, cfg: EngineConfig) -> Engine {
+        let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+        Engine {
+            store,
+            registry,
+            cfg: Arc::new(cfg),
+            owner: owner::current().into(),
+            permits,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &TaskRegistry {
+        &self.registry
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Records a new queued run (or finds the one with the same idempotency key).
+    pub async fn submit(
+        &self,
+        flow: &Flow,
+        params: &BTreeMap<String, String>,
+        source: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, EngineError> {
+        let params = flow.resolve_params(params).map_err(EngineError::Params)?;
+        let task_ids: Vec<String> = flow.tasks.iter().map(|t| t.id.clone()).collect();
+        let path = flow.path.display().to_string();
+        Ok(self
+            .store
+            .create_run(
+                &NewRun {
+                    flow: &flow.name,
+                    flow_path: &path,
+                    flow_yaml: &flow.yaml,
+                    params: &params,
+                    source,
+                    idempotency_key,
+                    task_ids: &task_ids,
+                },
+                Utc::now(),
+            )
+            .await?)
+    }
+
+    /// Executes a run to its end and returns its final state. If another live process owns it,
+    /// waits for that process to finish it instead.
+    pub async fn execute(&self, run_id: i64) -> Result<RunState, EngineError> {
+        let run = self.store.get_run(run_id).await?;
+        if run.state.is_terminal() {
+            return Ok(run.state);
+        }
+        if !self
+            .store
+            .claim_run(run_id, &self.owner, Utc::now())
+            .await?
+        {
+            return self.wait(run_id).await;
+        }
+        let flow = self.snapshot_flow(run_id, &run.flow_path, &run.flow_yaml)?;
+        // Wait for a slot under max_active_runs, renewing our lease meanwhile.
+        if run.state == RunState::Queued {
+            loop {
+                if self
+                    .store
+                    .start_run(run_id, &self.owner, flow.max_active_runs, Utc::now())
+                    .await?
+                {
+                    break;
+                }
+                match self
+                    .store
+                    .heartbeat(run_id, &self.owner, Utc::now())
+                    .await?
+                {
+                    crate::store::Heartbeat::Lost => {
+                        return Err(EngineError::LostOwnership(run_id));
+                    }
+                    crate::store::Heartbeat::Owned {
+                        cancel_requested: true,
+                    } => {
+                        let now = Utc::now();
+                        self.store
+                            .finish_run(
+                                run_id,
+                                &self.owner,
+                                RunState::Cancelled,
+                                Some("cancelled while queued"),
+                                now,
+                            )
+                            .await?;
+                        self.store.cancel_open_attempts(run_id, now).await?;
+                        return Ok(RunState::Cancelled);
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(self.cfg.poll).await;
+            }
+        }
+        let run = self.store.get_run(run_id).await?;
+        executor::drive(self, run, flow).await
+    }
+
+    /// Polls a run owned by someone else until it is finished.
+    pub async fn wait(&self, run_id: i64) -> Result<RunState, EngineError> {
+        loop {
+            let run = self.store.get_run(run_id).await?;
+            if run.state.is_terminal() {
+                return Ok(run.state);
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    /// Re-runs a failed or cancelled run: only tasks that did not succeed, and everything
+    /// downstream of them. A run left queued by recovery is simply resumed.
+    pub async fn retry(&self, run_id: i64) -> Result<RunState, EngineError> {
+        let run = self.store.get_run(run_id).await?;
+        match run.state {
+            RunState::Success => {
+                return Err(EngineError::Conflict(format!(
+                    "run {run_id} succeeded; there is nothing to retry"
+                )));
+            }
+            RunState::Queued | RunState::Running => {
+                if let Some(owner) = run.owner.as_deref() {
+                    return Err(EngineError::Conflict(format!(
+                        "run {run_id} is still {} (executed by {owner}); cancel it first or wait",
+                        run.state
+                    )));
+                }
+                return self.execute(run_id).await;
+            }
+            RunState::Failed | RunState::Cancelled => {}
+        }
+        let flow = self.snapshot_flow(run_id, &run.flow_path, &run.flow_yaml)?;
+        let latest = executor::latest_states(&self.store.attempts(run_id).await?);
+        let failed = flow
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| latest.get(&t.id).is_none_or(|s| s.needs_rerun()))
+            .map(|(i, _)| i);
+        let closure = flow.dag.downstream_closure(failed);
+        let rerun: Vec<String> = flow
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| closure[*i])
+            .map(|(_, t)| t.id.clone())
+            .collect();
+        self.store
+            .prepare_retry(run_id, &self.owner, &rerun, Utc::now())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => EngineError::Conflict(m),
+                e => e.into(),
+            })?;
+        self.execute(run_id).await
+    }
+
+    /// Cancels a run: directly if nobody executes it, otherwise by asking its owner, then waits
+    /// up to `wait_for` for the owner to stop it.
+    pub async fn cancel(&self, run_id: i64, wait_for: Duration) -> Result<RunState, EngineError> {
+        let run = self.store.request_cancel(run_id).await?;
+        if run.state.is_terminal() {
+            return Ok(run.state);
+        }
+        if run.owner.is_none() && self.store.cancel_unowned(run_id, Utc::now()).await? {
+            return Ok(RunState::Cancelled);
+        }
+        let deadline = tokio::time::Instant::now() + wait_for;
+        loop {
+            let run = self.store.get_run(run_id).await?;
+            if run.state.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(run.state);
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    /// Finds runs whose owner died and releases them (see `recovery`).
+    pub async fn recover(&self) -> Result<Vec<Recovered>, EngineError> {
+        recovery::recover(self).await
+    }
+
+    fn snapshot_flow(&self, run_id: i64, path: &str, yaml: &str) -> Result<Flow, EngineError> {
+        parse_flow(std::path::Path::new(path), yaml, &self.registry).map_err(|errors| {
+            EngineError::Snapshot {
+                run: run_id,
+                errors,
+            }
+        })
+    }
+}
