@@ -19,7 +19,7 @@ use chrono::Utc;
 use tokio::sync::Semaphore;
 
 pub use recovery::Recovered;
-use state::RunState;
+use state::{RunState, TaskState};
 
 use crate::flow::{Flow, FlowErrors, parse_flow};
 use crate::store::{NewRun, Store, StoreError, Submitted};
@@ -216,7 +216,7 @@ impl Engine {
                         run.state
                     )));
                 }
-                return self.execute(run_id).await;
+                // Released by crash recovery: resume it as a new round like a failed run.
             }
             RunState::Failed | RunState::Cancelled => {}
         }
@@ -233,7 +233,7 @@ impl Engine {
             .tasks
             .iter()
             .enumerate()
-            .filter(|(i, _)| closure[*i])
+            .filter(|(i, t)| closure[*i] && latest.get(&t.id) != Some(&TaskState::Pending))
             .map(|(_, t)| t.id.clone())
             .collect();
         self.store

@@ -182,7 +182,12 @@ pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Fl
     let raw: RawFlow = marked_yaml::from_node(&root).map_err(|e| {
         let where_ = e.path().map(|p| format!(" (at `{p}`)")).unwrap_or_default();
         let inner = e.into_inner();
-        let line = inner.start_mark().map(|m| m.line()).unwrap_or(0);
+        let mut line = inner.start_mark().map(|m| m.line()).unwrap_or(0);
+        if let (0, marked_yaml::spanned_serde::Error::UnknownFieldError(field, _, _)) =
+            (line, &inner)
+        {
+            line = find_key_line(&root, field).unwrap_or(0);
+        }
         FlowErrors(vec![err(line, format!("{inner}{where_}"))])
     })?;
 
@@ -376,6 +381,21 @@ pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Fl
             dag,
         }),
         _ => Err(FlowErrors(errors)),
+    }
+}
+
+/// The line of the first mapping key named `key` (unknown-field errors carry no position).
+fn find_key_line(node: &Node, key: &str) -> Option<usize> {
+    match node {
+        Node::Mapping(m) => m.iter().find_map(|(k, v)| {
+            if k.as_str() == key {
+                k.span().start().map(|s| s.line())
+            } else {
+                find_key_line(v, key)
+            }
+        }),
+        Node::Sequence(s) => s.iter().find_map(|n| find_key_line(n, key)),
+        Node::Scalar(_) => None,
     }
 }
 

@@ -354,7 +354,7 @@ impl Store {
         let round: Option<i64> = sqlx::query_scalar(
             "UPDATE flow_runs SET round = round + 1, state = 'queued', owner = ?, heartbeat_at = ?, \
              ended_at = NULL, error = NULL, cancel_requested = 0 \
-             WHERE id = ? AND state IN ('failed', 'cancelled') RETURNING round",
+             WHERE id = ? AND (state IN ('failed', 'cancelled') OR (state = 'queued' AND owner IS NULL)) RETURNING round",
         )
         .bind(owner)
         .bind(ts(now))
@@ -363,7 +363,7 @@ impl Store {
         .await?;
         let Some(round) = round else {
             return Err(StoreError::Conflict(format!(
-                "run {id} is not failed or cancelled (anymore); nothing to retry"
+                "run {id} is not failed, cancelled or released by recovery (anymore); nothing to retry"
             )));
         };
         for task in rerun {

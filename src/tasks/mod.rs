@@ -120,7 +120,17 @@ pub fn parse_params<T: DeserializeOwned>(node: Option<&Node>) -> Result<T, Param
     };
     marked_yaml::from_node(node).map_err(|e| {
         let inner = e.into_inner();
-        let line = inner.start_mark().map(|m| m.line());
+        let mut line = inner.start_mark().map(|m| m.line());
+        // Unknown-field errors carry no position: point at the offending key ourselves.
+        if let (None, marked_yaml::spanned_serde::Error::UnknownFieldError(field, _, _)) =
+            (line, &inner)
+        {
+            line = node.as_mapping().and_then(|m| {
+                m.keys()
+                    .find(|k| k.as_str() == field)
+                    .and_then(|k| k.span().start().map(|s| s.line()))
+            });
+        }
         ParamError {
             message: inner.to_string(),
             line,

@@ -1,0 +1,8 @@
+//! All integration tests in one binary, so they link once (the delta-rs convention).
+
+mod common;
+mod core_cli;
+mod dag_props;
+mod executor;
+mod recovery;
+mod validation;

@@ -1,0 +1,130 @@
+//! kill -9 a `flowctl trigger` mid-run: the next process that opens the store finds the
+//! orphaned attempt, marks it by policy, and `flowctl retry RUN` completes the run. Nothing lost,
+//! nothing that succeeded runs again.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{Env, attempts, count_lines, stderr, task_state};
+
+fn kill_trigger_mid_task(env: &Env, flow: &str) -> i64 {
+    let mut child = env
+        .cmd(&["trigger", flow])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = env.work().join("slow.started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the slow task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no cleanup, no last heartbeat.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The only run in a fresh state DB.
+    1
+}
+
+const FLOW: &str = r#"name: crashy
+tasks:
+  - id: first
+    kind: shell
+    params: {command: 'echo run >> {work}/first.count'}
+  - id: slow
+    kind: shell
+    depends_on: [first]
+    retries: RETRIES
+    params:
+      command: >-
+        echo run >> {work}/slow.count;
+        if [ ! -f {work}/slow.started ]; then touch {work}/slow.started; exec sleep 5; fi
+  - id: last
+    kind: shell
+    depends_on: [slow]
+    params: {command: 'echo run >> {work}/last.count'}
+"#;
+
+#[test]
+fn kill_dash_nine_then_recover_and_retry_with_retries_left() {
+    let env = Env::new();
+    env.flow(
+        "crashy",
+        &FLOW.replace("RETRIES", "{count: 1, delay: 10ms}"),
+    );
+    let id = kill_trigger_mid_task(&env, "crashy");
+
+    // Any command that opens the store recovers the run.
+    let out = env.run(&["runs", "show", &id.to_string(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("recovered run {id}")),
+        "{}",
+        stderr(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["run"]["state"], "queued");
+    assert!(v["run"]["owner"].is_null());
+    assert_eq!(task_state(&v, "first"), "success");
+    // It had a retry left, so the interrupted attempt is up for retry.
+    assert_eq!(task_state(&v, "slow"), "up_for_retry");
+    assert!(
+        attempts(&v, "slow")[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("orphaned")
+    );
+    assert_eq!(task_state(&v, "last"), "pending");
+
+    // A second opener finds nothing more to recover.
+    let again = env.run(&["runs", "list"]);
+    assert!(!stderr(&again).contains("recovered"), "{}", stderr(&again));
+
+    let (code, r) = env.json(&["retry", &id.to_string()]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["run"]["state"], "success");
+    let count = |t: &str| count_lines(&env.work().join(format!("{t}.count")));
+    assert_eq!((count("first"), count("slow"), count("last")), (1, 2, 1));
+}
+
+#[test]
+fn kill_dash_nine_without_retries_fails_the_attempt_and_retry_completes() {
+    let env = Env::new();
+    env.flow("crashy", &FLOW.replace("RETRIES", "0"));
+    let id = kill_trigger_mid_task(&env, "crashy");
+    let (_, v) = env.json(&["runs", "show", &id.to_string()]);
+    assert_eq!(task_state(&v, "slow"), "failed");
+    let (code, r) = env.json(&["retry", &id.to_string()]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["run"]["state"], "success");
+    let count = |t: &str| count_lines(&env.work().join(format!("{t}.count")));
+    assert_eq!((count("first"), count("slow"), count("last")), (1, 2, 1));
+}
+
+#[test]
+fn a_live_owner_is_never_recovered() {
+    let env = Env::new();
+    env.flow(
+        "live",
+        "name: live\ntasks:\n  - id: a\n    kind: shell\n    params: {command: 'touch {work}/a.started; sleep 2'}\n",
+    );
+    let mut child = env
+        .cmd(&["trigger", "live"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = env.work().join("a.started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Even with a tiny lease, a live local owner keeps its run.
+    let out = env
+        .cmd(&["runs", "list", "--json"])
+        .env("FLOWCTL_LEASE", "1ms")
+        .output()
+        .unwrap();
+    assert!(!stderr(&out).contains("recovered"), "{}", stderr(&out));
+    assert!(child.wait().unwrap().success());
+}
