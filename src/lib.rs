@@ -7,5 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod flow;
+pub mod metrics;
 pub mod store;
 pub mod tasks;
+pub mod web;

@@ -7,6 +7,7 @@ mod bench;
 mod flows;
 pub mod output;
 mod runs;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,11 @@ enum Command {
     Retry(runs::RunArgs),
     /// Cancel a queued or running run.
     Cancel(runs::RunArgs),
+    /// Scheduler, web UI, JSON API and /metrics on one port.
+    Serve(serve::ServeArgs),
+    /// Scheduled flows: list, pause, unpause.
+    #[command(subcommand)]
+    Schedules(serve::SchedulesCmd),
     /// Execute one run in this process (used by `trigger --detach`).
     #[command(hide = true)]
     Worker(runs::WorkerArgs),
@@ -115,6 +121,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Retry(a) => runs::retry(&engine, a).await,
                 Command::Cancel(a) => runs::cancel(&engine, a).await,
                 Command::Worker(a) => runs::worker(&engine, a).await,
+                Command::Serve(a) => serve::serve(&cfg, engine.clone(), a).await,
+                Command::Schedules(cmd) => serve::schedules(&cfg, &engine, cmd).await,
                 Command::Flows(_) | Command::Bench(_) => unreachable!("handled above"),
             };
             engine.store().close().await;

@@ -422,6 +422,13 @@ async fn record(
         )
         .await?;
     s.state = state;
+    let m = crate::metrics::get();
+    m.task_runs
+        .with_label_values(&[&flow.name, &spec.id, state.as_str()])
+        .inc();
+    m.task_duration
+        .with_label_values(&[&flow.name, &spec.id])
+        .observe(done.elapsed.as_secs_f64());
     Ok(())
 }
 

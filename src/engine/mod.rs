@@ -8,6 +8,7 @@ pub mod owner;
 mod recovery;
 pub mod retry;
 pub mod rules;
+pub mod scheduler;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -186,6 +187,24 @@ impl Engine {
         }
         let run = self.store.get_run(run_id).await?;
         executor::drive(self, run, flow).await
+    }
+
+    /// Claims a run that no live process executes and executes it in the background (used by
+    /// `serve` for scheduled, recovered and abandoned runs). Does nothing if another process
+    /// owns it.
+    pub fn adopt(&self, run_id: i64) {
+        let e = self.clone();
+        tokio::spawn(async move {
+            match e.store.claim_run(run_id, &e.owner, Utc::now()).await {
+                Ok(true) => {
+                    if let Err(err) = e.execute(run_id).await {
+                        tracing::error!(run = run_id, error = %err, "run failed to execute");
+                    }
+                }
+                Ok(false) => {}
+                Err(err) => tracing::error!(run = run_id, error = %err, "cannot claim run"),
+            }
+        });
     }
 
     /// Polls a run owned by someone else until it is finished.

@@ -1,4 +1,5 @@
-//! Cron schedules: five-field cron expressions and the `@hourly`-style shorthands.
+//! Cron schedules: five-field cron expressions (six with a leading seconds field, for sub-minute
+//! schedules) and the `@hourly`-style shorthands. Evaluated in UTC.
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
@@ -7,6 +8,8 @@ use croner::Cron;
 #[derive(Debug, Clone)]
 pub struct Schedule {
     expr: String,
+    /// Always six fields: the form tokio-cron-scheduler wants.
+    with_seconds: String,
     cron: Cron,
 }
 
@@ -28,16 +31,23 @@ impl Schedule {
             other => other,
         };
         let fields = expanded.split_whitespace().count();
-        if fields != 5 {
+        if fields != 5 && fields != 6 {
             return Err(format!(
-                "bad cron `{expr}`: expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
+                "bad cron `{expr}`: expected 5 fields (minute hour day-of-month month day-of-week), \
+                 or 6 with leading seconds; found {fields}"
             ));
         }
-        let cron = expanded
+        let with_seconds = if fields == 5 {
+            format!("0 {expanded}")
+        } else {
+            expanded.to_string()
+        };
+        let cron = with_seconds
             .parse::<Cron>()
             .map_err(|e| format!("bad cron `{expr}`: {e}"))?;
         Ok(Schedule {
             expr: trimmed.to_string(),
+            with_seconds,
             cron,
         })
     }
@@ -46,9 +56,41 @@ impl Schedule {
         &self.expr
     }
 
+    /// The six-field form (seconds first).
+    pub fn with_seconds(&self) -> &str {
+        &self.with_seconds
+    }
+
     /// The first fire time strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron.find_next_occurrence(&after, false).ok()
+    }
+
+    /// The latest fire time at or before `t`.
+    pub fn latest_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_previous_occurrence(&t, true).ok()
+    }
+
+    /// Fire times in `(after, until]`, oldest first, at most `cap` of the most recent ones.
+    pub fn missed(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        cap: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut out = std::collections::VecDeque::new();
+        let mut t = after;
+        while let Some(next) = self.next_after(t) {
+            if next > until {
+                break;
+            }
+            out.push_back(next);
+            if out.len() > cap {
+                out.pop_front();
+            }
+            t = next;
+        }
+        out.into()
     }
 }
 
@@ -70,6 +112,26 @@ mod tests {
             d.next_after(t).unwrap(),
             Utc.with_ymd_and_hms(2026, 1, 2, 2, 30, 0).unwrap()
         );
+    }
+
+    #[test]
+    fn seconds_and_missed_windows() {
+        let s = Schedule::parse("*/10 * * * * *").unwrap();
+        assert_eq!(s.with_seconds(), "*/10 * * * * *");
+        assert_eq!(
+            Schedule::parse("@daily").unwrap().with_seconds(),
+            "0 0 0 * * *"
+        );
+        let h = Schedule::parse("@hourly").unwrap();
+        let from = Utc.with_ymd_and_hms(2026, 1, 1, 0, 30, 0).unwrap();
+        let until = Utc.with_ymd_and_hms(2026, 1, 1, 5, 0, 0).unwrap();
+        let all = h.missed(from, until, 100);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[0], Utc.with_ymd_and_hms(2026, 1, 1, 1, 0, 0).unwrap());
+        assert_eq!(all[4], until);
+        let capped = h.missed(from, until, 2);
+        assert_eq!(capped, all[3..].to_vec());
+        assert_eq!(h.latest_at_or_before(until).unwrap(), until);
     }
 
     #[test]

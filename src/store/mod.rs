@@ -9,6 +9,7 @@
 
 mod logs;
 mod runs;
+mod schedules;
 mod tasks;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use sqlx::sqlite::{
 pub use logs::LogRow;
 pub use runs::Heartbeat;
 pub use runs::{NewRun, RunFilter, RunRow, Submitted};
+pub use schedules::{QualityRow, ScheduleRow};
 pub use tasks::{AttemptRow, Move, TaskFinish};
 
 /// Everything that can go wrong talking to the state DB.

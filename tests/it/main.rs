@@ -5,4 +5,7 @@ mod core_cli;
 mod dag_props;
 mod executor;
 mod recovery;
+mod scheduler;
+mod server;
 mod validation;
+mod web_api;

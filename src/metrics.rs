@@ -1,0 +1,192 @@
+//! Prometheus metrics: one registry, stable names (the Grafana dashboard and the alerting rules in
+//! `docker/` refer to them; a test checks they exist).
+//!
+//! Run counts come from the state DB at scrape time, so runs executed by any process are counted;
+//! durations, rows and events are observed in-process by whoever does the work.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::store::{Store, StoreError};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub flow_runs: IntGaugeVec,
+    pub task_runs: IntCounterVec,
+    pub task_duration: HistogramVec,
+    pub rows_written: IntCounterVec,
+    pub dlq_events: IntCounterVec,
+    pub quality_checks: IntCounterVec,
+    pub consumer_lag: IntGaugeVec,
+    pub end_to_end_latency: HistogramVec,
+    pub scheduler_heartbeat: Gauge,
+    pub schedule_fires: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub next_fire: GaugeVec,
+}
+
+/// Every metric name flowctl exposes; `docker/` may only refer to these.
+pub const NAMES: &[&str] = &[
+    "flowctl_flow_runs",
+    "flowctl_task_runs_total",
+    "flowctl_task_duration_seconds",
+    "flowctl_rows_written_total",
+    "flowctl_dlq_events_total",
+    "flowctl_quality_checks_total",
+    "flowctl_consumer_lag",
+    "flowctl_end_to_end_latency_seconds",
+    "flowctl_scheduler_heartbeat_timestamp_seconds",
+    "flowctl_schedule_fires_total",
+    "flowctl_http_requests_total",
+    "flowctl_schedule_next_fire_timestamp_seconds",
+];
+
+fn build() -> Metrics {
+    let registry = Registry::new();
+    let m = Metrics {
+        flow_runs: IntGaugeVec::new(
+            Opts::new(
+                "flowctl_flow_runs",
+                "Flow runs in the state store by flow and state",
+            ),
+            &["flow", "state"],
+        )
+        .unwrap(),
+        task_runs: IntCounterVec::new(
+            Opts::new(
+                "flowctl_task_runs_total",
+                "Task attempts finished by this process, by flow, task and final state",
+            ),
+            &["flow", "task", "state"],
+        )
+        .unwrap(),
+        task_duration: HistogramVec::new(
+            HistogramOpts::new("flowctl_task_duration_seconds", "Task attempt duration").buckets(
+                vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0],
+            ),
+            &["flow", "task"],
+        )
+        .unwrap(),
+        rows_written: IntCounterVec::new(
+            Opts::new("flowctl_rows_written_total", "Rows committed to a table"),
+            &["table"],
+        )
+        .unwrap(),
+        dlq_events: IntCounterVec::new(
+            Opts::new(
+                "flowctl_dlq_events_total",
+                "Events routed to the dead-letter queue",
+            ),
+            &["topic", "category"],
+        )
+        .unwrap(),
+        quality_checks: IntCounterVec::new(
+            Opts::new("flowctl_quality_checks_total", "Quality check outcomes"),
+            &["table", "check", "outcome"],
+        )
+        .unwrap(),
+        consumer_lag: IntGaugeVec::new(
+            Opts::new("flowctl_consumer_lag", "Kafka consumer lag in messages"),
+            &["topic", "partition"],
+        )
+        .unwrap(),
+        end_to_end_latency: HistogramVec::new(
+            HistogramOpts::new(
+                "flowctl_end_to_end_latency_seconds",
+                "Event time to gold commit",
+            )
+            .buckets(vec![
+                1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
+            ]),
+            &["table"],
+        )
+        .unwrap(),
+        scheduler_heartbeat: Gauge::with_opts(Opts::new(
+            "flowctl_scheduler_heartbeat_timestamp_seconds",
+            "Unix time of the scheduler's last heartbeat",
+        ))
+        .unwrap(),
+        schedule_fires: IntCounterVec::new(
+            Opts::new("flowctl_schedule_fires_total", "Scheduled runs fired"),
+            &["flow"],
+        )
+        .unwrap(),
+        http_requests: IntCounterVec::new(
+            Opts::new(
+                "flowctl_http_requests_total",
+                "HTTP requests served by route class and status",
+            ),
+            &["route", "status"],
+        )
+        .unwrap(),
+        next_fire: GaugeVec::new(
+            Opts::new(
+                "flowctl_schedule_next_fire_timestamp_seconds",
+                "Unix time of each flow's next scheduled fire",
+            ),
+            &["flow"],
+        )
+        .unwrap(),
+        registry,
+    };
+    m.registry.register(Box::new(m.flow_runs.clone())).unwrap();
+    m.registry.register(Box::new(m.task_runs.clone())).unwrap();
+    m.registry
+        .register(Box::new(m.task_duration.clone()))
+        .unwrap();
+    m.registry
+        .register(Box::new(m.rows_written.clone()))
+        .unwrap();
+    m.registry.register(Box::new(m.dlq_events.clone())).unwrap();
+    m.registry
+        .register(Box::new(m.quality_checks.clone()))
+        .unwrap();
+    m.registry
+        .register(Box::new(m.consumer_lag.clone()))
+        .unwrap();
+    m.registry
+        .register(Box::new(m.end_to_end_latency.clone()))
+        .unwrap();
+    m.registry
+        .register(Box::new(m.scheduler_heartbeat.clone()))
+        .unwrap();
+    m.registry
+        .register(Box::new(m.schedule_fires.clone()))
+        .unwrap();
+    m.registry
+        .register(Box::new(m.http_requests.clone()))
+        .unwrap();
+    m.registry.register(Box::new(m.next_fire.clone())).unwrap();
+    m
+}
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(build)
+}
+
+/// Refreshes the store-derived gauges and renders the text exposition format.
+pub async fn render(store: &Store) -> Result<String, StoreError> {
+    let m = get();
+    m.flow_runs.reset();
+    for (flow, state, n) in store.run_counts().await? {
+        m.flow_runs.with_label_values(&[&flow, &state]).set(n);
+    }
+    for s in store.schedules().await? {
+        if let Some(next) = s.next_fire_at {
+            m.next_fire
+                .with_label_values(&[&s.flow])
+                .set(next.timestamp() as f64);
+        }
+    }
+    let mut buf = Vec::new();
+    TextEncoder::new()
+        .encode(&m.registry.gather(), &mut buf)
+        .expect("text encoding cannot fail");
+    Ok(String::from_utf8(buf).expect("exposition is UTF-8"))
+}

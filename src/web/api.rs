@@ -1,0 +1,350 @@
+//! The JSON API. Reads go through the store; actions go through the engine.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::require_bearer;
+use super::{ApiError, AppState};
+use crate::engine::scheduler::Scheduler;
+use crate::engine::state::RunState;
+use crate::store::{RunFilter, Submitted};
+
+pub type ApiResult = Result<Response, ApiError>;
+
+fn ok(v: Value) -> ApiResult {
+    crate::metrics::get()
+        .http_requests
+        .with_label_values(&["api", "200"])
+        .inc();
+    Ok(Json(v).into_response())
+}
+
+fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+    p.map(|Path(id)| id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad run id: {e}")))
+}
+
+pub async fn flows(State(s): State<AppState>) -> ApiResult {
+    let (flows, errors) = s.flows();
+    let store = s.engine.store();
+    let schedules = store.schedules().await?;
+    let mut out = Vec::new();
+    for f in &flows {
+        let sched = schedules.iter().find(|r| r.flow == f.name);
+        let recent = store
+            .list_runs(&RunFilter {
+                flow: Some(f.name.clone()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await?;
+        out.push(json!({
+            "name": f.name,
+            "description": f.description,
+            "schedule": f.schedule.as_ref().map(|s| s.expr()),
+            "catchup": f.catchup,
+            "paused": sched.is_some_and(|r| r.paused),
+            "next_fire_at": sched.and_then(|r| r.next_fire_at)
+                .or_else(|| f.schedule.as_ref().and_then(|s| s.next_after(chrono::Utc::now()))),
+            "last_fire_at": sched.and_then(|r| r.last_fire_at),
+            "max_active_runs": f.max_active_runs,
+            "params": f.params,
+            "tasks": f.tasks.iter().map(|t| &t.id).collect::<Vec<_>>(),
+            "recent_runs": recent.iter().map(|r| json!({"id": r.id, "state": r.state.as_str()})).collect::<Vec<_>>(),
+        }));
+    }
+    ok(json!({"flows": out, "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+pub async fn trigger(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Json<TriggerBody>, JsonRejection>,
+) -> ApiResult {
+    require_bearer(&s, &headers)?;
+    let flow = s.flow(&name)?;
+    let body = match body {
+        Ok(Json(b)) => b,
+        // An empty body means "no params".
+        Err(JsonRejection::MissingJsonContentType(_))
+            if headers.get(header::CONTENT_LENGTH).is_none_or(|v| v == "0") =>
+        {
+            TriggerBody {
+                params: BTreeMap::new(),
+                idempotency_key: None,
+            }
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("bad request body: {}", e.body_text()),
+            ));
+        }
+    };
+    let submitted = s
+        .engine
+        .submit(&flow, &body.params, "api", body.idempotency_key.as_deref())
+        .await?;
+    let created = matches!(submitted, Submitted::Created(_));
+    if created {
+        s.engine.adopt(submitted.run_id());
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"run_id": submitted.run_id(), "created": created, "flow": flow.name})),
+    )
+        .into_response())
+}
+
+async fn set_paused(s: AppState, headers: HeaderMap, name: String, paused: bool) -> ApiResult {
+    require_bearer(&s, &headers)?;
+    let flow = s.flow(&name)?;
+    if flow.schedule.is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("flow `{name}` has no schedule to pause"),
+        ));
+    }
+    Scheduler::set_paused(&s.engine, &flow, paused)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    ok(json!({"flow": name, "paused": paused}))
+}
+
+pub async fn pause(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    set_paused(s, headers, name, true).await
+}
+
+pub async fn unpause(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    set_paused(s, headers, name, false).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    pub flow: Option<String>,
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+    pub before: Option<i64>,
+}
+
+pub fn run_filter(q: &RunsQuery) -> Result<RunFilter, ApiError> {
+    let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        Some(st) => Some(
+            st.parse::<RunState>()
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?,
+        ),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1..=1000, found {limit}"),
+        ));
+    }
+    Ok(RunFilter {
+        flow: q.flow.clone().filter(|f| !f.is_empty()),
+        state,
+        limit,
+        before_id: q.before,
+    })
+}
+
+pub async fn runs(
+    State(s): State<AppState>,
+    q: Result<Query<RunsQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let filter = run_filter(&q)?;
+    let rows = s.engine.store().list_runs(&filter).await?;
+    let next = (rows.len() as u32 == filter.limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    ok(json!({"runs": rows, "next_before": next}))
+}
+
+/// Run, tasks (latest attempt each, in DAG order, with upstreams), attempts, quality results.
+pub async fn run_detail(s: &AppState, id: i64) -> Result<Value, ApiError> {
+    let store = s.engine.store();
+    let run = store.get_run(id).await?;
+    let attempts = store.attempts(id).await?;
+    let quality = store.quality_results(id).await?;
+    let flow = crate::flow::parse_flow(
+        std::path::Path::new(&run.flow_path),
+        &run.flow_yaml,
+        s.engine.registry(),
+    )
+    .ok();
+    let mut tasks = Vec::new();
+    if let Some(f) = &flow {
+        for i in f.dag.topological_order() {
+            let t = &f.tasks[i];
+            let mine: Vec<_> = attempts.iter().filter(|a| a.task_id == t.id).collect();
+            let last = mine.iter().max_by_key(|a| a.attempt);
+            tasks.push(json!({
+                "task": t.id,
+                "kind": t.kind,
+                "depends_on": t.depends_on,
+                "trigger_rule": t.trigger_rule.as_str(),
+                "state": last.map(|a| a.state.as_str()),
+                "attempts": mine.iter().filter(|a| a.started_at.is_some()).count(),
+                "error": last.and_then(|a| a.error.clone()),
+                "started_at": mine.iter().filter_map(|a| a.started_at).min(),
+                "ended_at": last.and_then(|a| a.ended_at),
+            }));
+        }
+    }
+    Ok(json!({"run": run, "tasks": tasks, "attempts": attempts, "quality": quality}))
+}
+
+pub async fn run(State(s): State<AppState>, id: Result<Path<i64>, PathRejection>) -> ApiResult {
+    let id = path_id(id)?;
+    ok(run_detail(&s, id).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    pub task: Option<String>,
+    #[serde(default)]
+    pub after: i64,
+}
+
+pub async fn logs(
+    State(s): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    q: Result<Query<LogsQuery>, QueryRejection>,
+) -> ApiResult {
+    let id = path_id(id)?;
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let store = s.engine.store();
+    let run = store.get_run(id).await?;
+    let lines = store.logs(id, q.task.as_deref(), q.after).await?;
+    let next = lines.last().map(|(i, _)| *i).unwrap_or(q.after);
+    ok(json!({
+        "run_state": run.state.as_str(),
+        "next_after": next,
+        "lines": lines.into_iter().map(|(_, l)| l).collect::<Vec<_>>(),
+    }))
+}
+
+pub async fn retry(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    require_bearer(&s, &headers)?;
+    let id = path_id(id)?;
+    start_retry(&s, id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"run_id": id, "retrying": true})),
+    )
+        .into_response())
+}
+
+/// Validates a retry synchronously (so the caller gets 404/409 at once), then runs it in the
+/// background.
+pub async fn start_retry(s: &AppState, id: i64) -> Result<(), ApiError> {
+    let run = s.engine.store().get_run(id).await?;
+    match run.state {
+        RunState::Success => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("run {id} succeeded; nothing to retry"),
+            ));
+        }
+        RunState::Queued | RunState::Running if run.owner.is_some() => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("run {id} is still {}", run.state),
+            ));
+        }
+        _ => {}
+    }
+    let engine = s.engine.clone();
+    tokio::spawn(async move {
+        if let Err(e) = engine.retry(id).await {
+            tracing::error!(run = id, error = %e, "retry failed");
+        }
+    });
+    Ok(())
+}
+
+pub async fn cancel(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    require_bearer(&s, &headers)?;
+    let id = path_id(id)?;
+    let state = s.engine.cancel(id, Duration::from_secs(5)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"run_id": id, "state": state.as_str()})),
+    )
+        .into_response())
+}
+
+pub async fn tables(State(s): State<AppState>) -> ApiResult {
+    let tables = super::list_tables(&s.home.join("lake"));
+    ok(json!({"tables": tables}))
+}
+
+pub async fn healthz(State(s): State<AppState>) -> ApiResult {
+    s.engine
+        .store()
+        .count_runs(None, Some(RunState::Running))
+        .await?;
+    ok(json!({"status": "ok"}))
+}
+
+pub async fn metrics(State(s): State<AppState>) -> ApiResult {
+    let text = crate::metrics::render(s.engine.store()).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
+}
