@@ -32,7 +32,7 @@ tr:last-child td{border-bottom:0}a{color:#2f6fbd}.muted{color:#7b8794}.err{color
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
 .card{background:#fff;border-radius:8px;box-shadow:0 1px 2px rgba(0,0,0,.06);padding:16px;margin-bottom:16px;overflow-x:auto}
 .filters{display:flex;gap:8px;align-items:center;margin-bottom:12px}select,input{padding:5px 8px;border:1px solid #cbd2d9;border-radius:6px;font:inherit}
-button{padding:5px 12px;border:0;border-radius:6px;background:#2f6fbd;color:#fff;font:inherit;font-weight:600;cursor:pointer}button.secondary{background:#7b8794}button.danger{background:#d64545}
+button{padding:5px 12px;border:0;border-radius:6px;background:#2f6fbd;color:#fff;font:inherit;font-weight:600;cursor:pointer}button.secondary{background:#7b8794}button:disabled{opacity:.35;cursor:default}button.danger{background:#d64545}
 .kv{display:grid;grid-template-columns:140px 1fr;gap:4px 16px}.dots span{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:3px}
 pre.log{background:#111827;color:#e5e7eb;padding:12px;border-radius:8px;overflow:auto;max-height:70vh;font:12px/1.5 ui-monospace,Menlo,monospace}
 .pager{margin-top:12px}.inline{display:inline}form.trigger{display:flex;flex-wrap:wrap;gap:6px;align-items:center}

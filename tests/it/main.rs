@@ -1,5 +1,6 @@
 //! All integration tests in one binary, so they link once (the delta-rs convention).
 
+mod browser;
 mod common;
 mod core_cli;
 mod dag_props;
