@@ -190,3 +190,35 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
         .expect("text encoding cannot fail");
     Ok(String::from_utf8(buf).expect("exposition is UTF-8"))
 }
+
+#[cfg(test)]
+mod tests {
+    use prometheus::core::Collector;
+
+    #[test]
+    fn names_list_every_registered_metric() {
+        let m = super::build();
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.flow_runs.clone()),
+            Box::new(m.task_runs.clone()),
+            Box::new(m.task_duration.clone()),
+            Box::new(m.rows_written.clone()),
+            Box::new(m.dlq_events.clone()),
+            Box::new(m.quality_checks.clone()),
+            Box::new(m.consumer_lag.clone()),
+            Box::new(m.end_to_end_latency.clone()),
+            Box::new(m.scheduler_heartbeat.clone()),
+            Box::new(m.schedule_fires.clone()),
+            Box::new(m.http_requests.clone()),
+            Box::new(m.next_fire.clone()),
+        ];
+        let mut names: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = super::NAMES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(names, want);
+    }
+}

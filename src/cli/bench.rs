@@ -18,6 +18,14 @@ use crate::tasks::TaskRegistry;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
+    /// Web latency with a large history: the runs page, a run page, /api/runs, /metrics.
+    Web {
+        /// Runs to put in the history first.
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Orchestrator overhead per task.
     Scheduler {
         /// Where to put the throwaway state DB (default: a temp dir).
@@ -29,6 +37,7 @@ pub enum BenchCmd {
 pub async fn run(_cfg: &Config, cmd: BenchCmd) -> anyhow::Result<u8> {
     match cmd {
         BenchCmd::Scheduler { dir } => scheduler(dir).await,
+        BenchCmd::Web { runs, dir } => web(runs, dir).await,
     }
 }
 
@@ -143,4 +152,119 @@ fn tempdir_in(dir: Option<std::path::PathBuf>) -> anyhow::Result<std::path::Path
     let p = base.join(format!("flowctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&p)?;
     Ok(p)
+}
+
+async fn web(runs: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let tmp = tempdir_in(dir)?;
+    let flows_dir = tmp.join("flows");
+    std::fs::create_dir_all(&flows_dir)?;
+    std::fs::write(flows_dir.join("ten.yaml"), ten("bench_web"))?;
+    let store = Store::open(&tmp.join("bench.db")).await?;
+    let registry = TaskRegistry::builtin();
+    let engine = Engine::new(
+        store.clone(),
+        registry.clone(),
+        EngineConfig {
+            home: tmp.clone(),
+            concurrency: 64,
+            ..EngineConfig::default()
+        },
+    );
+    let flow = parse_flow(&flows_dir.join("ten.yaml"), &ten("bench_web"), &registry)
+        .map_err(anyhow::Error::from)?;
+    let fill = Instant::now();
+    // A realistic history: executed runs (every task row written), a tenth of them failed.
+    let mut handles = Vec::new();
+    for i in 0..runs {
+        let id = engine
+            .submit(&flow, &Default::default(), "cli", None)
+            .await?
+            .run_id();
+        let e = engine.clone();
+        handles.push(tokio::spawn(async move { e.execute(id).await }));
+        if i % 200 == 199 {
+            for h in handles.drain(..) {
+                h.await??;
+            }
+        }
+    }
+    for h in handles {
+        h.await??;
+    }
+    println!(
+        "history: {runs} runs × {} tasks written in {:.1}s",
+        flow.tasks.len(),
+        fill.elapsed().as_secs_f64()
+    );
+
+    let state = crate::web::AppState {
+        engine: engine.clone(),
+        flows_dir,
+        home: tmp.clone(),
+        token: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, crate::web::router(state)).await });
+
+    async fn get(
+        addr: std::net::SocketAddr,
+        path: &str,
+    ) -> anyhow::Result<(std::time::Duration, usize)> {
+        let start = Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::ensure!(
+            buf.starts_with(b"HTTP/1.1 200"),
+            "GET {path}: {}",
+            String::from_utf8_lossy(&buf[..buf.len().min(200)])
+        );
+        Ok((start.elapsed(), buf.len()))
+    }
+    let last = store
+        .list_runs(&crate::store::RunFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await?[0]
+        .id;
+    println!(
+        "{:<40} {:>10} {:>10} {:>10}",
+        "request (50 each, sequential)", "median", "p95", "bytes"
+    );
+    for path in [
+        "/runs".to_string(),
+        "/runs?flow=bench_web&state=success".to_string(),
+        format!("/runs?before={}", last / 2),
+        format!("/runs/{last}"),
+        "/api/runs?limit=50".to_string(),
+        "/metrics".to_string(),
+    ] {
+        get(addr, &path).await?; // warm-up
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..50 {
+            let (t, b) = get(addr, &path).await?;
+            times.push(t);
+            bytes = b;
+        }
+        times.sort();
+        println!(
+            "{:<40} {:>8.2}ms {:>8.2}ms {:>10}",
+            path,
+            times[25].as_secs_f64() * 1000.0,
+            times[47].as_secs_f64() * 1000.0,
+            bytes
+        );
+    }
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(0)
 }

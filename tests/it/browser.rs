@@ -30,8 +30,11 @@ const ELEMENT_PREFIX: &str = "element-6066-11e4-";
 
 impl Driver {
     fn start() -> Driver {
-        let chromedriver = which("chromedriver").expect("chromedriver is required (Debian package chromium-driver; .ci/run installs it)");
-        let chromium = which("chromium").expect("chromium is required (Debian package chromium; .ci/run installs it)");
+        let chromedriver = which("chromedriver").expect(
+            "chromedriver is required (Debian package chromium-driver; .ci/run installs it)",
+        );
+        let chromium = which("chromium")
+            .expect("chromium is required (Debian package chromium; .ci/run installs it)");
         let port = free_port();
         let child = Command::new(chromedriver)
             .arg(format!("--port={port}"))
@@ -55,17 +58,31 @@ impl Driver {
                          "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
             }
         }}});
-        let mut r = agent().post(&format!("{base}/session")).send_json(&caps).unwrap();
+        let mut r = agent()
+            .post(&format!("{base}/session"))
+            .send_json(&caps)
+            .unwrap();
         let v: Value = r.body_mut().read_json().unwrap();
-        let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
-        Driver { child, base, session, _profile: profile }
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        Driver {
+            child,
+            base,
+            session,
+            _profile: profile,
+        }
     }
 
     fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{}", self.base, self.session, path);
         let mut r = match method {
             "GET" => agent().get(&url).call().unwrap(),
-            "POST" => agent().post(&url).send_json(body.unwrap_or(json!({}))).unwrap(),
+            "POST" => agent()
+                .post(&url)
+                .send_json(body.unwrap_or(json!({})))
+                .unwrap(),
             _ => agent().delete(&url).call().unwrap(),
         };
         let v: Value = r.body_mut().read_json().unwrap();
@@ -81,19 +98,30 @@ impl Driver {
     }
 
     fn find(&self, css: &str) -> Option<String> {
-        let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
         // The W3C element reference: an object with a single well-known key.
-        v.as_object().and_then(|o| o.iter().find(|(k, _)| k.starts_with(ELEMENT_PREFIX))).and_then(|(_, id)| id.as_str()).map(str::to_string)
+        v.as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.starts_with(ELEMENT_PREFIX)))
+            .and_then(|(_, id)| id.as_str())
+            .map(str::to_string)
     }
 
     fn attr(&self, css: &str, name: &str) -> Option<String> {
         let el = self.find(css)?;
-        self.cmd("GET", &format!("/element/{el}/attribute/{name}"), None).as_str().map(str::to_string)
+        self.cmd("GET", &format!("/element/{el}/attribute/{name}"), None)
+            .as_str()
+            .map(str::to_string)
     }
 
     fn text(&self, css: &str) -> Option<String> {
         let el = self.find(css)?;
-        self.cmd("GET", &format!("/element/{el}/text"), None).as_str().map(str::to_string)
+        self.cmd("GET", &format!("/element/{el}/text"), None)
+            .as_str()
+            .map(str::to_string)
     }
 
     fn click(&self, css: &str) {
@@ -104,7 +132,9 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = agent().delete(&format!("{}/session/{}", self.base, self.session)).call();
+        let _ = agent()
+            .delete(&format!("{}/session/{}", self.base, self.session))
+            .call();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -141,12 +171,20 @@ tasks:
     // Fill the declared param and submit the form.
     let input = d.find("input[name='param.greeting']").expect("param input");
     d.cmd("POST", &format!("/element/{input}/clear"), Some(json!({})));
-    d.cmd("POST", &format!("/element/{input}/value"), Some(json!({"text": "bonjour"})));
+    d.cmd(
+        "POST",
+        &format!("/element/{input}/value"),
+        Some(json!({"text": "bonjour"})),
+    );
     d.click("button[data-trigger='browser_flow']");
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while !d.url().contains("/runs/") {
-        assert!(Instant::now() < deadline, "no redirect to the run page: {}", d.url());
+        assert!(
+            Instant::now() < deadline,
+            "no redirect to the run page: {}",
+            d.url()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let url = d.url();
@@ -162,19 +200,43 @@ tasks:
         if state == "success" {
             break;
         }
-        assert!(Instant::now() < deadline, "run did not reach success in the page (last {state})");
+        assert!(
+            Instant::now() < deadline,
+            "run did not reach success in the page (last {state})"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(seen_active, "never saw the run active before it finished");
-    assert_eq!(d.url(), url, "the page navigated instead of refreshing in place");
-    for (task, want) in [("first", "success"), ("second", "success"), ("third", "success"), ("never", "skipped")] {
-        assert_eq!(d.attr(&format!("g.node[data-task='{task}']"), "data-state").as_deref(), Some(want), "node {task}");
+    assert_eq!(
+        d.url(),
+        url,
+        "the page navigated instead of refreshing in place"
+    );
+    for (task, want) in [
+        ("first", "success"),
+        ("second", "success"),
+        ("third", "success"),
+        ("never", "skipped"),
+    ] {
+        assert_eq!(
+            d.attr(&format!("g.node[data-task='{task}']"), "data-state")
+                .as_deref(),
+            Some(want),
+            "node {task}"
+        );
     }
     // The log page shows the task's output with the form's parameter.
     d.goto(&server.url(&format!("/runs/{id}/logs/second")));
-    assert!(d.text("#log").unwrap_or_default().contains("bonjour from the browser"));
+    assert!(
+        d.text("#log")
+            .unwrap_or_default()
+            .contains("bonjour from the browser")
+    );
     // And the history lists the run.
     d.goto(&server.url("/runs"));
     let row = d.text(&format!("tr[data-run='{id}']")).expect("run row");
-    assert!(row.contains("browser_flow") && row.contains("success"), "{row}");
+    assert!(
+        row.contains("browser_flow") && row.contains("success"),
+        "{row}"
+    );
 }

@@ -4,6 +4,7 @@ mod browser;
 mod common;
 mod core_cli;
 mod dag_props;
+mod docker_files;
 mod executor;
 mod recovery;
 mod scheduler;
