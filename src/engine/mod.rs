@@ -208,11 +208,20 @@ impl Engine {
     }
 
     /// Polls a run owned by someone else until it is finished.
+    /// If the owner dies meanwhile, recovery releases the run and this process takes it over.
     pub async fn wait(&self, run_id: i64) -> Result<RunState, EngineError> {
+        let mut last_recovery = tokio::time::Instant::now();
         loop {
             let run = self.store.get_run(run_id).await?;
             if run.state.is_terminal() {
                 return Ok(run.state);
+            }
+            if run.owner.is_none() && run.state == RunState::Queued {
+                return Box::pin(self.execute(run_id)).await;
+            }
+            if last_recovery.elapsed() >= self.cfg.heartbeat * 2 {
+                self.recover().await?;
+                last_recovery = tokio::time::Instant::now();
             }
             tokio::time::sleep(self.cfg.poll).await;
         }

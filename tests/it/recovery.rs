@@ -128,3 +128,49 @@ fn a_live_owner_is_never_recovered() {
     assert!(!stderr(&out).contains("recovered"), "{}", stderr(&out));
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_waiting_trigger_takes_over_when_the_owner_dies() {
+    let env = Env::new();
+    env.flow(
+        "crashy",
+        &FLOW.replace("RETRIES", "{count: 1, delay: 10ms}"),
+    );
+    let mut owner = env
+        .cmd(&["trigger", "crashy", "--idempotency-key", "nightly"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = env.work().join("slow.started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the slow task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second trigger with the same key attaches to the running run instead of starting one.
+    let waiter = env
+        .cmd(&[
+            "trigger",
+            "crashy",
+            "--idempotency-key",
+            "nightly",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["run"]["state"], "success");
+    assert_eq!(v["run"]["id"], 1);
+    let count = |t: &str| count_lines(&env.work().join(format!("{t}.count")));
+    assert_eq!((count("first"), count("slow"), count("last")), (1, 2, 1));
+    let (_, runs) = env.json(&["runs", "list"]);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+}
