@@ -92,7 +92,8 @@ impl Dag {
                         1 => {
                             let from = path.iter().position(|&(p, _)| p == dep).unwrap_or(0);
                             // Edges point to dependencies; report in execution order.
-                            let mut cycle: Vec<usize> = path[from..].iter().map(|&(p, _)| p).collect();
+                            let mut cycle: Vec<usize> =
+                                path[from..].iter().map(|&(p, _)| p).collect();
                             cycle.reverse();
                             cycle.push(cycle[0]);
                             return Some(cycle);

@@ -23,9 +23,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 "bad duration `{text}`: expected a number at `{rest}` (e.g. `30s`, `5m`, `1h30m`)"
             ));
         }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("bad duration `{text}`: `{}` is not a number", &rest[..digits]))?;
+        let number: f64 = rest[..digits].parse().map_err(|_| {
+            format!(
+                "bad duration `{text}`: `{}` is not a number",
+                &rest[..digits]
+            )
+        })?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
@@ -85,9 +88,21 @@ mod tests {
     #[test]
     fn rejects_garbage_with_a_reason() {
         assert!(parse_duration("").unwrap_err().contains("empty"));
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("abc").unwrap_err().contains("expected a number"));
-        assert!(parse_duration("10x").unwrap_err().contains("unknown unit `x`"));
+        assert!(
+            parse_duration("5 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_duration("abc")
+                .unwrap_err()
+                .contains("expected a number")
+        );
+        assert!(
+            parse_duration("10x")
+                .unwrap_err()
+                .contains("unknown unit `x`")
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use marked_yaml::{LoaderOptions, Node, Spanned};
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use super::dag::Dag;
 use super::duration::parse_duration;
@@ -109,10 +109,11 @@ impl<'de> Visitor<'de> for RawRetryVisitor {
         f.write_str("a retry count or a mapping with count, delay, backoff, max_delay, jitter")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRetry, E> {
-        let count = v
-            .trim()
-            .parse()
-            .map_err(|_| E::custom(format!("retries: `{v}` is not a count (expected e.g. `retries: 3`)")))?;
+        let count = v.trim().parse().map_err(|_| {
+            E::custom(format!(
+                "retries: `{v}` is not a count (expected e.g. `retries: 3`)"
+            ))
+        })?;
         Ok(RawRetry {
             count: Some(count),
             ..RawRetry::default()
@@ -218,7 +219,10 @@ pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Fl
             .ok()
     });
     if raw.tasks.is_empty() {
-        errors.push(err(0, "a flow needs at least one task under `tasks:`".into()));
+        errors.push(err(
+            0,
+            "a flow needs at least one task under `tasks:`".into(),
+        ));
     }
 
     let task_nodes = root.as_mapping().and_then(|m| m.get_sequence("tasks"));
@@ -262,7 +266,11 @@ pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Fl
                         "unknown dependency `{}` in task `{}` (tasks in this flow: {})",
                         d.as_str(),
                         t.id.as_str(),
-                        raw.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
+                        raw.tasks
+                            .iter()
+                            .map(|t| t.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )),
             }
@@ -326,7 +334,11 @@ pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Fl
             tasks.push(TaskSpec {
                 id: t.id.as_str().to_string(),
                 kind: kind.to_string(),
-                depends_on: t.depends_on.iter().map(|d| d.as_str().to_string()).collect(),
+                depends_on: t
+                    .depends_on
+                    .iter()
+                    .map(|d| d.as_str().to_string())
+                    .collect(),
                 retry,
                 timeout,
                 trigger_rule,
@@ -369,11 +381,22 @@ pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Fl
 fn load_error(path: &Path, e: &marked_yaml::LoadError) -> FlowError {
     use marked_yaml::LoadError as L;
     let (line, message) = match e {
-        L::TopLevelMustBeMapping(m) => (m.line(), "the top level of a flow file must be a mapping (name:, tasks:, …)".to_string()),
+        L::TopLevelMustBeMapping(m) => (
+            m.line(),
+            "the top level of a flow file must be a mapping (name:, tasks:, …)".to_string(),
+        ),
         L::TopLevelMustBeSequence(m) => (m.line(), "expected a sequence".to_string()),
-        L::UnexpectedAnchor(m) => (m.line(), "YAML anchors are not supported in flow files".to_string()),
-        L::MappingKeyMustBeScalar(m) => (m.line(), "mapping keys must be plain scalars".to_string()),
-        L::UnexpectedTag(m) => (m.line(), "YAML tags are not supported in flow files".to_string()),
+        L::UnexpectedAnchor(m) => (
+            m.line(),
+            "YAML anchors are not supported in flow files".to_string(),
+        ),
+        L::MappingKeyMustBeScalar(m) => {
+            (m.line(), "mapping keys must be plain scalars".to_string())
+        }
+        L::UnexpectedTag(m) => (
+            m.line(),
+            "YAML tags are not supported in flow files".to_string(),
+        ),
         L::ScanError(m, s) => (m.line(), format!("malformed YAML: {s}")),
         L::DuplicateKey(d) => (
             d.key.span().start().map(|m| m.line()).unwrap_or(0),
@@ -404,13 +427,17 @@ fn retry_policy(r: &Spanned<RawRetry>, base: RetryPolicy) -> Result<RetryPolicy,
     }
     if let Some(b) = r.backoff {
         if !(1.0..=100.0).contains(&b) {
-            return Err(format!("retries.backoff must be between 1.0 and 100, found {b}"));
+            return Err(format!(
+                "retries.backoff must be between 1.0 and 100, found {b}"
+            ));
         }
         p.backoff = b;
     }
     if let Some(j) = r.jitter {
         if !(0.0..=1.0).contains(&j) {
-            return Err(format!("retries.jitter must be a fraction between 0 and 1, found {j}"));
+            return Err(format!(
+                "retries.jitter must be a fraction between 0 and 1, found {j}"
+            ));
         }
         p.jitter = j;
     }
@@ -423,7 +450,8 @@ fn retry_policy(r: &Spanned<RawRetry>, base: RetryPolicy) -> Result<RetryPolicy,
 fn valid_ident(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Every `*.yaml` / `*.yml` file in `dir`, validated. Flow names must be unique across files.

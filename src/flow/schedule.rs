@@ -74,8 +74,16 @@ mod tests {
 
     #[test]
     fn bad_crons_are_explained() {
-        assert!(Schedule::parse("* * *").unwrap_err().contains("expected 5 fields"));
-        assert!(Schedule::parse("@sometimes").unwrap_err().contains("unknown shorthand"));
+        assert!(
+            Schedule::parse("* * *")
+                .unwrap_err()
+                .contains("expected 5 fields")
+        );
+        assert!(
+            Schedule::parse("@sometimes")
+                .unwrap_err()
+                .contains("unknown shorthand")
+        );
         assert!(Schedule::parse("61 * * * *").is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! pool and never block writers.
 
 //mod logs;
+mod registry;
 //mod runs;
 //mod tasks;
 
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
 };
 
 //pub use logs::LogRow;
+pub use registry::{Registered, RegistryStoreError, SubjectVersion, VersionSel};
 //pub use runs::{NewRun, RunFilter, RunRow, Submitted};
 //pub use tasks::{AttemptRow, TaskFinish};
 
@@ -95,12 +97,13 @@ impl Store {
         // Migrations run under an exclusive file lock: a hundred processes starting at once on a
         // fresh DB must not race to create the same tables.
         {
-            let _guard = FileLock::acquire(&path.with_extension("migrate.lock")).map_err(|source| {
-                StoreError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
+            let _guard =
+                FileLock::acquire(&path.with_extension("migrate.lock")).map_err(|source| {
+                    StoreError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
             sqlx::migrate!("./migrations")
                 .run(&writer)
                 .await

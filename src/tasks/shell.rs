@@ -144,7 +144,10 @@ async fn terminate_group(pid: Option<u32>, child: &mut tokio::process::Child) {
     unsafe {
         libc::kill(pgid, libc::SIGTERM);
     }
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         unsafe {
             libc::kill(pgid, libc::SIGKILL);
         }
