@@ -253,6 +253,7 @@ mod tests {
         let s = ParsedSchema::parse(builtin::ORDERS_V1).unwrap();
         let mut buf = Vec::new();
         encode(&s.model, &order(), &mut buf).unwrap();
+        #[allow(deprecated)]
         let back = apache_avro::from_avro_datum(&s.avro, &mut &buf[..], None).unwrap();
         let Value::Record(f) = back else { panic!() };
         assert_eq!(f[0].1, Value::String("o-1".into()));

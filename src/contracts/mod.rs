@@ -5,8 +5,13 @@
 //! Nothing that breaks a contract may enter Kafka unmarked, and every event in Kafka must be
 //! decodable by any Confluent client.
 
+pub mod broker;
 pub mod compat;
+pub mod domain;
 pub mod encode;
+pub mod generate;
+pub mod inspect;
+pub mod produce;
 pub mod registry;
 pub mod schema;
 pub mod wire;

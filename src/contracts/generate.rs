@@ -1,0 +1,594 @@
+//! Realistic, reproducible synthetic events.
+//!
+//! Reproducible: the same seed, kind, version, ratios and base time give the same events, byte for
+//! byte, on any machine and any future flowctl build — the random source is a SplitMix64 defined
+//! here, not a library generator whose stream may change between versions. Order `n` of a seed is
+//! a pure function of `(seed, n)`, which is how the payments stream refers to real orders: it
+//! replays the orders of the same seed and pays them, with the same amount and currency.
+//!
+//! Realistic: customers and campaigns are skewed (a few big spenders and one dominant campaign),
+//! a share of events is late (event_time hours in the past), a share is re-sent (same business
+//! key and payload), and `--bad-ratio` injects the faults listed in [`Fault`].
+
+use apache_avro::types::Value;
+
+use super::domain::{
+    CHANNELS, CLICK_ACTIONS, CURRENCIES, DEVICES, EPOCH_2000_MS, EventKind, Fault, ORDER_STATUSES,
+    PAYMENT_METHODS,
+};
+
+/// SplitMix64: tiny, fast, and stable forever.
+#[derive(Debug, Clone)]
+pub struct Mix(u64);
+
+impl Mix {
+    pub fn new(seed: u64) -> Mix {
+        Mix(seed)
+    }
+    /// A generator for item `n` of stream `stream` under `seed`, independent of any other.
+    pub fn for_item(seed: u64, stream: u64, n: u64) -> Mix {
+        let mut m = Mix(seed ^ stream.wrapping_mul(0xA24B_AED4_963E_E407));
+        m.0 ^= m.next_u64() ^ n.wrapping_mul(0x9FB2_1C65_1E98_DF25);
+        m
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    /// Skewed index in [0, n): small indices are much likelier (power law).
+    pub fn skewed(&mut self, n: u64, power: f64) -> u64 {
+        ((self.unit().powf(power) * n as f64) as u64).min(n - 1)
+    }
+    /// Picks by weight.
+    pub fn weighted<'a>(&mut self, items: &'a [&'a str], weights: &[f64]) -> &'a str {
+        let total: f64 = weights.iter().sum();
+        let mut x = self.unit() * total;
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
+                return items[i];
+            }
+            x -= w;
+        }
+        items[items.len() - 1]
+    }
+}
+
+/// Which orders schema the events follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaVersion {
+    V1,
+    V2,
+}
+
+/// Generator settings. Ratios are probabilities per event.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    pub kind: EventKind,
+    pub version: SchemaVersion,
+    pub seed: u64,
+    pub bad_ratio: f64,
+    pub late_ratio: f64,
+    pub duplicate_ratio: f64,
+    /// "Now" for event times, epoch ms. Fix it to make runs byte-identical.
+    pub base_time_ms: i64,
+}
+
+impl GenConfig {
+    pub fn new(kind: EventKind, seed: u64, base_time_ms: i64) -> GenConfig {
+        GenConfig {
+            kind,
+            version: SchemaVersion::V1,
+            seed,
+            bad_ratio: 0.0,
+            late_ratio: 0.03,
+            duplicate_ratio: 0.02,
+            base_time_ms,
+        }
+    }
+}
+
+/// One generated event, before encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Kafka key: the business key (None only for the null-key fault).
+    pub key: Option<String>,
+    pub value: Value,
+    pub fault: Option<Fault>,
+    pub late: bool,
+    pub duplicate: bool,
+}
+
+const CUSTOMERS: u64 = 50_000;
+const CAMPAIGNS: u64 = 24;
+const SKUS: u64 = 2_000;
+const PAGES: &[&str] = &[
+    "/",
+    "/search",
+    "/category/shoes",
+    "/category/outdoor",
+    "/product",
+    "/cart",
+    "/checkout",
+    "/account",
+    "/help",
+];
+
+/// A stream of events of one kind.
+pub struct Generator {
+    cfg: GenConfig,
+    /// Decides faults, lateness and duplicates: separate from item content so that the content
+    /// of order `n` does not depend on those decisions.
+    flow: Mix,
+    seq: u64,
+    last_clean: Option<(Option<String>, Value)>,
+    /// Payments: payments of the current order not yet emitted.
+    pending: Vec<Value>,
+    faults: Vec<Fault>,
+}
+
+fn s(v: &str) -> Value {
+    Value::String(v.to_string())
+}
+
+fn field<'a>(rec: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    match rec {
+        Value::Record(f) => f.iter_mut().find(|(n, _)| n == name).map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Order `n` of `seed`: content only, no faults.
+pub fn order(seed: u64, n: u64, version: SchemaVersion, base_time_ms: i64) -> Value {
+    let mut r = Mix::for_item(seed, 1, n);
+    let customer = r.skewed(CUSTOMERS, 3.0);
+    let campaign = if r.chance(0.35) {
+        Value::Null
+    } else {
+        Value::String(format!("cmp-{:03}", r.skewed(CAMPAIGNS, 2.0)))
+    };
+    let n_items = 1 + r.skewed(5, 1.8);
+    let mut amount = 0.0;
+    let mut items = Vec::with_capacity(n_items as usize);
+    for _ in 0..n_items {
+        let sku = r.skewed(SKUS, 1.5);
+        let price = round2(2.0 + (Mix::for_item(7, 2, sku).below(24_800) as f64) / 100.0);
+        let qty = 1 + r.skewed(4, 2.5) as i32;
+        amount += price * qty as f64;
+        items.push(Value::Record(vec![
+            ("sku".into(), Value::String(format!("SKU-{sku:05}"))),
+            ("quantity".into(), Value::Int(qty)),
+            ("unit_price".into(), Value::Double(price)),
+        ]));
+    }
+    let currency = r.weighted(CURRENCIES, &[50.0, 30.0, 12.0, 5.0, 3.0]);
+    let status = r.weighted(ORDER_STATUSES, &[70.0, 15.0, 8.0, 4.0, 2.0, 1.0]);
+    let event_time = base_time_ms - r.below(5_000) as i64;
+    let mut fields = vec![
+        (
+            "order_id".into(),
+            Value::String(format!("ord-{seed:x}-{n:09}")),
+        ),
+        (
+            "customer_id".into(),
+            Value::String(format!("cust-{customer:06}")),
+        ),
+        ("campaign_id".into(), campaign),
+        ("items".into(), Value::Array(items)),
+        ("amount".into(), Value::Double(round2(amount))),
+        ("currency".into(), s(currency)),
+        ("status".into(), s(status)),
+        ("event_time".into(), Value::Long(event_time)),
+    ];
+    if version == SchemaVersion::V2 {
+        fields.push((
+            "channel".into(),
+            s(r.weighted(CHANNELS, &[55.0, 30.0, 10.0, 5.0])),
+        ));
+        let coupon = if r.chance(0.15) {
+            Value::String(format!("SAVE{}", 5 * (1 + r.below(4))))
+        } else {
+            Value::Null
+        };
+        fields.push(("coupon_code".into(), coupon));
+    }
+    Value::Record(fields)
+}
+
+fn payments_for(seed: u64, n: u64, base_time_ms: i64) -> Vec<Value> {
+    let o = order(seed, n, SchemaVersion::V1, base_time_ms);
+    let Value::Record(of) = o else { unreachable!() };
+    let get = |k: &str| {
+        of.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let mut r = Mix::for_item(seed, 3, n);
+    let Value::Long(t0) = get("event_time") else {
+        unreachable!()
+    };
+    let method = r.weighted(PAYMENT_METHODS, &[60.0, 25.0, 10.0, 5.0]);
+    let outcome = r.unit();
+    let statuses: &[&str] = if outcome < 0.08 {
+        &["FAILED", "CAPTURED"]
+    } else if outcome < 0.12 {
+        &["AUTHORIZED"]
+    } else {
+        &["CAPTURED"]
+    };
+    let order_id = match get("order_id") {
+        Value::String(s) => s,
+        _ => unreachable!(),
+    };
+    statuses
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            Value::Record(vec![
+                (
+                    "payment_id".into(),
+                    Value::String(format!("pay-{}-{i}", &order_id[4..])),
+                ),
+                ("order_id".into(), Value::String(order_id.clone())),
+                ("amount".into(), get("amount")),
+                ("currency".into(), get("currency")),
+                ("method".into(), s(method)),
+                ("status".into(), s(st)),
+                (
+                    "event_time".into(),
+                    Value::Long(t0 + 1_000 + r.below(600_000) as i64 + i as i64 * 60_000),
+                ),
+            ])
+        })
+        .collect()
+}
+
+fn click(seed: u64, n: u64, base_time_ms: i64) -> Value {
+    let mut r = Mix::for_item(seed, 4, n);
+    let session = n / 8;
+    let mut sr = Mix::for_item(seed, 5, session);
+    let user = if sr.chance(0.3) {
+        Value::Null
+    } else {
+        Value::String(format!("cust-{:06}", sr.skewed(CUSTOMERS, 3.0)))
+    };
+    let campaign = if sr.chance(0.6) {
+        Value::Null
+    } else {
+        Value::String(format!("cmp-{:03}", sr.skewed(CAMPAIGNS, 2.0)))
+    };
+    let device = sr.weighted(DEVICES, &[45.0, 45.0, 10.0]);
+    Value::Record(vec![
+        (
+            "event_id".into(),
+            Value::String(format!("clk-{seed:x}-{n:010}")),
+        ),
+        (
+            "session_id".into(),
+            Value::String(format!("ses-{seed:x}-{session:08}")),
+        ),
+        ("user_id".into(), user),
+        ("campaign_id".into(), campaign),
+        (
+            "page".into(),
+            s(PAGES[r.skewed(PAGES.len() as u64, 1.7) as usize]),
+        ),
+        (
+            "action".into(),
+            s(r.weighted(CLICK_ACTIONS, &[50.0, 25.0, 12.0, 4.0, 6.0, 3.0])),
+        ),
+        ("device".into(), s(device)),
+        (
+            "event_time".into(),
+            Value::Long(base_time_ms - r.below(5_000) as i64),
+        ),
+    ])
+}
+
+impl Generator {
+    pub fn new(cfg: GenConfig) -> Generator {
+        let faults = Fault::applicable(cfg.kind);
+        Generator {
+            flow: Mix::for_item(cfg.seed, 0, 0),
+            cfg,
+            seq: 0,
+            last_clean: None,
+            pending: Vec::new(),
+            faults,
+        }
+    }
+
+    pub fn config(&self) -> &GenConfig {
+        &self.cfg
+    }
+
+    fn next_clean(&mut self) -> Value {
+        match self.cfg.kind {
+            EventKind::Orders => {
+                let v = order(
+                    self.cfg.seed,
+                    self.seq,
+                    self.cfg.version,
+                    self.cfg.base_time_ms,
+                );
+                self.seq += 1;
+                v
+            }
+            EventKind::Clickstream => {
+                let v = click(self.cfg.seed, self.seq, self.cfg.base_time_ms);
+                self.seq += 1;
+                v
+            }
+            EventKind::Payments => {
+                while self.pending.is_empty() {
+                    self.pending = payments_for(self.cfg.seed, self.seq, self.cfg.base_time_ms);
+                    self.pending.reverse();
+                    self.seq += 1;
+                }
+                self.pending.pop().unwrap()
+            }
+        }
+    }
+
+    fn key_of(&self, v: &Value) -> Option<String> {
+        match v {
+            Value::Record(f) => f.iter().find_map(|(n, v)| match v {
+                Value::String(s) if n == self.cfg.kind.key_field() => Some(s.clone()),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Mutates a clean event into one carrying `fault`. Byte-level faults (undecodable, wrong
+    /// magic, unknown schema id) leave the value alone: the producer applies them to the frame.
+    fn inject(&mut self, fault: Fault, v: &mut Value, key: &mut Option<String>) {
+        let kind = self.cfg.kind;
+        let r = &mut self.flow;
+        match fault {
+            Fault::Undecodable | Fault::WrongMagic | Fault::UnknownSchemaId => {}
+            Fault::NullKey => {
+                *key = None;
+                if let Some(k) = field(v, kind.key_field()) {
+                    *k = s("");
+                }
+            }
+            Fault::NonPositiveAmount => {
+                if let Some(a) = field(v, "amount") {
+                    *a = Value::Double(if r.chance(0.3) {
+                        0.0
+                    } else {
+                        -round2(1.0 + r.unit() * 200.0)
+                    });
+                }
+            }
+            Fault::UnknownCurrency => {
+                if let Some(c) = field(v, "currency") {
+                    *c = s(["XXX", "BTC", "EURO", "usd"][r.below(4) as usize]);
+                }
+            }
+            Fault::BadEnum => {
+                let (name, bad) = match kind {
+                    EventKind::Orders => ("status", ["LOST_IN_SPACE", "shipped", "PENDING?"]),
+                    EventKind::Clickstream => ("action", ["teleport", "VIEW", "hover??"]),
+                    EventKind::Payments => ("method", ["barter", "CARD", "iou"]),
+                };
+                if let Some(x) = field(v, name) {
+                    *x = s(bad[r.below(3) as usize]);
+                }
+            }
+            Fault::FutureEventTime => {
+                let t = self.cfg.base_time_ms + 86_400_000 * (1 + r.below(30) as i64);
+                if let Some(x) = field(v, "event_time") {
+                    *x = Value::Long(t);
+                }
+            }
+            Fault::AncientEventTime => {
+                // Somewhere in 1970–1999, including the classic epoch-zero bug.
+                let t = if r.chance(0.3) {
+                    0
+                } else {
+                    r.below(EPOCH_2000_MS as u64) as i64
+                };
+                if let Some(x) = field(v, "event_time") {
+                    *x = Value::Long(t);
+                }
+            }
+            Fault::SchemaViolation => {
+                // A field of the wrong type: what a buggy upstream service sends.
+                let name = match kind {
+                    EventKind::Orders => "amount",
+                    EventKind::Clickstream => "page",
+                    EventKind::Payments => "amount",
+                };
+                if let Some(x) = field(v, name) {
+                    *x = s("not-a-number");
+                    if kind == EventKind::Clickstream {
+                        *x = Value::Int(404);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        let r = &mut self.flow;
+        if self.cfg.duplicate_ratio > 0.0 && r.chance(self.cfg.duplicate_ratio) {
+            if let Some((key, value)) = &self.last_clean {
+                return Some(Event {
+                    key: key.clone(),
+                    value: value.clone(),
+                    fault: None,
+                    late: false,
+                    duplicate: true,
+                });
+            }
+        }
+        let fault = if self.cfg.bad_ratio > 0.0 && r.chance(self.cfg.bad_ratio) {
+            Some(self.faults[r.below(self.faults.len() as u64) as usize])
+        } else {
+            None
+        };
+        let late = fault.is_none() && self.cfg.late_ratio > 0.0 && r.chance(self.cfg.late_ratio);
+        let late_by = 3_600_000 * (1 + r.below(47) as i64) + r.below(3_600_000) as i64;
+        let mut value = self.next_clean();
+        let mut key = self.key_of(&value);
+        if late {
+            if let Some(Value::Long(t)) = field(&mut value, "event_time") {
+                *t -= late_by;
+            }
+        }
+        match fault {
+            Some(f) => self.inject(f, &mut value, &mut key),
+            None => self.last_clean = Some((key.clone(), value.clone())),
+        }
+        Some(Event {
+            key,
+            value,
+            fault,
+            late,
+            duplicate: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contracts::encode::encode;
+    use crate::contracts::schema::{ParsedSchema, builtin};
+
+    const T0: i64 = 1_763_900_000_000;
+
+    fn cfg(kind: EventKind, seed: u64) -> GenConfig {
+        let mut c = GenConfig::new(kind, seed, T0);
+        c.bad_ratio = 0.2;
+        c
+    }
+
+    #[test]
+    fn same_seed_same_events_other_seed_other_events() {
+        let a: Vec<Event> = Generator::new(cfg(EventKind::Orders, 7))
+            .take(500)
+            .collect();
+        let b: Vec<Event> = Generator::new(cfg(EventKind::Orders, 7))
+            .take(500)
+            .collect();
+        let c: Vec<Event> = Generator::new(cfg(EventKind::Orders, 8))
+            .take(500)
+            .collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn clean_events_fit_their_schemas() {
+        for (kind, schema, version) in [
+            (EventKind::Orders, builtin::ORDERS_V1, SchemaVersion::V1),
+            (EventKind::Orders, builtin::ORDERS_V2, SchemaVersion::V2),
+            (
+                EventKind::Clickstream,
+                builtin::CLICKSTREAM,
+                SchemaVersion::V1,
+            ),
+            (EventKind::Payments, builtin::PAYMENTS, SchemaVersion::V1),
+        ] {
+            let s = ParsedSchema::parse(schema).unwrap();
+            let mut c = cfg(kind, 1);
+            c.version = version;
+            for e in Generator::new(c).take(2_000) {
+                let r = encode(&s.model, &e.value, &mut Vec::new());
+                assert_eq!(
+                    r.is_err(),
+                    e.fault == Some(Fault::SchemaViolation),
+                    "{kind:?} {e:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn payments_refer_to_real_orders_with_matching_amounts() {
+        let orders: Vec<Value> = (0..200)
+            .map(|n| order(3, n, SchemaVersion::V1, T0))
+            .collect();
+        let mut c = GenConfig::new(EventKind::Payments, 3, T0);
+        c.duplicate_ratio = 0.0;
+        c.late_ratio = 0.0;
+        for p in Generator::new(c).take(150) {
+            let Value::Record(pf) = &p.value else {
+                panic!()
+            };
+            let oid = &pf[1].1;
+            let o = orders
+                .iter()
+                .find(|o| matches!(o, Value::Record(f) if &f[0].1 == oid))
+                .expect("payment for an order of the same seed");
+            let Value::Record(of) = o else { panic!() };
+            assert_eq!(pf[2].1, of[4].1, "amount");
+            assert_eq!(pf[3].1, of[5].1, "currency");
+        }
+    }
+
+    #[test]
+    fn ratios_and_skew_are_realistic() {
+        let mut c = cfg(EventKind::Orders, 11);
+        c.bad_ratio = 0.05;
+        let events: Vec<Event> = Generator::new(c).take(20_000).collect();
+        let bad = events.iter().filter(|e| e.fault.is_some()).count();
+        let dup = events.iter().filter(|e| e.duplicate).count();
+        let late = events.iter().filter(|e| e.late).count();
+        assert!((800..1200).contains(&bad), "bad {bad}");
+        assert!((250..550).contains(&dup), "dup {dup}");
+        assert!((400..800).contains(&late), "late {late}");
+        // Every category shows up.
+        for f in Fault::applicable(EventKind::Orders) {
+            assert!(events.iter().any(|e| e.fault == Some(f)), "{f}");
+        }
+        // Skew: the 1% most frequent customers place far more than 1% of orders.
+        let mut counts = std::collections::HashMap::new();
+        for e in &events {
+            if let Value::Record(f) = &e.value {
+                *counts.entry(format!("{:?}", f[1].1)).or_insert(0usize) += 1;
+            }
+        }
+        let mut v: Vec<usize> = counts.into_values().collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        let top: usize = v.iter().take(500).sum();
+        assert!(top > events.len() / 5, "top 1% of customers: {top} orders");
+    }
+
+    #[test]
+    fn clickstream_never_gets_amount_faults() {
+        assert!(!Fault::applicable(EventKind::Clickstream).contains(&Fault::UnknownCurrency));
+        let mut c = cfg(EventKind::Clickstream, 5);
+        c.bad_ratio = 1.0;
+        assert!(
+            Generator::new(c)
+                .take(1000)
+                .all(|e| e.fault != Some(Fault::NonPositiveAmount))
+        );
+    }
+}
