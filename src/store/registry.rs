@@ -125,22 +125,27 @@ impl Store {
             });
         }
         let now = ts(Utc::now());
-        sqlx::query(
-            "INSERT INTO registry_schemas (schema_type, schema, created_at) VALUES (?, ?, ?)
-             ON CONFLICT (schema_type, schema) DO NOTHING",
-        )
-        .bind(schema_type)
-        .bind(schema)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar(
+        // Look up before inserting: a conflicting INSERT would still burn an AUTOINCREMENT id,
+        // and ids should stay dense like Confluent's.
+        let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM registry_schemas WHERE schema_type = ? AND schema = ?",
         )
         .bind(schema_type)
         .bind(schema)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let id = match existing {
+            Some(id) => id,
+            None => sqlx::query_scalar(
+                "INSERT INTO registry_schemas (schema_type, schema, created_at) VALUES (?, ?, ?)
+                 RETURNING id",
+            )
+            .bind(schema_type)
+            .bind(schema)
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await?,
+        };
         // Numbers of soft-deleted versions are not reused, like Confluent.
         let version: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM registry_versions WHERE subject = ?",
