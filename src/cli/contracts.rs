@@ -173,7 +173,7 @@ pub async fn schemas(cmd: SchemasCmd, db: &Path) -> anyhow::Result<i32> {
             let files = match load_dir(&dir) {
                 Ok(f) => f,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {:#}", anyhow::Error::from(e));
                     return Ok(2);
                 }
             };

@@ -16,7 +16,7 @@ pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:19092";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("creating a Kafka client for {bootstrap}: {source}")]
+    #[error("creating a Kafka client for {bootstrap}")]
     Client {
         bootstrap: String,
         #[source]

@@ -260,6 +260,7 @@ mod tests {
         assert_eq!(f[2].1, Value::Union(0, Box::new(Value::Null)));
         assert_eq!(f[7].1, Value::TimestampMillis(1_700_000_000_000));
         // And the library's own encoder agrees byte for byte.
+        #[allow(deprecated)]
         let theirs = apache_avro::to_avro_datum(&s.avro, order()).unwrap();
         assert_eq!(buf, theirs);
     }
@@ -270,10 +271,10 @@ mod tests {
         let Value::Record(mut f) = order() else {
             panic!()
         };
-        if let Value::Array(items) = &mut f[3].1 {
-            if let Value::Record(it) = &mut items[0] {
-                it[1].1 = Value::String("two".into());
-            }
+        if let Value::Array(items) = &mut f[3].1
+            && let Value::Record(it) = &mut items[0]
+        {
+            it[1].1 = Value::String("two".into());
         }
         let e = encode(&s.model, &Value::Record(f), &mut Vec::new()).unwrap_err();
         assert_eq!(e.path, "$.items[0].quantity");

@@ -435,16 +435,17 @@ impl Iterator for Generator {
 
     fn next(&mut self) -> Option<Event> {
         let r = &mut self.flow;
-        if self.cfg.duplicate_ratio > 0.0 && r.chance(self.cfg.duplicate_ratio) {
-            if let Some((key, value)) = &self.last_clean {
-                return Some(Event {
-                    key: key.clone(),
-                    value: value.clone(),
-                    fault: None,
-                    late: false,
-                    duplicate: true,
-                });
-            }
+        if self.cfg.duplicate_ratio > 0.0
+            && r.chance(self.cfg.duplicate_ratio)
+            && let Some((key, value)) = &self.last_clean
+        {
+            return Some(Event {
+                key: key.clone(),
+                value: value.clone(),
+                fault: None,
+                late: false,
+                duplicate: true,
+            });
         }
         let fault = if self.cfg.bad_ratio > 0.0 && r.chance(self.cfg.bad_ratio) {
             Some(self.faults[r.below(self.faults.len() as u64) as usize])
@@ -455,10 +456,8 @@ impl Iterator for Generator {
         let late_by = 3_600_000 * (1 + r.below(47) as i64) + r.below(3_600_000) as i64;
         let mut value = self.next_clean();
         let mut key = self.key_of(&value);
-        if late {
-            if let Some(Value::Long(t)) = field(&mut value, "event_time") {
-                *t -= late_by;
-            }
+        if late && let Some(Value::Long(t)) = field(&mut value, "event_time") {
+            *t -= late_by;
         }
         match fault {
             Some(f) => self.inject(f, &mut value, &mut key),

@@ -98,34 +98,34 @@ pub fn inspect(
         ));
     }
     if kind.has_amount() {
-        if let Some(Value::Double(a)) = get(&value, "amount") {
-            if *a <= 0.0 {
-                return Err(reject(
-                    Fault::NonPositiveAmount,
-                    format!("amount must be > 0, found {a}"),
-                ));
-            }
+        if let Some(Value::Double(a)) = get(&value, "amount")
+            && *a <= 0.0
+        {
+            return Err(reject(
+                Fault::NonPositiveAmount,
+                format!("amount must be > 0, found {a}"),
+            ));
         }
-        if let Some(Value::String(c)) = get(&value, "currency") {
-            if !CURRENCIES.contains(&c.as_str()) {
-                return Err(reject(
-                    Fault::UnknownCurrency,
-                    format!(
-                        "currency must be one of {}, found {c:?}",
-                        CURRENCIES.join(", ")
-                    ),
-                ));
-            }
+        if let Some(Value::String(c)) = get(&value, "currency")
+            && !CURRENCIES.contains(&c.as_str())
+        {
+            return Err(reject(
+                Fault::UnknownCurrency,
+                format!(
+                    "currency must be one of {}, found {c:?}",
+                    CURRENCIES.join(", ")
+                ),
+            ));
         }
     }
     for (name, domain) in kind.enum_fields() {
-        if let Some(Value::String(x)) = get(&value, name).map(unwrap_union) {
-            if !domain.contains(&x.as_str()) {
-                return Err(reject(
-                    Fault::BadEnum,
-                    format!("{name} must be one of {}, found {x:?}", domain.join(", ")),
-                ));
-            }
+        if let Some(Value::String(x)) = get(&value, name).map(unwrap_union)
+            && !domain.contains(&x.as_str())
+        {
+            return Err(reject(
+                Fault::BadEnum,
+                format!("{name} must be one of {}, found {x:?}", domain.join(", ")),
+            ));
         }
     }
     if let Some(Value::TimestampMillis(t) | Value::Long(t)) = get(&value, "event_time") {

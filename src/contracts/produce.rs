@@ -38,7 +38,7 @@ pub enum ProduceError {
     NoV2(String),
     #[error("built-in schema: {0}")]
     Schema(#[from] SchemaError),
-    #[error("registering the schema for subject {subject}: {source}")]
+    #[error("registering the schema for subject {subject}")]
     Registry {
         subject: String,
         #[source]
@@ -46,7 +46,7 @@ pub enum ProduceError {
     },
     #[error(transparent)]
     Broker(#[from] BrokerError),
-    #[error("creating the Kafka producer for {bootstrap}: {source}")]
+    #[error("creating the Kafka producer for {bootstrap}")]
     Producer {
         bootstrap: String,
         #[source]

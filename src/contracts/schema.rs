@@ -25,7 +25,7 @@ pub enum SchemaError {
     Avro(String),
     #[error("unsupported schema type `{0}`: flowctl's registry stores AVRO schemas only")]
     UnsupportedType(String),
-    #[error("reading schema file {path}: {source}")]
+    #[error("reading schema file {path}")]
     Io {
         path: PathBuf,
         #[source]
