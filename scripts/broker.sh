@@ -98,13 +98,16 @@ start() {
   bin="$(nisshi_bin)"
   case "${BROKER_STORAGE:-memory}" in
     memory) storage="memory://nisshi/" ;;
-    sqlite) storage="sqlite://$state/nisshi.db" ;;
+    # nisshi resolves the sqlite path against its working directory (an absolute path loses its
+    # leading slash), so the file lives there: $FLOWCTL_HOME/broker/work/nisshi.db.
+    sqlite) storage="sqlite://nisshi.db" ;;
     *) echo "broker.sh: BROKER_STORAGE must be memory or sqlite, found ${BROKER_STORAGE}" >&2; return 2 ;;
   esac
-  # nisshi reads a .env in its working directory: start it from an empty one.
+  # nisshi reads a .env in its working directory: start it from a directory of its own that
+  # holds nothing but its sqlite file (kept so that data survives a restart).
   work="$state/work"
-  rm -rf "$work"
   mkdir -p "$work"
+  find "$work" -mindepth 1 -maxdepth 1 ! -name 'nisshi.db*' -exec rm -rf {} +
   (
     cd "$work"
     env -u LISTENER_URL -u ADVERTISED_LISTENER_URL -u STORAGE_ENGINE -u SCHEMA_REGISTRY -u CLUSTER_ID \

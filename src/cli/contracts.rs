@@ -87,6 +87,12 @@ pub struct ProduceArgs {
     /// Share of events carrying an injected fault (0 to 1).
     #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
     pub bad_ratio: f64,
+    /// Share of clean events whose event_time is 1–48 hours in the past.
+    #[arg(long, default_value_t = 0.03, value_parser = parse_ratio)]
+    pub late_ratio: f64,
+    /// Share of events that re-send the previous clean event (same business key and payload).
+    #[arg(long, default_value_t = 0.02, value_parser = parse_ratio)]
+    pub duplicate_ratio: f64,
     /// Random seed; the same seed gives the same events. Random when omitted (printed in the summary).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -296,6 +302,8 @@ pub async fn produce(args: ProduceArgs, db: &Path) -> anyhow::Result<i32> {
         },
         seed: args.seed.unwrap_or_else(rand::random),
         bad_ratio: args.bad_ratio,
+        late_ratio: args.late_ratio,
+        duplicate_ratio: args.duplicate_ratio,
         pacing,
         partitions: args.partitions,
         base_time_ms: args.base_time.unwrap_or_else(Utc::now).timestamp_millis(),
@@ -320,6 +328,8 @@ pub async fn bench_produce(args: BenchProduceArgs, db: &Path) -> anyhow::Result<
         version: SchemaVersion::V1,
         seed: 1,
         bad_ratio: 0.0,
+        late_ratio: 0.03,
+        duplicate_ratio: 0.02,
         pacing: Pacing::Count(args.count),
         partitions: args.partitions,
         base_time_ms: Utc::now().timestamp_millis(),

@@ -71,6 +71,10 @@ pub struct ProduceOptions {
     pub version: SchemaVersion,
     pub seed: u64,
     pub bad_ratio: f64,
+    /// Share of clean events made late (event_time 1–48 h in the past).
+    pub late_ratio: f64,
+    /// Share of events that re-send the previous clean event.
+    pub duplicate_ratio: f64,
     pub pacing: Pacing,
     pub partitions: i32,
     /// Event-time "now", epoch ms.
@@ -245,6 +249,8 @@ fn run_loop(
     let mut cfg = GenConfig::new(kind, opts.seed, opts.base_time_ms);
     cfg.version = opts.version;
     cfg.bad_ratio = opts.bad_ratio;
+    cfg.late_ratio = opts.late_ratio;
+    cfg.duplicate_ratio = opts.duplicate_ratio;
     let events = Generator::new(cfg);
     let (total, rate, duration) = match opts.pacing {
         Pacing::Count(n) => (n, None, None),

@@ -493,6 +493,8 @@ fn options(topic: &str, count: u64, bad_ratio: f64, version: SchemaVersion) -> P
         version,
         seed: 20_251_123,
         bad_ratio,
+        late_ratio: 0.03,
+        duplicate_ratio: 0.02,
         pacing: Pacing::Count(count),
         partitions: 3,
         base_time_ms: T0,
@@ -738,4 +740,67 @@ fn cli_schemas_register_and_check_exit_codes() {
         Some(2),
         "needs --count or --rate"
     );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `scripts/broker.sh` on its own port and state dir: start is idempotent, status tells the
+/// truth, and with `BROKER_STORAGE=sqlite` the data survives a stop/start.
+#[tokio::test]
+async fn broker_script_restarts_with_sqlite_storage() {
+    let home = tempfile::tempdir().unwrap();
+    let bs = format!("127.0.0.1:{}", free_port());
+    let script = |cmd: &str| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/broker.sh"))
+            .arg(cmd)
+            .current_dir(home.path())
+            .env("FLOWCTL_HOME", home.path())
+            .env("FLOWCTL_KAFKA_BOOTSTRAP", &bs)
+            .env("BROKER_STORAGE", "sqlite")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    assert_eq!(script("status").0, Some(1), "nothing runs yet");
+    let (code, out) = script("start");
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = script("start");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("already") || out.contains("running"),
+        "second start reuses the broker: {out}"
+    );
+    assert_eq!(script("status").0, Some(0));
+
+    let (_d, store) = temp_store().await;
+    let reg = Registry::Embedded(flowctl::contracts::registry::Embedded::new(store));
+    let topic = unique("payments-restart");
+    let s = produce(options(&topic, 300, 0.0, SchemaVersion::V1), &reg, &bs)
+        .await
+        .unwrap();
+    assert_eq!(s.sent, 300);
+
+    let (code, out) = script("stop");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(script("status").0, Some(1), "stopped");
+    let (code, out) = script("start");
+    assert_eq!(code, Some(0), "{out}");
+    let bs2 = bs.clone();
+    let topic2 = topic.clone();
+    let msgs = tokio::task::spawn_blocking(move || consume_all(&bs2, &topic2))
+        .await
+        .unwrap();
+    assert_eq!(msgs.len(), 300, "data survived the restart");
+    assert_eq!(script("stop").0, Some(0));
 }
