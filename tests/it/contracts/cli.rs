@@ -1,0 +1,58 @@
+//! The CLI's exit codes for the contracts commands.
+
+use super::*;
+
+#[test]
+fn cli_schemas_register_and_check_exit_codes() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowctl"))
+            .args(args)
+            .current_dir(repo())
+            .env("FLOWCTL_HOME", home.path())
+            .env_remove("FLOWCTL_SCHEMA_REGISTRY_URL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["schemas", "register", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let subjects: Vec<(&str, i64)> = reg
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["subject"].as_str().unwrap(),
+                r["version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            ("clickstream-value", 1),
+            ("orders-value", 1),
+            ("orders-value", 2),
+            ("payments-value", 1)
+        ]
+    );
+    let check = |file: &str| {
+        run(&["schemas", "check", file, "--subject", "orders-value"])
+            .status
+            .code()
+    };
+    assert_eq!(check("schemas/orders-v2.avsc"), Some(0));
+    assert_eq!(check("schemas/orders-incompatible.avsc"), Some(1));
+    assert_eq!(check("Cargo.toml"), Some(2));
+    assert_eq!(
+        run(&["produce", "--topic", "orders"]).status.code(),
+        Some(2),
+        "needs --count or --rate"
+    );
+}
