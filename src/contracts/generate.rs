@@ -127,6 +127,15 @@ const PAGES: &[&str] = &[
     "/help",
 ];
 
+/// How to rebuild one clean event: item number, index within the item (payments of an order),
+/// and how late it was made.
+#[derive(Debug, Clone, Copy)]
+struct Recipe {
+    item: u64,
+    sub: usize,
+    late_by: i64,
+}
+
 /// A stream of events of one kind.
 pub struct Generator {
     cfg: GenConfig,
@@ -134,9 +143,12 @@ pub struct Generator {
     /// of order `n` does not depend on those decisions.
     flow: Mix,
     seq: u64,
-    last_clean: Option<(Option<String>, Value)>,
-    /// Payments: payments of the current order not yet emitted.
+    /// The last clean event, as a recipe: duplicates regenerate it instead of every event
+    /// paying for a clone (content is a pure function of the item, so this is exact).
+    last_clean: Option<Recipe>,
+    /// Payments of the current order and the index of the next one to emit.
     pending: Vec<Value>,
+    pending_idx: usize,
     faults: Vec<Fault>,
 }
 
@@ -312,6 +324,7 @@ impl Generator {
             seq: 0,
             last_clean: None,
             pending: Vec::new(),
+            pending_idx: 0,
             faults,
         }
     }
@@ -320,32 +333,54 @@ impl Generator {
         &self.cfg
     }
 
-    fn next_clean(&mut self) -> Value {
+    /// The next clean event and the recipe that regenerates it.
+    fn next_clean(&mut self) -> (Value, Recipe) {
+        let (seed, base) = (self.cfg.seed, self.cfg.base_time_ms);
         match self.cfg.kind {
-            EventKind::Orders => {
-                let v = order(
-                    self.cfg.seed,
-                    self.seq,
-                    self.cfg.version,
-                    self.cfg.base_time_ms,
-                );
+            EventKind::Orders | EventKind::Clickstream => {
+                let n = self.seq;
                 self.seq += 1;
-                v
-            }
-            EventKind::Clickstream => {
-                let v = click(self.cfg.seed, self.seq, self.cfg.base_time_ms);
-                self.seq += 1;
-                v
+                let recipe = Recipe {
+                    item: n,
+                    sub: 0,
+                    late_by: 0,
+                };
+                (self.regenerate(&recipe), recipe)
             }
             EventKind::Payments => {
-                while self.pending.is_empty() {
-                    self.pending = payments_for(self.cfg.seed, self.seq, self.cfg.base_time_ms);
-                    self.pending.reverse();
+                while self.pending_idx >= self.pending.len() {
+                    self.pending = payments_for(seed, self.seq, base);
+                    self.pending_idx = 0;
                     self.seq += 1;
                 }
-                self.pending.pop().unwrap()
+                let sub = self.pending_idx;
+                self.pending_idx += 1;
+                let v = std::mem::replace(&mut self.pending[sub], Value::Null);
+                (
+                    v,
+                    Recipe {
+                        item: self.seq - 1,
+                        sub,
+                        late_by: 0,
+                    },
+                )
             }
         }
+    }
+
+    fn regenerate(&self, r: &Recipe) -> Value {
+        let (seed, base) = (self.cfg.seed, self.cfg.base_time_ms);
+        let mut v = match self.cfg.kind {
+            EventKind::Orders => order(seed, r.item, self.cfg.version, base),
+            EventKind::Clickstream => click(seed, r.item, base),
+            EventKind::Payments => payments_for(seed, r.item, base).swap_remove(r.sub),
+        };
+        if r.late_by != 0
+            && let Some(Value::Long(t)) = field(&mut v, "event_time")
+        {
+            *t -= r.late_by;
+        }
+        v
     }
 
     fn key_of(&self, v: &Value) -> Option<String> {
@@ -437,11 +472,12 @@ impl Iterator for Generator {
         let r = &mut self.flow;
         if self.cfg.duplicate_ratio > 0.0
             && r.chance(self.cfg.duplicate_ratio)
-            && let Some((key, value)) = &self.last_clean
+            && let Some(recipe) = &self.last_clean
         {
+            let value = self.regenerate(recipe);
             return Some(Event {
-                key: key.clone(),
-                value: value.clone(),
+                key: self.key_of(&value),
+                value,
                 fault: None,
                 late: false,
                 duplicate: true,
@@ -454,14 +490,15 @@ impl Iterator for Generator {
         };
         let late = fault.is_none() && self.cfg.late_ratio > 0.0 && r.chance(self.cfg.late_ratio);
         let late_by = 3_600_000 * (1 + r.below(47) as i64) + r.below(3_600_000) as i64;
-        let mut value = self.next_clean();
+        let (mut value, mut recipe) = self.next_clean();
         let mut key = self.key_of(&value);
         if late && let Some(Value::Long(t)) = field(&mut value, "event_time") {
             *t -= late_by;
+            recipe.late_by = late_by;
         }
         match fault {
             Some(f) => self.inject(f, &mut value, &mut key),
-            None => self.last_clean = Some((key.clone(), value.clone())),
+            None => self.last_clean = Some(recipe),
         }
         Some(Event {
             key,

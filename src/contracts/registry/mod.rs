@@ -184,3 +184,51 @@ impl Registry {
         }
     }
 }
+
+/// Writer schemas by id for consumers: fetched from the registry on first sight, kept for the
+/// life of the cache (a schema id never changes meaning). Unknown ids are remembered too, so a
+/// stream of records with a bogus id costs one registry call, not one per record.
+#[derive(Debug)]
+pub struct SchemaCache {
+    registry: Registry,
+    known: std::collections::HashMap<u32, crate::contracts::schema::ParsedSchema>,
+    unknown: std::collections::HashSet<u32>,
+}
+
+impl SchemaCache {
+    pub fn new(registry: Registry) -> SchemaCache {
+        SchemaCache {
+            registry,
+            known: Default::default(),
+            unknown: Default::default(),
+        }
+    }
+
+    /// Makes sure `id` is resolved; `Ok(false)` when the registry does not know it.
+    pub async fn resolve(&mut self, id: u32) -> Result<bool, RegistryError> {
+        if self.known.contains_key(&id) {
+            return Ok(true);
+        }
+        if self.unknown.contains(&id) {
+            return Ok(false);
+        }
+        match self.registry.schema_by_id(id as i64).await {
+            Ok(text) => {
+                let parsed = crate::contracts::schema::ParsedSchema::parse(&text)
+                    .map_err(|e| RegistryError::InvalidSchema(format!("schema id {id}: {e}")))?;
+                self.known.insert(id, parsed);
+                Ok(true)
+            }
+            Err(RegistryError::SchemaNotFound(_)) => {
+                self.unknown.insert(id);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The schemas resolved so far, as [`crate::contracts::inspect::inspect`] takes them.
+    pub fn known(&self) -> &std::collections::HashMap<u32, crate::contracts::schema::ParsedSchema> {
+        &self.known
+    }
+}

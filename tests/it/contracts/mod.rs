@@ -19,7 +19,7 @@ use flowctl::contracts::domain::{EventKind, Fault};
 use flowctl::contracts::generate::SchemaVersion;
 use flowctl::contracts::inspect::inspect;
 use flowctl::contracts::produce::{Pacing, ProduceOptions, ProduceSummary, produce};
-use flowctl::contracts::registry::{Registry, RegistryClient, registry_router};
+use flowctl::contracts::registry::{Registry, RegistryClient, SchemaCache, registry_router};
 use flowctl::contracts::schema::{ParsedSchema, builtin};
 use flowctl::store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -196,13 +196,18 @@ fn options(topic: &str, count: u64, bad_ratio: f64, version: SchemaVersion) -> P
     }
 }
 
-async fn schemas_by_id(reg: &Registry, ids: &[u32]) -> HashMap<u32, ParsedSchema> {
-    let mut m = HashMap::new();
-    for id in ids {
-        let text = reg.schema_by_id(*id as i64).await.unwrap();
-        m.insert(*id, ParsedSchema::parse(&text).unwrap());
+/// Resolves every schema id seen in `msgs` through a [`SchemaCache`], as ingest would.
+async fn schemas_for(
+    reg: &Registry,
+    msgs: &[(Option<Vec<u8>>, Vec<u8>)],
+) -> HashMap<u32, ParsedSchema> {
+    let mut cache = SchemaCache::new(reg.clone());
+    for (_, v) in msgs {
+        if let Ok((id, _)) = flowctl::contracts::wire::split(v) {
+            cache.resolve(id).await.unwrap();
+        }
     }
-    m
+    cache.known().clone()
 }
 
 /// Classifies every consumed record as clean or by fault, as downstream ingest does.
