@@ -29,7 +29,7 @@ try:
 except ImportError as e:  # a missing client must fail the test, not skip it
     fail(
         f"cannot import confluent_kafka's schema registry client ({e}); "
-        "install it with: pip install confluent-kafka fastavro authlib httpx cachetools attrs"
+        "install it with: python3 -m pip install -r tests/python/requirements.txt"
     )
 
 url = os.environ["REGISTRY_URL"]
