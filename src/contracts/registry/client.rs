@@ -9,10 +9,22 @@ use serde_json::json;
 use super::{CompatReport, RegistryError};
 use crate::contracts::registry::CONTENT_TYPE;
 
+/// Client for `FLOWCTL_SCHEMA_REGISTRY_URL`. Credentials may be given in the URL
+/// (`https://key:secret@host`), as Confluent Cloud needs; they are sent as HTTP basic auth and
+/// never shown in messages.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     base: String,
+    /// `base` with any `user:password@` replaced by `***@`.
+    shown: String,
     http: reqwest::Client,
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -71,8 +83,10 @@ fn seg(s: &str) -> String {
 
 impl RegistryClient {
     pub fn new(url: &str) -> RegistryClient {
+        let base = url.trim_end_matches('/').to_string();
         RegistryClient {
-            base: url.trim_end_matches('/').to_string(),
+            shown: redact(&base),
+            base,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -80,8 +94,9 @@ impl RegistryClient {
         }
     }
 
+    /// The URL for display (credentials redacted).
     pub fn url(&self) -> &str {
-        &self.base
+        &self.shown
     }
 
     async fn call<T: for<'de> Deserialize<'de>>(
@@ -91,9 +106,10 @@ impl RegistryClient {
         body: Option<serde_json::Value>,
     ) -> Result<T, RegistryError> {
         let url = format!("{}{path}", self.base);
+        let shown = format!("{}{path}", self.shown);
         let transport = |detail: String| RegistryError::Transport {
-            url: url.clone(),
-            detail,
+            url: shown.clone(),
+            detail: detail.replace(&self.base, &self.shown),
         };
         let mut req = self
             .http
@@ -185,5 +201,20 @@ impl RegistryClient {
 
     pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
         self.call(reqwest::Method::GET, "/subjects", None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(
+            super::redact("https://key:secret@sr.example:443"),
+            "https://***@sr.example:443"
+        );
+        assert_eq!(
+            super::redact("http://127.0.0.1:8081"),
+            "http://127.0.0.1:8081"
+        );
     }
 }

@@ -91,10 +91,6 @@ impl RegistryError {
             40401 => Self::SubjectNotFound(message),
             40403 => Self::SchemaNotFound(message),
             42201 => Self::InvalidSchema(message),
-            409 => Self::Incompatible {
-                subject: String::new(),
-                problems: vec![message],
-            },
             _ => Self::Remote {
                 status,
                 code,
