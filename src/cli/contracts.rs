@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::contracts::broker;
 use crate::contracts::generate::SchemaVersion;
 use crate::contracts::produce::{Pacing, ProduceOptions, produce as run_produce};
-use crate::contracts::registry::{Registry, RegistryError, registry_router};
+use crate::contracts::registry::{Registry, RegistryError, registry_app};
 use crate::contracts::schema::{ParsedSchema, load_dir};
 use crate::store::Store;
 
@@ -93,7 +93,8 @@ pub struct ProduceArgs {
     /// Share of events that re-send the previous clean event (same business key and payload).
     #[arg(long, default_value_t = 0.02, value_parser = parse_ratio)]
     pub duplicate_ratio: f64,
-    /// Random seed; the same seed gives the same events. Random when omitted (printed in the summary).
+    /// Random seed; the same seed gives the same events. Random when omitted (printed in the
+    /// summary). Produce payments with the seed used for orders so payments refer to real orders.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Orders schema version.
@@ -265,7 +266,7 @@ pub async fn registry_serve(args: RegistryServeArgs, db: &Path) -> anyhow::Resul
         listener.local_addr()?,
         db.display()
     );
-    axum::serve(listener, registry_router(store))
+    axum::serve(listener, registry_app(store))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -9,7 +9,7 @@ mod server;
 mod service;
 
 pub use client::RegistryClient;
-pub use server::{CONTENT_TYPE, registry_router};
+pub use server::{CONTENT_TYPE, registry_app, registry_router};
 pub use service::Embedded;
 
 use crate::store::{RegistryStoreError, StoreError};

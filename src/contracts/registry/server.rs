@@ -23,11 +23,11 @@ use crate::store::{Store, VersionSel};
 /// Confluent's response content type.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// The registry's routes, ready to serve on their own (`flowctl registry serve`) or to be
-/// nested into `flowctl serve`'s router.
+/// The registry's API routes only: no `/` route and no fallback, so `flowctl serve` can
+/// `merge` them into its own router (or `nest` them under a prefix; Confluent clients accept a
+/// base URL with a path).
 pub fn registry_router(store: Store) -> Router {
     Router::new()
-        .route("/", get(|| async { ok(json!({})) }))
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
         .route(
@@ -61,6 +61,14 @@ pub fn registry_router(store: Store) -> Router {
                 .put(put_subject_config)
                 .delete(delete_subject_config),
         )
+        .with_state(Embedded::new(store))
+}
+
+/// The registry as a standalone server (`flowctl registry serve`): the API plus Confluent's
+/// `GET /` and a Confluent-style 404 body for unknown paths.
+pub fn registry_app(store: Store) -> Router {
+    registry_router(store)
+        .route("/", get(|| async { ok(json!({})) }))
         .fallback(|| async {
             err(RegistryError::Remote {
                 status: 404,
@@ -68,7 +76,6 @@ pub fn registry_router(store: Store) -> Router {
                 message: "HTTP 404 Not Found".into(),
             })
         })
-        .with_state(Embedded::new(store))
 }
 
 fn ok(body: Json) -> Response {

@@ -19,7 +19,7 @@ use flowctl::contracts::domain::{EventKind, Fault};
 use flowctl::contracts::generate::SchemaVersion;
 use flowctl::contracts::inspect::inspect;
 use flowctl::contracts::produce::{Pacing, ProduceOptions, ProduceSummary, produce};
-use flowctl::contracts::registry::{Registry, RegistryClient, SchemaCache, registry_router};
+use flowctl::contracts::registry::{Registry, RegistryClient, SchemaCache, registry_app};
 use flowctl::contracts::schema::{ParsedSchema, builtin};
 use flowctl::store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -73,7 +73,7 @@ async fn temp_store() -> (tempfile::TempDir, Store) {
 async fn serve(store: Store) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, registry_router(store)).await.unwrap() });
+    tokio::spawn(async move { axum::serve(l, registry_app(store)).await.unwrap() });
     format!("http://{addr}")
 }
 

@@ -315,3 +315,39 @@ async fn registry_config_levels_and_deletes() {
     .await;
     assert_eq!(a.get("/subjects/orders-value/versions").await.1, json!([1]));
 }
+
+/// `flowctl serve` merges the registry routes into its own router, which has its own `/` and
+/// fallback: that must neither panic nor shadow the API.
+#[tokio::test]
+async fn registry_routes_merge_into_another_router() {
+    let (_d, store) = temp_store().await;
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "ui" }))
+        .merge(flowctl::contracts::registry::registry_router(store))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "ui 404") });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(&base).send().await.unwrap().text().await.unwrap(),
+        "ui"
+    );
+    let r = http
+        .post(format!("{base}/subjects/x-value/versions"))
+        .body(json!({"schema": builtin::CLICKSTREAM}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"id": 1}));
+    assert_eq!(
+        http.get(format!("{base}/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+}
