@@ -22,6 +22,14 @@ pub enum BrokerError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    #[error(
+        "no Kafka broker answered at {bootstrap} within {secs}s ({detail}): start one with `scripts/broker.sh start` or point FLOWCTL_KAFKA_BOOTSTRAP at a running cluster"
+    )]
+    Unreachable {
+        bootstrap: String,
+        secs: u64,
+        detail: String,
+    },
     #[error("creating topic {topic} on {bootstrap}: {detail}")]
     CreateTopic {
         topic: String,
@@ -48,6 +56,32 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// How long to wait for a broker's first answer before telling the user none is running.
+const REACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fails fast with an actionable message when nothing answers at `bootstrap`, instead of
+/// librdkafka's retries ending in a bare timeout a minute later.
+pub async fn check_reachable(bootstrap: &str) -> Result<(), BrokerError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer =
+        client_config(bootstrap)
+            .create()
+            .map_err(|source| BrokerError::Client {
+                bootstrap: bootstrap.to_string(),
+                source,
+            })?;
+    let res = tokio::task::spawn_blocking(move || {
+        consumer.fetch_metadata(None, REACH_TIMEOUT).map(|_| ())
+    })
+    .await
+    .expect("metadata probe panicked");
+    res.map_err(|e| BrokerError::Unreachable {
+        bootstrap: bootstrap.to_string(),
+        secs: REACH_TIMEOUT.as_secs(),
+        detail: e.to_string(),
+    })
+}
+
 /// Creates `topic` with `partitions` partitions if it does not exist. An existing topic is
 /// fine whatever its partition count (the broker cannot add partitions anyway).
 pub async fn ensure_topic(
@@ -63,7 +97,10 @@ pub async fn ensure_topic(
                 source,
             })?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
+    check_reachable(bootstrap).await?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(15)))
+        .request_timeout(Some(Duration::from_secs(20)));
     let err = |detail: String| BrokerError::CreateTopic {
         topic: topic.to_string(),
         bootstrap: bootstrap.to_string(),
