@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::contracts::broker;
 use crate::contracts::generate::SchemaVersion;
-use crate::contracts::produce::{Pacing, ProduceOptions, produce as run_produce};
+use crate::contracts::produce::{Pacing, ProduceOptions, produce as run_produce, schema_for};
 use crate::contracts::registry::{Registry, RegistryError, registry_app};
 use crate::contracts::schema::{ParsedSchema, load_dir};
 use crate::store::Store;
@@ -294,13 +294,19 @@ pub async fn produce(args: ProduceArgs, db: &Path) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    let version = match args.schema_version {
+        SchemaVersionArg::V1 => SchemaVersion::V1,
+        SchemaVersionArg::V2 => SchemaVersion::V2,
+    };
+    // Usage errors (a topic with no event family, v2 of a schema that has none) exit 2.
+    if let Err(e) = schema_for(&args.topic, version) {
+        eprintln!("error: {e}");
+        return Ok(2);
+    }
     let registry = Registry::from_env(open(db).await?);
     let opts = ProduceOptions {
         topic: args.topic,
-        version: match args.schema_version {
-            SchemaVersionArg::V1 => SchemaVersion::V1,
-            SchemaVersionArg::V2 => SchemaVersion::V2,
-        },
+        version,
         seed: args.seed.unwrap_or_else(rand::random),
         bad_ratio: args.bad_ratio,
         late_ratio: args.late_ratio,

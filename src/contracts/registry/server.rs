@@ -123,7 +123,10 @@ fn flag(v: &Option<String>) -> bool {
     v.as_deref() == Some("true")
 }
 
-/// The body of register / lookup / compatibility requests.
+/// The body of register / lookup / compatibility requests. Unknown fields are accepted on
+/// purpose (no `deny_unknown_fields`): Confluent clients also send `metadata`, `ruleSet` and
+/// the like, which a registry without data-contract rules ignores, as Confluent's own does
+/// when those features are off.
 #[derive(Debug, Deserialize)]
 struct SchemaBody {
     schema: String,

@@ -55,4 +55,26 @@ fn cli_schemas_register_and_check_exit_codes() {
         Some(2),
         "needs --count or --rate"
     );
+    assert_eq!(
+        run(&["produce", "--topic", "inventory", "--count", "1"])
+            .status
+            .code(),
+        Some(2),
+        "no event family for the topic"
+    );
+    assert_eq!(
+        run(&[
+            "produce",
+            "--topic",
+            "payments",
+            "--count",
+            "1",
+            "--schema-version",
+            "v2"
+        ])
+        .status
+        .code(),
+        Some(2),
+        "payments has no v2"
+    );
 }
