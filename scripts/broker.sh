@@ -4,6 +4,7 @@
 #   scripts/broker.sh start    install nisshi if missing, start it, wait until it accepts connections
 #   scripts/broker.sh stop     stop the broker this script started
 #   scripts/broker.sh status   exit 0 only when the broker is running and accepting connections
+#   scripts/broker.sh restart  stop, then start (with BROKER_STORAGE=sqlite the data survives)
 #
 # Environment:
 #   FLOWCTL_KAFKA_BOOTSTRAP  host:port flowctl connects to (default 127.0.0.1:19092); the port is used here
@@ -174,8 +175,12 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
+  restart)
+    stop
+    start
+    ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|restart" >&2
     exit 2
     ;;
 esac

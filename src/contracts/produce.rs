@@ -264,12 +264,12 @@ fn run_loop(
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+                "{spinner} {prefix} [{bar:30}] {human_pos}/{human_len} {msg} eta {eta}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        b.set_message(opts.topic.clone());
+        b.set_prefix(opts.topic.clone());
         b
     } else {
         indicatif::ProgressBar::hidden()
@@ -302,6 +302,8 @@ fn run_loop(
         generated += 1;
         if generated % 4096 == 0 {
             bar.set_position(generated);
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{:.0} events/s", generated as f64 / secs));
         }
         if let Some(f) = ev.fault {
             *injected.entry(f.name().to_string()).or_default() += 1;
@@ -340,7 +342,7 @@ fn run_loop(
         }
     }
     bar.set_position(generated);
-    bar.set_message(format!("{}: waiting for delivery reports", opts.topic));
+    bar.set_message("waiting for delivery reports");
     let _ = producer.flush(Duration::from_secs(120));
     bar.finish_and_clear();
     let elapsed = start.elapsed().as_secs_f64();
