@@ -85,6 +85,10 @@ pub struct GenConfig {
     pub duplicate_ratio: f64,
     /// "Now" for event times, epoch ms. Fix it to make runs byte-identical.
     pub base_time_ms: i64,
+    /// Simulated milliseconds between consecutive items (orders, clicks; payments follow their
+    /// order): with `--rate R` this is 1000/R, so event times advance like the wall clock
+    /// while staying a pure function of the seed. 0: every item is "now".
+    pub spacing_ms: f64,
 }
 
 impl GenConfig {
@@ -97,6 +101,7 @@ impl GenConfig {
             late_ratio: 0.03,
             duplicate_ratio: 0.02,
             base_time_ms,
+            spacing_ms: 0.0,
         }
     }
 }
@@ -335,7 +340,7 @@ impl Generator {
 
     /// The next clean event and the recipe that regenerates it.
     fn next_clean(&mut self) -> (Value, Recipe) {
-        let (seed, base) = (self.cfg.seed, self.cfg.base_time_ms);
+        let seed = self.cfg.seed;
         match self.cfg.kind {
             EventKind::Orders | EventKind::Clickstream => {
                 let n = self.seq;
@@ -349,7 +354,7 @@ impl Generator {
             }
             EventKind::Payments => {
                 while self.pending_idx >= self.pending.len() {
-                    self.pending = payments_for(seed, self.seq, base);
+                    self.pending = payments_for(seed, self.seq, self.time_of(self.seq));
                     self.pending_idx = 0;
                     self.seq += 1;
                 }
@@ -368,12 +373,17 @@ impl Generator {
         }
     }
 
+    /// Simulated "now" of item `n`.
+    fn time_of(&self, n: u64) -> i64 {
+        self.cfg.base_time_ms + (n as f64 * self.cfg.spacing_ms) as i64
+    }
+
     fn regenerate(&self, r: &Recipe) -> Value {
-        let (seed, base) = (self.cfg.seed, self.cfg.base_time_ms);
+        let (seed, now) = (self.cfg.seed, self.time_of(r.item));
         let mut v = match self.cfg.kind {
-            EventKind::Orders => order(seed, r.item, self.cfg.version, base),
-            EventKind::Clickstream => click(seed, r.item, base),
-            EventKind::Payments => payments_for(seed, r.item, base).swap_remove(r.sub),
+            EventKind::Orders => order(seed, r.item, self.cfg.version, now),
+            EventKind::Clickstream => click(seed, r.item, now),
+            EventKind::Payments => payments_for(seed, r.item, now).swap_remove(r.sub),
         };
         if r.late_by != 0
             && let Some(Value::Long(t)) = field(&mut v, "event_time")
@@ -397,6 +407,7 @@ impl Generator {
     /// magic, unknown schema id) leave the value alone: the producer applies them to the frame.
     fn inject(&mut self, fault: Fault, v: &mut Value, key: &mut Option<String>) {
         let kind = self.cfg.kind;
+        let now = self.time_of(self.seq);
         let r = &mut self.flow;
         match fault {
             Fault::Undecodable | Fault::WrongMagic | Fault::UnknownSchemaId => {}
@@ -431,7 +442,7 @@ impl Generator {
                 }
             }
             Fault::FutureEventTime => {
-                let t = self.cfg.base_time_ms + 86_400_000 * (1 + r.below(30) as i64);
+                let t = now + 86_400_000 * (1 + r.below(30) as i64);
                 if let Some(x) = field(v, "event_time") {
                     *x = Value::Long(t);
                 }
@@ -626,5 +637,30 @@ mod tests {
                 .take(1000)
                 .all(|e| e.fault != Some(Fault::NonPositiveAmount))
         );
+    }
+
+    #[test]
+    fn event_times_advance_with_the_simulated_rate() {
+        let mut c = GenConfig::new(EventKind::Orders, 4, T0);
+        c.spacing_ms = 10.0; // 100 events/s
+        c.late_ratio = 0.0;
+        c.duplicate_ratio = 0.0;
+        let times: Vec<i64> = Generator::new(c)
+            .take(1_000)
+            .map(|e| match &e.value {
+                Value::Record(f) => match f[7].1 {
+                    Value::Long(t) => t,
+                    _ => panic!(),
+                },
+                _ => panic!(),
+            })
+            .collect();
+        // Item 999 is ~10 s after item 0 (minus up to 5 s of per-event jitter).
+        assert!(
+            times[999] - times[0] > 5_000 && times[999] - times[0] <= 15_000,
+            "{}",
+            times[999] - times[0]
+        );
+        assert!(times.iter().all(|t| *t <= T0 + 10_000));
     }
 }

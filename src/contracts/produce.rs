@@ -251,6 +251,9 @@ fn run_loop(
     cfg.bad_ratio = opts.bad_ratio;
     cfg.late_ratio = opts.late_ratio;
     cfg.duplicate_ratio = opts.duplicate_ratio;
+    if let Pacing::Rate { per_sec, .. } = opts.pacing {
+        cfg.spacing_ms = 1000.0 / per_sec.max(1) as f64;
+    }
     let events = Generator::new(cfg);
     let (total, rate, duration) = match opts.pacing {
         Pacing::Count(n) => (n, None, None),
