@@ -10,62 +10,16 @@
 //! a share of events is late (event_time hours in the past), a share is re-sent (same business
 //! key and payload), and `--bad-ratio` injects the faults listed in [`Fault`].
 
+mod items;
+mod mix;
+
+pub use items::order;
+pub use mix::Mix;
+
 use apache_avro::types::Value;
+use items::{click, field, payments_for, round2, s};
 
-use super::domain::{
-    CHANNELS, CLICK_ACTIONS, CURRENCIES, DEVICES, EPOCH_2000_MS, EventKind, Fault, ORDER_STATUSES,
-    PAYMENT_METHODS,
-};
-
-/// SplitMix64: tiny, fast, and stable forever.
-#[derive(Debug, Clone)]
-pub struct Mix(u64);
-
-impl Mix {
-    pub fn new(seed: u64) -> Mix {
-        Mix(seed)
-    }
-    /// A generator for item `n` of stream `stream` under `seed`, independent of any other.
-    pub fn for_item(seed: u64, stream: u64, n: u64) -> Mix {
-        let mut m = Mix(seed ^ stream.wrapping_mul(0xA24B_AED4_963E_E407));
-        m.0 ^= m.next_u64() ^ n.wrapping_mul(0x9FB2_1C65_1E98_DF25);
-        m
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in [0, n).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-    /// Skewed index in [0, n): small indices are much likelier (power law).
-    pub fn skewed(&mut self, n: u64, power: f64) -> u64 {
-        ((self.unit().powf(power) * n as f64) as u64).min(n - 1)
-    }
-    /// Picks by weight.
-    pub fn weighted<'a>(&mut self, items: &'a [&'a str], weights: &[f64]) -> &'a str {
-        let total: f64 = weights.iter().sum();
-        let mut x = self.unit() * total;
-        for (i, w) in weights.iter().enumerate() {
-            if x < *w {
-                return items[i];
-            }
-            x -= w;
-        }
-        items[items.len() - 1]
-    }
-}
+use super::domain::{EPOCH_2000_MS, EventKind, Fault};
 
 /// Which orders schema the events follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,21 +71,6 @@ pub struct Event {
     pub duplicate: bool,
 }
 
-const CUSTOMERS: u64 = 50_000;
-const CAMPAIGNS: u64 = 24;
-const SKUS: u64 = 2_000;
-const PAGES: &[&str] = &[
-    "/",
-    "/search",
-    "/category/shoes",
-    "/category/outdoor",
-    "/product",
-    "/cart",
-    "/checkout",
-    "/account",
-    "/help",
-];
-
 /// How to rebuild one clean event: item number, index within the item (payments of an order),
 /// and how late it was made.
 #[derive(Debug, Clone, Copy)]
@@ -155,169 +94,6 @@ pub struct Generator {
     pending: Vec<Value>,
     pending_idx: usize,
     faults: Vec<Fault>,
-}
-
-fn s(v: &str) -> Value {
-    Value::String(v.to_string())
-}
-
-fn field<'a>(rec: &'a mut Value, name: &str) -> Option<&'a mut Value> {
-    match rec {
-        Value::Record(f) => f.iter_mut().find(|(n, _)| n == name).map(|(_, v)| v),
-        _ => None,
-    }
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-/// Order `n` of `seed`: content only, no faults.
-pub fn order(seed: u64, n: u64, version: SchemaVersion, base_time_ms: i64) -> Value {
-    let mut r = Mix::for_item(seed, 1, n);
-    let customer = r.skewed(CUSTOMERS, 3.0);
-    let campaign = if r.chance(0.35) {
-        Value::Null
-    } else {
-        Value::String(format!("cmp-{:03}", r.skewed(CAMPAIGNS, 2.0)))
-    };
-    let n_items = 1 + r.skewed(5, 1.8);
-    let mut amount = 0.0;
-    let mut items = Vec::with_capacity(n_items as usize);
-    for _ in 0..n_items {
-        let sku = r.skewed(SKUS, 1.5);
-        let price = round2(2.0 + (Mix::for_item(7, 2, sku).below(24_800) as f64) / 100.0);
-        let qty = 1 + r.skewed(4, 2.5) as i32;
-        amount += price * qty as f64;
-        items.push(Value::Record(vec![
-            ("sku".into(), Value::String(format!("SKU-{sku:05}"))),
-            ("quantity".into(), Value::Int(qty)),
-            ("unit_price".into(), Value::Double(price)),
-        ]));
-    }
-    let currency = r.weighted(CURRENCIES, &[50.0, 30.0, 12.0, 5.0, 3.0]);
-    let status = r.weighted(ORDER_STATUSES, &[70.0, 15.0, 8.0, 4.0, 2.0, 1.0]);
-    let event_time = base_time_ms - r.below(5_000) as i64;
-    let mut fields = vec![
-        (
-            "order_id".into(),
-            Value::String(format!("ord-{seed:x}-{n:09}")),
-        ),
-        (
-            "customer_id".into(),
-            Value::String(format!("cust-{customer:06}")),
-        ),
-        ("campaign_id".into(), campaign),
-        ("items".into(), Value::Array(items)),
-        ("amount".into(), Value::Double(round2(amount))),
-        ("currency".into(), s(currency)),
-        ("status".into(), s(status)),
-        ("event_time".into(), Value::Long(event_time)),
-    ];
-    if version == SchemaVersion::V2 {
-        fields.push((
-            "channel".into(),
-            s(r.weighted(CHANNELS, &[55.0, 30.0, 10.0, 5.0])),
-        ));
-        let coupon = if r.chance(0.15) {
-            Value::String(format!("SAVE{}", 5 * (1 + r.below(4))))
-        } else {
-            Value::Null
-        };
-        fields.push(("coupon_code".into(), coupon));
-    }
-    Value::Record(fields)
-}
-
-fn payments_for(seed: u64, n: u64, base_time_ms: i64) -> Vec<Value> {
-    let o = order(seed, n, SchemaVersion::V1, base_time_ms);
-    let Value::Record(of) = o else { unreachable!() };
-    let get = |k: &str| {
-        of.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
-    let mut r = Mix::for_item(seed, 3, n);
-    let Value::Long(t0) = get("event_time") else {
-        unreachable!()
-    };
-    let method = r.weighted(PAYMENT_METHODS, &[60.0, 25.0, 10.0, 5.0]);
-    let outcome = r.unit();
-    let statuses: &[&str] = if outcome < 0.08 {
-        &["FAILED", "CAPTURED"]
-    } else if outcome < 0.12 {
-        &["AUTHORIZED"]
-    } else {
-        &["CAPTURED"]
-    };
-    let order_id = match get("order_id") {
-        Value::String(s) => s,
-        _ => unreachable!(),
-    };
-    statuses
-        .iter()
-        .enumerate()
-        .map(|(i, st)| {
-            Value::Record(vec![
-                (
-                    "payment_id".into(),
-                    Value::String(format!("pay-{}-{i}", &order_id[4..])),
-                ),
-                ("order_id".into(), Value::String(order_id.clone())),
-                ("amount".into(), get("amount")),
-                ("currency".into(), get("currency")),
-                ("method".into(), s(method)),
-                ("status".into(), s(st)),
-                (
-                    "event_time".into(),
-                    Value::Long(t0 + 1_000 + r.below(600_000) as i64 + i as i64 * 60_000),
-                ),
-            ])
-        })
-        .collect()
-}
-
-fn click(seed: u64, n: u64, base_time_ms: i64) -> Value {
-    let mut r = Mix::for_item(seed, 4, n);
-    let session = n / 8;
-    let mut sr = Mix::for_item(seed, 5, session);
-    let user = if sr.chance(0.3) {
-        Value::Null
-    } else {
-        Value::String(format!("cust-{:06}", sr.skewed(CUSTOMERS, 3.0)))
-    };
-    let campaign = if sr.chance(0.6) {
-        Value::Null
-    } else {
-        Value::String(format!("cmp-{:03}", sr.skewed(CAMPAIGNS, 2.0)))
-    };
-    let device = sr.weighted(DEVICES, &[45.0, 45.0, 10.0]);
-    Value::Record(vec![
-        (
-            "event_id".into(),
-            Value::String(format!("clk-{seed:x}-{n:010}")),
-        ),
-        (
-            "session_id".into(),
-            Value::String(format!("ses-{seed:x}-{session:08}")),
-        ),
-        ("user_id".into(), user),
-        ("campaign_id".into(), campaign),
-        (
-            "page".into(),
-            s(PAGES[r.skewed(PAGES.len() as u64, 1.7) as usize]),
-        ),
-        (
-            "action".into(),
-            s(r.weighted(CLICK_ACTIONS, &[50.0, 25.0, 12.0, 4.0, 6.0, 3.0])),
-        ),
-        ("device".into(), s(device)),
-        (
-            "event_time".into(),
-            Value::Long(base_time_ms - r.below(5_000) as i64),
-        ),
-    ])
 }
 
 impl Generator {
