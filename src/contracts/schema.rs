@@ -330,6 +330,19 @@ impl Parser {
                 .get("type")
                 .ok_or_else(|| invalid(&fpath, "field with a \"type\"", jf))?;
             let kind = self.kind(ty, &inner_ns, &fpath)?;
+            if let (Kind::Union(branches), Some(default)) = (&kind, jf.get("default"))
+                && let Some(first) = branches.first()
+                && !self.default_fits(first, default)
+            {
+                return Err(invalid(
+                    &fpath,
+                    &format!(
+                        "a default matching the union's first branch ({}), as the Avro specification requires",
+                        self.branch_name(first)
+                    ),
+                    default,
+                ));
+            }
             if fields.iter().any(|f: &Field| f.name == name) {
                 return Err(invalid(&fpath, "unique field names", jf));
             }
@@ -355,6 +368,37 @@ impl Parser {
             *f = fields;
         }
         Ok(kind)
+    }
+
+    /// Shallow check of a default against a type (apache-avro validates defaults of non-union
+    /// fields but accepts a union default matching any branch; Confluent and the spec do not).
+    fn default_fits(&self, k: &Kind, v: &Json) -> bool {
+        match k {
+            Kind::Null => v.is_null(),
+            Kind::Boolean => v.is_boolean(),
+            Kind::Int | Kind::Long => v.is_i64() || v.is_u64(),
+            Kind::Float | Kind::Double => v.is_number(),
+            Kind::Bytes | Kind::String => v.is_string(),
+            Kind::Array(_) => v.is_array(),
+            Kind::Map(_) => v.is_object(),
+            Kind::Union(_) => false,
+            Kind::Named(i) => match &self.named[*i] {
+                Named::Record { .. } => v.is_object(),
+                Named::Enum { symbols, .. } => {
+                    v.as_str().is_some_and(|s| symbols.iter().any(|x| x == s))
+                }
+                Named::Fixed { .. } => v.is_string(),
+            },
+        }
+    }
+
+    fn branch_name(&self, k: &Kind) -> String {
+        match k {
+            Kind::Named(i) => self.named[*i].fullname().to_string(),
+            Kind::Array(_) => "array".into(),
+            Kind::Map(_) => "map".into(),
+            other => format!("{other:?}").to_lowercase(),
+        }
     }
 
     fn enumeration(
@@ -559,6 +603,23 @@ mod tests {
         .to_string();
         assert!(e.contains("$.x"), "{e}");
         assert!(e.contains("\"nope\""), "{e}");
+    }
+
+    #[test]
+    fn union_default_must_match_the_first_branch() {
+        let e = ParsedSchema::parse(
+            r#"{"type":"record","name":"A","fields":[{"name":"x","type":["null","string"],"default":"a"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("$.x") && e.contains("first branch (null)") && e.contains("\"a\""),
+            "{e}"
+        );
+        ParsedSchema::parse(
+            r#"{"type":"record","name":"A","fields":[{"name":"x","type":["string","null"],"default":"a"}]}"#,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -163,6 +163,7 @@ async fn registry_rejects_malformed_requests_and_stores_nothing() {
         r#"{"type":"record","fields":[]}"#,
         "not json at all",
         r#"{"type":"enum","name":"E","symbols":"A"}"#,
+        r#"{"type":"record","name":"A","fields":[{"name":"x","type":["null","string"],"default":"a"}]}"#,
     ] {
         let (s, e) = a
             .post("/subjects/t-value/versions", json!({"schema": schema}))
