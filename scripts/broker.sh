@@ -46,19 +46,30 @@ our_pid() {
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
-# Prints the first installed toolchain whose rustc is new enough to build nisshi.
-pick_toolchain() {
-  local tc ver minor
-  while read -r tc _; do
-    [[ -n "$tc" ]] || continue
-    ver="$(rustc +"$tc" --version 2>/dev/null | awk '{print $2}')" || continue
-    minor="$(echo "$ver" | cut -d. -f2)"
-    if [[ "$(echo "$ver" | cut -d. -f1)" -ge 1 && "${minor:-0}" -ge $MIN_RUSTC_MINOR ]]; then
-      echo "$tc"
-      return 0
-    fi
-  done < <(rustup toolchain list 2>/dev/null)
-  return 1
+new_enough() { # rustc version string, e.g. 1.97.0-nightly
+  local major minor
+  major="$(echo "$1" | cut -d. -f1)"
+  minor="$(echo "$1" | cut -d. -f2)"
+  [[ "$major" =~ ^[0-9]+$ && "$minor" =~ ^[0-9]+$ ]] && { [[ "$major" -gt 1 ]] || [[ "$minor" -ge $MIN_RUSTC_MINOR ]]; }
+}
+
+# Prints the cargo invocation to install with: `cargo +TC` for the first installed rustup
+# toolchain new enough, or plain `cargo` when there is no rustup and the default rustc is.
+pick_cargo() {
+  local tc ver
+  if command -v rustup >/dev/null 2>&1; then
+    while read -r tc _; do
+      [[ -n "$tc" ]] || continue
+      ver="$(rustc +"$tc" --version 2>/dev/null | awk '{print $2}')" || continue
+      if new_enough "$ver"; then
+        echo "cargo +$tc"
+        return 0
+      fi
+    done < <(rustup toolchain list 2>/dev/null)
+    return 1
+  fi
+  ver="$(rustc --version 2>/dev/null | awk '{print $2}')" || return 1
+  new_enough "$ver" && echo "cargo"
 }
 
 nisshi_bin() {
@@ -71,16 +82,17 @@ nisshi_bin() {
     echo "$cache/bin/nisshi"
     return 0
   fi
-  local tc
-  tc="$(pick_toolchain)" || {
+  local cargo_cmd
+  cargo_cmd="$(pick_cargo)" || {
     echo "broker.sh: nisshi $NISSHI_VERSION needs rustc >= 1.$MIN_RUSTC_MINOR; installed toolchains:" >&2
-    rustup toolchain list >&2 || true
+    rustup toolchain list >&2 || rustc --version >&2 || true
     echo "install one (e.g. rustup toolchain install nightly) or set NISSHI_BIN" >&2
     return 1
   }
-  echo "broker.sh: installing nisshi $NISSHI_VERSION with toolchain $tc into $cache (about 17 minutes on 2 cores, once)" >&2
+  echo "broker.sh: installing nisshi $NISSHI_VERSION with \`$cargo_cmd\` into $cache (about 17 minutes on 2 cores, once)" >&2
   mkdir -p "$cache"
-  cargo +"$tc" install nisshi --version "$NISSHI_VERSION" --locked --root "$cache" >&2
+  # shellcheck disable=SC2086 # "cargo +TC" is two words on purpose
+  $cargo_cmd install nisshi --version "$NISSHI_VERSION" --locked --root "$cache" >&2
   echo "$cache/bin/nisshi"
 }
 
