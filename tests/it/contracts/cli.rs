@@ -78,3 +78,63 @@ fn cli_schemas_register_and_check_exit_codes() {
         "payments has no v2"
     );
 }
+
+/// `flowctl produce` and `flowctl bench produce` through the binary, against the real broker.
+#[test]
+fn cli_produce_and_bench_report_json_summaries() {
+    let bs = broker();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowctl"))
+            .args(args)
+            .env("FLOWCTL_HOME", home.path())
+            .env("FLOWCTL_KAFKA_BOOTSTRAP", &bs)
+            .env_remove("FLOWCTL_SCHEMA_REGISTRY_URL")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let topic = unique("orders-cli");
+    let s = run(&[
+        "produce",
+        "--topic",
+        &topic,
+        "--count",
+        "800",
+        "--bad-ratio",
+        "0.1",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(s["generated"], json!(800));
+    assert_eq!(s["failed"], json!(0));
+    let (sent, rejected) = (s["sent"].as_u64().unwrap(), s["rejected"].as_u64().unwrap());
+    assert_eq!(sent + rejected, 800);
+    assert_eq!(
+        s["injected"]["schema_violation"].as_u64().unwrap_or(0),
+        rejected
+    );
+    assert_eq!(s["seed"], json!(3));
+    assert_eq!(consume_all(&bs, &topic).len() as u64, sent);
+    let b = run(&[
+        "bench",
+        "produce",
+        "--count",
+        "20000",
+        "--topic",
+        &unique("bench-orders-cli"),
+        "--json",
+    ]);
+    assert_eq!(
+        (b["sent"].clone(), b["failed"].clone()),
+        (json!(20000), json!(0))
+    );
+    assert!(b["events_per_sec"].as_f64().unwrap() > 0.0);
+}
