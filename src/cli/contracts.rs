@@ -84,8 +84,9 @@ pub struct ProduceArgs {
     /// How long to produce at --rate, e.g. 30s, 5m, 1h, 500ms.
     #[arg(long, requires = "rate", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Share of events carrying an injected fault (0 to 1).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    /// Share of events carrying an injected fault (0 to 1), spread over every category that
+    /// applies to the topic; 0 for clean data only.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_ratio)]
     pub bad_ratio: f64,
     /// Share of clean events whose event_time is 1–48 hours in the past.
     #[arg(long, default_value_t = 0.03, value_parser = parse_ratio)]
