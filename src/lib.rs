@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod contracts;
 pub mod engine;
 pub mod flow;
 pub mod metrics;

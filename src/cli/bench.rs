@@ -18,6 +18,8 @@ use crate::tasks::TaskRegistry;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
+    /// Avro-encoded events per second to the broker (orders, acks=all, idempotent, lz4).
+    Produce(super::contracts::BenchProduceArgs),
     /// Web latency with a large history: the runs page, a run page, /api/runs, /metrics.
     Web {
         /// Runs to put in the history first.
@@ -34,8 +36,9 @@ pub enum BenchCmd {
     },
 }
 
-pub async fn run(_cfg: &Config, cmd: BenchCmd) -> anyhow::Result<u8> {
+pub async fn run(cfg: &Config, cmd: BenchCmd) -> anyhow::Result<u8> {
     match cmd {
+        BenchCmd::Produce(a) => Ok(u8::try_from(super::contracts::bench_produce(a, &cfg.db).await?).unwrap_or(1)),
         BenchCmd::Scheduler { dir } => scheduler(dir).await,
         BenchCmd::Web { runs, dir } => web(runs, dir).await,
     }

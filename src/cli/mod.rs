@@ -4,6 +4,7 @@
 //! validation error (nothing was run).
 
 mod bench;
+pub mod contracts;
 mod flows;
 pub mod output;
 mod runs;
@@ -53,6 +54,14 @@ enum Command {
     /// Execute one run in this process (used by `trigger --detach`).
     #[command(hide = true)]
     Worker(runs::WorkerArgs),
+    /// Avro schemas in schemas/: register them, check compatibility.
+    #[command(subcommand)]
+    Schemas(contracts::SchemasCmd),
+    /// The Confluent-compatible schema registry.
+    #[command(subcommand)]
+    Registry(contracts::RegistryCmd),
+    /// Produce realistic synthetic events (Confluent wire format) to Kafka.
+    Produce(contracts::ProduceArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -112,6 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Flows(cmd) => flows::run(&cfg, cmd),
         Command::Bench(cmd) => bench::run(&cfg, cmd).await,
+        Command::Schemas(cmd) => exit(contracts::schemas(cmd, &cfg.db).await?),
+        Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg.db).await?),
+        Command::Produce(a) => exit(contracts::produce(a, &cfg.db).await?),
         other => {
             let engine = open_engine(&cfg).await?;
             let code = match other {
@@ -123,12 +135,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Worker(a) => runs::worker(&engine, a).await,
                 Command::Serve(a) => serve::serve(&cfg, engine.clone(), a).await,
                 Command::Schedules(cmd) => serve::schedules(&cfg, &engine, cmd).await,
-                Command::Flows(_) | Command::Bench(_) => unreachable!("handled above"),
+                Command::Flows(_)
+                | Command::Bench(_)
+                | Command::Schemas(_)
+                | Command::Registry(_)
+                | Command::Produce(_) => unreachable!("handled above"),
             };
             engine.store().close().await;
             code
         }
     }
+}
+
+fn exit(code: i32) -> anyhow::Result<u8> {
+    Ok(u8::try_from(code).unwrap_or(1))
 }
 
 /// Opens the store and runs crash recovery: every process that opens the store releases runs

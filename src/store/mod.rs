@@ -8,6 +8,7 @@
 //! pool and never block writers.
 
 mod logs;
+mod registry;
 mod runs;
 mod schedules;
 mod tasks;
@@ -26,6 +27,7 @@ pub use runs::Heartbeat;
 pub use runs::{NewRun, RunFilter, RunRow, Submitted};
 pub use schedules::{QualityRow, ScheduleRow};
 pub use tasks::{AttemptRow, Move, TaskFinish};
+pub use registry::{Registered, RegistryStoreError, SubjectVersion, VersionSel};
 
 /// Everything that can go wrong talking to the state DB.
 #[derive(Debug, thiserror::Error)]

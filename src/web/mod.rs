@@ -48,8 +48,10 @@ impl AppState {
     }
 }
 
-/// Builds the whole application: UI, API, metrics, health.
+/// Builds the whole application: UI, API, metrics, health, and the Confluent-compatible schema
+/// registry (`/subjects`, `/schemas`, `/config`, `/compatibility`) on the same port.
 pub fn router(state: AppState) -> Router {
+    let registry = crate::contracts::registry::registry_router(state.engine.store().clone());
     Router::new()
         .route("/", get(ui::index))
         .route("/runs", get(ui::runs_page))
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .fallback(api::not_found)
         .with_state(state)
+        .merge(registry)
 }
 
 /// Serves `router` until Ctrl-C / SIGTERM.

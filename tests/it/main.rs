@@ -2,6 +2,7 @@
 
 mod browser;
 mod common;
+mod contracts;
 mod core_cli;
 mod dag_props;
 mod docker_files;

@@ -1,0 +1,120 @@
+//! Kafka connection settings and topic administration.
+//!
+//! `FLOWCTL_KAFKA_BOOTSTRAP` names the brokers; its default, `127.0.0.1:19092`, is the address
+//! `scripts/broker.sh` starts nisshi on, so the quick start needs no configuration. We advertise
+//! and connect to `127.0.0.1`, never `localhost`, which may resolve to `::1` first.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+pub const BOOTSTRAP_ENV: &str = "FLOWCTL_KAFKA_BOOTSTRAP";
+pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:19092";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("creating a Kafka client for {bootstrap}")]
+    Client {
+        bootstrap: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error(
+        "no Kafka broker answered at {bootstrap} within {secs}s ({detail}): start one with `scripts/broker.sh start` or point FLOWCTL_KAFKA_BOOTSTRAP at a running cluster"
+    )]
+    Unreachable {
+        bootstrap: String,
+        secs: u64,
+        detail: String,
+    },
+    #[error("creating topic {topic} on {bootstrap}: {detail}")]
+    CreateTopic {
+        topic: String,
+        bootstrap: String,
+        detail: String,
+    },
+}
+
+/// The bootstrap servers flowctl talks to.
+pub fn bootstrap() -> String {
+    std::env::var(BOOTSTRAP_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string())
+}
+
+/// Base client config for `bootstrap`.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        // Fail fast with a clear error when nothing listens, instead of retrying for minutes.
+        .set("socket.connection.setup.timeout.ms", "10000")
+        .set("broker.address.family", "v4");
+    c
+}
+
+/// How long to wait for a broker's first answer before telling the user none is running.
+const REACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fails fast with an actionable message when nothing answers at `bootstrap`, instead of
+/// librdkafka's retries ending in a bare timeout a minute later.
+pub async fn check_reachable(bootstrap: &str) -> Result<(), BrokerError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer =
+        client_config(bootstrap)
+            .create()
+            .map_err(|source| BrokerError::Client {
+                bootstrap: bootstrap.to_string(),
+                source,
+            })?;
+    let res = tokio::task::spawn_blocking(move || {
+        consumer.fetch_metadata(None, REACH_TIMEOUT).map(|_| ())
+    })
+    .await
+    .expect("metadata probe panicked");
+    res.map_err(|e| BrokerError::Unreachable {
+        bootstrap: bootstrap.to_string(),
+        secs: REACH_TIMEOUT.as_secs(),
+        detail: e.to_string(),
+    })
+}
+
+/// Creates `topic` with `partitions` partitions if it does not exist. An existing topic is
+/// fine whatever its partition count (the broker cannot add partitions anyway).
+pub async fn ensure_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), BrokerError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap)
+            .create()
+            .map_err(|source| BrokerError::Client {
+                bootstrap: bootstrap.to_string(),
+                source,
+            })?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    check_reachable(bootstrap).await?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(15)))
+        .request_timeout(Some(Duration::from_secs(20)));
+    let err = |detail: String| BrokerError::CreateTopic {
+        topic: topic.to_string(),
+        bootstrap: bootstrap.to_string(),
+        detail,
+    };
+    let results = admin
+        .create_topics([&new], &opts)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(err(code.to_string())),
+        }
+    }
+    Ok(())
+}

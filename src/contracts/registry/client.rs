@@ -1,0 +1,220 @@
+//! HTTP client for a Confluent-compatible schema registry: flowctl's own server or Confluent's.
+//! Only the calls flowctl needs; each maps Confluent's error bodies back to [`RegistryError`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{CompatReport, RegistryError};
+use crate::contracts::registry::CONTENT_TYPE;
+
+/// Client for `FLOWCTL_SCHEMA_REGISTRY_URL`. Credentials may be given in the URL
+/// (`https://key:secret@host`), as Confluent Cloud needs; they are sent as HTTP basic auth and
+/// never shown in messages.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    base: String,
+    /// `base` with any `user:password@` replaced by `***@`.
+    shown: String,
+    http: reqwest::Client,
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error_code: i64,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct IdBody {
+    id: i64,
+}
+
+#[derive(Deserialize)]
+struct VersionBody {
+    version: i64,
+}
+
+#[derive(Deserialize)]
+struct SchemaBody {
+    schema: String,
+}
+
+#[derive(Deserialize)]
+struct CompatBody {
+    is_compatible: bool,
+    #[serde(default)]
+    messages: Vec<String>,
+}
+
+/// The error and its causes on one line: reqwest's top-level message alone ("error sending
+/// request") hides the useful part ("Connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+/// Path segments are percent-encoded: subjects may contain `/` or spaces.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl RegistryClient {
+    pub fn new(url: &str) -> RegistryClient {
+        let base = url.trim_end_matches('/').to_string();
+        RegistryClient {
+            shown: redact(&base),
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The URL for display (credentials redacted).
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, RegistryError> {
+        let url = format!("{}{path}", self.base);
+        let shown = format!("{}{path}", self.shown);
+        let transport = |detail: String| RegistryError::Transport {
+            url: shown.clone(),
+            detail: detail.replace(&self.base, &self.shown),
+        };
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header(reqwest::header::ACCEPT, CONTENT_TYPE);
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+                .body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| transport(chain(&e)))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| transport(chain(&e)))?;
+        if !(200..300).contains(&status) {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => RegistryError::from_remote(status, e.error_code, e.message),
+                Err(_) => transport(format!(
+                    "HTTP {status} with a body that is not a registry error: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                )),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            transport(format!(
+                "expected a schema registry response, found {}: {e}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))
+        })
+    }
+
+    /// Registers and returns `(id, version)`: Confluent answers registration with the id only,
+    /// so the version comes from a lookup.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<(i64, i64), RegistryError> {
+        let body = json!({"schema": schema, "schemaType": "AVRO"});
+        let id: IdBody = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/subjects/{}/versions", seg(subject)),
+                Some(body.clone()),
+            )
+            .await?;
+        let version = self
+            .call::<VersionBody>(
+                reqwest::Method::POST,
+                &format!("/subjects/{}", seg(subject)),
+                Some(body),
+            )
+            .await
+            .map(|v| v.version)
+            .unwrap_or(0);
+        Ok((id.id, version))
+    }
+
+    pub async fn check(&self, subject: &str, schema: &str) -> Result<CompatReport, RegistryError> {
+        let res: Result<CompatBody, _> = self
+            .call(
+                reqwest::Method::POST,
+                &format!(
+                    "/compatibility/subjects/{}/versions/latest?verbose=true",
+                    seg(subject)
+                ),
+                Some(json!({"schema": schema, "schemaType": "AVRO"})),
+            )
+            .await;
+        match res {
+            Ok(c) => Ok(CompatReport {
+                is_compatible: c.is_compatible,
+                messages: c.messages,
+            }),
+            // No versions yet: anything is compatible.
+            Err(RegistryError::SubjectNotFound(_)) => Ok(CompatReport {
+                is_compatible: true,
+                messages: vec![],
+            }),
+            Err(RegistryError::Remote { code: 40402, .. }) => Ok(CompatReport {
+                is_compatible: true,
+                messages: vec![],
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn schema_by_id(&self, id: i64) -> Result<String, RegistryError> {
+        let s: SchemaBody = self
+            .call(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None)
+            .await?;
+        Ok(s.schema)
+    }
+
+    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        self.call(reqwest::Method::GET, "/subjects", None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(
+            super::redact("https://key:secret@sr.example:443"),
+            "https://***@sr.example:443"
+        );
+        assert_eq!(
+            super::redact("http://127.0.0.1:8081"),
+            "http://127.0.0.1:8081"
+        );
+    }
+}
