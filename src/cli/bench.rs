@@ -38,7 +38,9 @@ pub enum BenchCmd {
 
 pub async fn run(cfg: &Config, cmd: BenchCmd) -> anyhow::Result<u8> {
     match cmd {
-        BenchCmd::Produce(a) => Ok(u8::try_from(super::contracts::bench_produce(a, &cfg.db).await?).unwrap_or(1)),
+        BenchCmd::Produce(a) => {
+            Ok(u8::try_from(super::contracts::bench_produce(a, &cfg.db).await?).unwrap_or(1))
+        }
         BenchCmd::Scheduler { dir } => scheduler(dir).await,
         BenchCmd::Web { runs, dir } => web(runs, dir).await,
     }

@@ -23,11 +23,11 @@ use sqlx::sqlite::{
 };
 
 pub use logs::LogRow;
+pub use registry::{Registered, RegistryStoreError, SubjectVersion, VersionSel};
 pub use runs::Heartbeat;
 pub use runs::{NewRun, RunFilter, RunRow, Submitted};
 pub use schedules::{QualityRow, ScheduleRow};
 pub use tasks::{AttemptRow, Move, TaskFinish};
-pub use registry::{Registered, RegistryStoreError, SubjectVersion, VersionSel};
 
 /// Everything that can go wrong talking to the state DB.
 #[derive(Debug, thiserror::Error)]

@@ -80,6 +80,10 @@ impl Task for ShellTask {
             .env("FLOWCTL_TASK_ID", &ctx.task_id)
             .env("FLOWCTL_ATTEMPT", ctx.attempt.to_string())
             .env("FLOWCTL_HOME", &ctx.home);
+        // The running flowctl, so a flow can call its own subcommands without a PATH setup.
+        if let Ok(exe) = std::env::current_exe() {
+            cmd.env("FLOWCTL_BIN", exe);
+        }
         for (k, v) in &ctx.params {
             cmd.env(format!("FLOWCTL_PARAM_{}", k.to_uppercase()), v);
         }
