@@ -89,17 +89,7 @@ fn ten(name: &str) -> String {
 
 async fn scheduler(dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
     let tmp = tempdir_in(dir)?;
-    let store = Store::open(&tmp.join("bench.db")).await?;
-    let registry = TaskRegistry::builtin();
-    let engine = Engine::new(
-        store.clone(),
-        registry.clone(),
-        EngineConfig {
-            home: tmp.clone(),
-            concurrency: 64,
-            ..EngineConfig::default()
-        },
-    );
+    let (store, registry, engine) = bench_engine(&tmp).await?;
     println!("flowctl bench scheduler (every state transition persisted to SQLite, WAL)");
     println!(
         "{:<34} {:>10} {:>8} {:>16}",
@@ -152,6 +142,22 @@ async fn scheduler(dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// A fresh state DB in `tmp` and an engine over it, with room for wide fan-outs.
+async fn bench_engine(tmp: &Path) -> anyhow::Result<(Store, TaskRegistry, Engine)> {
+    let store = Store::open(&tmp.join("bench.db")).await?;
+    let registry = TaskRegistry::builtin();
+    let engine = Engine::new(
+        store.clone(),
+        registry.clone(),
+        EngineConfig {
+            home: tmp.to_path_buf(),
+            concurrency: 64,
+            ..EngineConfig::default()
+        },
+    );
+    Ok((store, registry, engine))
+}
+
 fn tempdir_in(dir: Option<std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
     let base = dir.unwrap_or_else(std::env::temp_dir);
     let p = base.join(format!("flowctl-bench-{}", std::process::id()));
@@ -166,17 +172,7 @@ async fn web(runs: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<u8>
     let flows_dir = tmp.join("flows");
     std::fs::create_dir_all(&flows_dir)?;
     std::fs::write(flows_dir.join("ten.yaml"), ten("bench_web"))?;
-    let store = Store::open(&tmp.join("bench.db")).await?;
-    let registry = TaskRegistry::builtin();
-    let engine = Engine::new(
-        store.clone(),
-        registry.clone(),
-        EngineConfig {
-            home: tmp.clone(),
-            concurrency: 64,
-            ..EngineConfig::default()
-        },
-    );
+    let (store, registry, engine) = bench_engine(&tmp).await?;
     let flow = parse_flow(&flows_dir.join("ten.yaml"), &ten("bench_web"), &registry)
         .map_err(anyhow::Error::from)?;
     let fill = Instant::now();

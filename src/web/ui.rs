@@ -506,11 +506,7 @@ pub async fn trigger_submit(
     Path(name): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    require_form(
-        &s,
-        &headers,
-        f.get("csrf").map(String::as_str).unwrap_or(""),
-    )?;
+    check_form(&s, &headers, &f)?;
     let flow = s.flow(&name)?;
     let params = f
         .iter()
@@ -534,16 +530,21 @@ async fn pause_ui(
     f: HashMap<String, String>,
     paused: bool,
 ) -> Result<Response, ApiError> {
-    require_form(
-        &s,
-        &headers,
-        f.get("csrf").map(String::as_str).unwrap_or(""),
-    )?;
+    check_form(&s, &headers, &f)?;
     let flow = s.flow(&name)?;
     Scheduler::set_paused(&s.engine, &flow, paused)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Redirect::to("/flows").into_response())
+}
+
+/// CSRF (and, with a token configured, session) check of a UI form post.
+fn check_form(
+    s: &AppState,
+    headers: &HeaderMap,
+    f: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    require_form(s, headers, f.get("csrf").map(String::as_str).unwrap_or(""))
 }
 
 pub async fn pause_submit(
@@ -570,11 +571,7 @@ pub async fn retry_submit(
     Path(id): Path<i64>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    require_form(
-        &s,
-        &headers,
-        f.get("csrf").map(String::as_str).unwrap_or(""),
-    )?;
+    check_form(&s, &headers, &f)?;
     start_retry(&s, id).await?;
     Ok(Redirect::to(&format!("/runs/{id}")).into_response())
 }
@@ -585,11 +582,7 @@ pub async fn cancel_submit(
     Path(id): Path<i64>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    require_form(
-        &s,
-        &headers,
-        f.get("csrf").map(String::as_str).unwrap_or(""),
-    )?;
+    check_form(&s, &headers, &f)?;
     s.engine
         .cancel(id, std::time::Duration::from_secs(5))
         .await?;

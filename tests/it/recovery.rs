@@ -6,6 +6,19 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Env, attempts, count_lines, stderr, task_state};
 
+/// Waits until a task's marker file appears (the task has started).
+fn wait_for(marker: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            marker.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn kill_trigger_mid_task(env: &Env, flow: &str) -> i64 {
     let mut child = env
         .cmd(&["trigger", flow])
@@ -13,12 +26,7 @@ fn kill_trigger_mid_task(env: &Env, flow: &str) -> i64 {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let marker = env.work().join("slow.started");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the slow task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&env.work().join("slow.started"));
     // SIGKILL: no cleanup, no last heartbeat.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -113,12 +121,7 @@ fn a_live_owner_is_never_recovered() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let marker = env.work().join("a.started");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&env.work().join("a.started"));
     // Even with a tiny lease, a live local owner keeps its run.
     let out = env
         .cmd(&["runs", "list", "--json"])
@@ -142,12 +145,7 @@ fn a_waiting_trigger_takes_over_when_the_owner_dies() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let marker = env.work().join("slow.started");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the slow task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&env.work().join("slow.started"));
     // A second trigger with the same key attaches to the running run instead of starting one.
     let waiter = env
         .cmd(&[
