@@ -51,7 +51,9 @@ impl AppState {
 /// Builds the whole application: UI, API, metrics, health, and the Confluent-compatible schema
 /// registry (`/subjects`, `/schemas`, `/config`, `/compatibility`) on the same port.
 pub fn router(state: AppState) -> Router {
-    let registry = crate::contracts::registry::registry_router(state.engine.store().clone());
+    let registry = crate::contracts::registry::registry_router(state.engine.store().clone()).layer(
+        axum::middleware::from_fn_with_state(state.clone(), registry_auth),
+    );
     Router::new()
         .route("/", get(ui::index))
         .route("/runs", get(ui::runs_page))
@@ -80,6 +82,32 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .with_state(state)
         .merge(registry)
+}
+
+/// With `FLOWCTL_API_TOKEN` set, registry changes (POST/PUT/DELETE) need the bearer token too —
+/// Confluent clients send it with `bearer.auth.credentials.source=STATIC_TOKEN`. Errors use the
+/// registry's own body shape (`error_code` 40101).
+async fn registry_auth(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    match auth::require_bearer(&state, req.headers()) {
+        Err(e) if !reads => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/vnd.schemaregistry.v1+json",
+            )],
+            serde_json::json!({"error_code": 40101, "message": e.message}).to_string(),
+        )
+            .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// Serves `router` until Ctrl-C / SIGTERM.

@@ -251,6 +251,18 @@ fn api_token_guards_every_mutating_call_and_ui_forms_need_csrf() {
     );
     let (_, runs) = get(&s.url("/api/runs?flow=ok"));
     assert_eq!(runs["runs"].as_array().unwrap().len(), 2);
+    // The schema registry on the same port is guarded the same way, in its own error format.
+    let schema = r#"{"schema": "{\"type\":\"string\"}"}"#;
+    let (code, e) = post(&s.url("/subjects/x-value/versions"), Some(schema), None);
+    assert_eq!(code, 401);
+    assert_eq!(e["error_code"], 40101);
+    let (code, _) = post(
+        &s.url("/subjects/x-value/versions"),
+        Some(schema),
+        Some("s3cret-token"),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(get(&s.url("/subjects")).1, serde_json::json!(["x-value"]));
 }
 
 #[test]
@@ -341,4 +353,22 @@ fn which(bin: &str) -> Option<std::path::PathBuf> {
         .split(':')
         .map(|d| std::path::Path::new(d).join(bin))
         .find(|p| p.is_file())
+}
+
+#[test]
+fn the_schema_registry_is_served_on_the_same_port() {
+    let env = setup();
+    let s = Server::start(&env, &[]);
+    let schema = r#"{"schema": "{\"type\":\"record\",\"name\":\"T\",\"fields\":[{\"name\":\"a\",\"type\":\"int\"}]}"}"#;
+    let (code, v) = post(&s.url("/subjects/t-value/versions"), Some(schema), None);
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let (code, subjects) = get(&s.url("/subjects"));
+    assert_eq!(code, 200);
+    assert_eq!(subjects, serde_json::json!(["t-value"]));
+    let (code, by_id) = get(&s.url(&format!("/schemas/ids/{id}")));
+    assert_eq!(code, 200);
+    assert!(by_id["schema"].as_str().unwrap().contains("\"name\":\"T\""));
+    // The UI's own routes and fallback still answer as before.
+    assert_eq!(get(&s.url("/api/nothing")).0, 404);
 }
