@@ -133,35 +133,32 @@ fn build() -> Metrics {
         .unwrap(),
         registry,
     };
-    m.registry.register(Box::new(m.flow_runs.clone())).unwrap();
-    m.registry.register(Box::new(m.task_runs.clone())).unwrap();
-    m.registry
-        .register(Box::new(m.task_duration.clone()))
-        .unwrap();
-    m.registry
-        .register(Box::new(m.rows_written.clone()))
-        .unwrap();
-    m.registry.register(Box::new(m.dlq_events.clone())).unwrap();
-    m.registry
-        .register(Box::new(m.quality_checks.clone()))
-        .unwrap();
-    m.registry
-        .register(Box::new(m.consumer_lag.clone()))
-        .unwrap();
-    m.registry
-        .register(Box::new(m.end_to_end_latency.clone()))
-        .unwrap();
-    m.registry
-        .register(Box::new(m.scheduler_heartbeat.clone()))
-        .unwrap();
-    m.registry
-        .register(Box::new(m.schedule_fires.clone()))
-        .unwrap();
-    m.registry
-        .register(Box::new(m.http_requests.clone()))
-        .unwrap();
-    m.registry.register(Box::new(m.next_fire.clone())).unwrap();
+    for c in m.collectors() {
+        m.registry
+            .register(c)
+            .expect("metric names are unique constants");
+    }
     m
+}
+
+impl Metrics {
+    /// Every metric, for registration (and for the test that keeps `NAMES` honest).
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.flow_runs.clone()),
+            Box::new(self.task_runs.clone()),
+            Box::new(self.task_duration.clone()),
+            Box::new(self.rows_written.clone()),
+            Box::new(self.dlq_events.clone()),
+            Box::new(self.quality_checks.clone()),
+            Box::new(self.consumer_lag.clone()),
+            Box::new(self.end_to_end_latency.clone()),
+            Box::new(self.scheduler_heartbeat.clone()),
+            Box::new(self.schedule_fires.clone()),
+            Box::new(self.http_requests.clone()),
+            Box::new(self.next_fire.clone()),
+        ]
+    }
 }
 
 /// The process-wide metrics.
@@ -193,25 +190,10 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use prometheus::core::Collector;
-
     #[test]
     fn names_list_every_registered_metric() {
         let m = super::build();
-        let collectors: Vec<Box<dyn Collector>> = vec![
-            Box::new(m.flow_runs.clone()),
-            Box::new(m.task_runs.clone()),
-            Box::new(m.task_duration.clone()),
-            Box::new(m.rows_written.clone()),
-            Box::new(m.dlq_events.clone()),
-            Box::new(m.quality_checks.clone()),
-            Box::new(m.consumer_lag.clone()),
-            Box::new(m.end_to_end_latency.clone()),
-            Box::new(m.scheduler_heartbeat.clone()),
-            Box::new(m.schedule_fires.clone()),
-            Box::new(m.http_requests.clone()),
-            Box::new(m.next_fire.clone()),
-        ];
+        let collectors = m.collectors();
         let mut names: Vec<String> = collectors
             .iter()
             .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
