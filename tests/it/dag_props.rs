@@ -134,6 +134,7 @@ fn executor_respects_dependencies_on_random_dags() {
         // Which tasks should have run: none of their ancestors failed.
         let n = tasks.len();
         let mut blocked = vec![false; n];
+        #[allow(clippy::needless_range_loop)] // blocked[i] reads blocked[d] for d < i
         for i in 0..n {
             blocked[i] = tasks[i].0.iter().any(|&d| blocked[d] || tasks[d].1);
         }

@@ -36,10 +36,10 @@ impl Server {
         let s = Server { child, base };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = ureq::get(&format!("{}/healthz", s.base)).call() {
-                if r.status() == 200 {
-                    break;
-                }
+            if let Ok(r) = ureq::get(&format!("{}/healthz", s.base)).call()
+                && r.status() == 200
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "serve did not come up");
             std::thread::sleep(Duration::from_millis(50));
