@@ -133,10 +133,10 @@ fn executor_respects_dependencies_on_random_dags() {
         let runs = journal().lock().unwrap().remove(&id).unwrap_or_default();
         // Which tasks should have run: none of their ancestors failed.
         let n = tasks.len();
-        let mut blocked = vec![false; n];
-        #[allow(clippy::needless_range_loop)] // blocked[i] reads blocked[d] for d < i
-        for i in 0..n {
-            blocked[i] = tasks[i].0.iter().any(|&d| blocked[d] || tasks[d].1);
+        let mut blocked: Vec<bool> = Vec::with_capacity(n);
+        for (deps, _, _) in &tasks {
+            let b = deps.iter().any(|&d| blocked[d] || tasks[d].1);
+            blocked.push(b);
         }
         for i in 0..n {
             let count = runs.iter().filter(|(t, _, _)| *t == format!("t{i}")).count();
