@@ -1,0 +1,33 @@
+//! One public error for the lake module, saying which step failed and on which table.
+
+/// What went wrong in the lake, with the table path or record position it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("table {table}: {step} failed: {source}")]
+    Delta {
+        table: String,
+        step: &'static str,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    #[error("table {table}: reading {file} failed: {detail}")]
+    Read {
+        table: String,
+        file: String,
+        detail: String,
+    },
+    #[error("table path {0} is not a valid local path for a Delta table")]
+    BadPath(String),
+    #[error("table {table}: schema does not convert to a Delta schema: {detail}")]
+    Schema { table: String, detail: String },
+    #[error("avro schema {what} is not usable: {detail}")]
+    AvroSchema { what: String, detail: String },
+    #[error("building the bronze batch failed: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error("io on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

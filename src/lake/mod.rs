@@ -1,0 +1,17 @@
+//! The lake: Delta tables on local disk under `$FLOWCTL_HOME/lake/`, written and read with
+//! arrow-rs `RecordBatch`es, and the bronze decoder that turns Confluent-framed Avro Kafka
+//! records into those batches.
+//!
+//! Exactly-once building block: every append can carry a Delta `txn` action (app id, version) in
+//! the *same* commit as its rows, so after a crash the writer reads the version back
+//! ([`LakeTable::txn_version`]) and skips or seeks past what is already committed. Nothing else in
+//! flowctl needs to know how Delta or Parquet work: it goes through this module.
+
+mod bronze_decode;
+mod error;
+mod read;
+mod table;
+
+pub use bronze_decode::{BronzeDecoder, DecodeFault, DecodeOutcome, KafkaRecord, RecordError};
+pub use error::LakeError;
+pub use table::{AppTxn, Commit, LakeTable, lake_root};

@@ -1,0 +1,54 @@
+"""Reads a Delta table written by flowctl with the Python `deltalake` package (delta-rs's
+Python binding, from PyPI) and prints one JSON line: row count, version, partition columns,
+the transaction version of each APP_ID and the distinct (partition, offset) pair count.
+
+Usage: python3 read_delta_count.py TABLE_PATH [APP_ID...]
+Exits 3 with an install hint when the package is missing, so the Rust test fails with it.
+"""
+
+import json
+import sys
+
+try:
+    from deltalake import DeltaTable, QueryBuilder
+except ImportError as e:  # pragma: no cover - the hint is the point
+    print(
+        f"python package deltalake is missing ({e}); "
+        "install it with: python3 -m pip install -r tests/python/requirements.txt",
+        file=sys.stderr,
+    )
+    sys.exit(3)
+
+
+def scalar(qb, sql):
+    batches = qb.execute(sql).read_all()
+    for b in batches:
+        col = b.column(0)
+        return int(col[0].as_py())
+    raise SystemExit(f"no result for {sql}")
+
+
+def main():
+    path = sys.argv[1]
+    dt = DeltaTable(path)
+    qb = QueryBuilder().register("t", dt)
+    rows = scalar(qb, "SELECT COUNT(*) FROM t")
+    distinct = scalar(
+        qb, "SELECT COUNT(*) FROM (SELECT DISTINCT _kafka_partition, _kafka_offset FROM t)"
+    )
+    txns = {app_id: dt.transaction_version(app_id) for app_id in sys.argv[2:]}
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "distinct_partition_offsets": distinct,
+                "version": dt.version(),
+                "partition_columns": dt.metadata().partition_columns,
+                "txns": txns,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
