@@ -21,11 +21,10 @@ except ImportError as e:  # pragma: no cover - the hint is the point
 
 
 def scalar(qb, sql):
-    batches = qb.execute(sql).read_all()
-    for b in batches:
-        col = b.column(0)
-        return int(col[0].as_py())
-    raise SystemExit(f"no result for {sql}")
+    values = qb.execute(sql).read_all().column(0).to_pylist()
+    if len(values) != 1:
+        raise SystemExit(f"expected one row from {sql}, got {values}")
+    return int(values[0])
 
 
 def main():
