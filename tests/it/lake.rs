@@ -173,6 +173,12 @@ async fn bronze_orders_v1_v2_and_garbage_land_once_and_python_reads_them() {
         assert_eq!(reopened.txn_version(&app(p)).await.unwrap(), Some(999));
     }
     assert_eq!(reopened.row_count().unwrap(), 3000 - bad);
+    let back = reopened.read_all().unwrap();
+    assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 3000 - bad);
+    assert!(
+        back.iter()
+            .all(|b| b.schema().fields().len() == decoder.schema().fields().len())
+    );
 
     // Another engine reads the same table, counts and txn versions.
     let apps: Vec<String> = (0..3).map(app).collect();
