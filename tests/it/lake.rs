@@ -27,11 +27,14 @@ fn repo() -> PathBuf {
 }
 
 fn framed(id: u32, version: SchemaVersion, n: u64) -> Vec<u8> {
-    let text = match version {
-        SchemaVersion::V1 => builtin::ORDERS_V1,
-        SchemaVersion::V2 => builtin::ORDERS_V2,
+    static PARSED: std::sync::OnceLock<[ParsedSchema; 2]> = std::sync::OnceLock::new();
+    let [p1, p2] = PARSED.get_or_init(|| {
+        [builtin::ORDERS_V1, builtin::ORDERS_V2].map(|t| ParsedSchema::parse(t).unwrap())
+    });
+    let parsed = match version {
+        SchemaVersion::V1 => p1,
+        SchemaVersion::V2 => p2,
     };
-    let parsed = ParsedSchema::parse(text).unwrap();
     let mut out = Vec::new();
     wire::write_header(&mut out, id);
     encode(&parsed.model, &order(7, n, version, T0), &mut out).unwrap();

@@ -19,9 +19,9 @@ use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 use deltalake::arrow::array::{
     Array, ArrayRef, BinaryArray, Date32Array, Int32Array, Int64Array, StringArray,
-    TimestampMicrosecondArray,
+    TimestampMicrosecondArray, UInt32Array,
 };
-use deltalake::arrow::compute::{cast, concat_batches};
+use deltalake::arrow::compute::{cast, concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
 
@@ -104,7 +104,9 @@ pub struct BronzeDecoder {
     known: HashSet<u32>,
     /// Writer schemas that do not resolve to the reader schema, with the reason.
     mismatched: HashMap<u32, String>,
-    decoder: Option<Decoder>,
+    /// One arrow-avro decoder per writer schema id: a decoder switching schemas between
+    /// records must flush each time, which makes mixed v1/v2 input very slow.
+    decoders: HashMap<u32, Decoder>,
     payload_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -185,7 +187,7 @@ impl BronzeDecoder {
             store: SchemaStore::new_with_type(FingerprintAlgorithm::Id),
             known: HashSet::new(),
             mismatched: HashMap::new(),
-            decoder: None,
+            decoders: HashMap::new(),
             payload_schema,
             schema: Arc::new(Schema::new(all)),
         })
@@ -232,15 +234,23 @@ impl BronzeDecoder {
             .set(Fingerprint::Id(id), writer)
             .map_err(|e| avro_err(&format!("id {id}"), e))?;
         self.known.insert(id);
-        self.decoder = None;
         Ok(())
     }
 
-    fn build(&self) -> Result<Decoder, LakeError> {
+    fn build(&self, id: u32) -> Result<Decoder, LakeError> {
+        let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+        let writer = self
+            .store
+            .lookup(&Fingerprint::Id(id))
+            .cloned()
+            .ok_or_else(|| avro_err(&format!("id {id}"), "not in the writer schema store"))?;
+        store
+            .set(Fingerprint::Id(id), writer)
+            .map_err(|e| avro_err(&format!("id {id}"), e))?;
         ReaderBuilder::new()
             .with_batch_size(DECODER_BATCH)
             .with_reader_schema(self.reader.clone())
-            .with_writer_schema_store(self.store.clone())
+            .with_writer_schema_store(store)
             .build_decoder()
             .map_err(|e| avro_err("writer schema store", e))
     }
@@ -255,7 +265,7 @@ impl BronzeDecoder {
         let mut run = Run {
             records,
             ingested_at_us,
-            pending: Vec::new(),
+            pending: HashMap::new(),
             decoded: Vec::new(),
             batches: Vec::new(),
         };
@@ -290,32 +300,41 @@ impl BronzeDecoder {
                 errors.push(fail(Some(id), DecodeFault::UnknownSchemaId, detail));
                 continue;
             }
-            if self.decoder.is_none() {
-                self.decoder = Some(self.build()?);
+            if !self.decoders.contains_key(&id) {
+                let built = self.build(id)?;
+                self.decoders.insert(id, built);
             }
-            let decoder = self.decoder.as_mut().expect("built above");
-            if let Err(reason) = run.feed(decoder, &self.payload_schema, &self.schema, index)? {
+            let decoder = self.decoders.get_mut(&id).expect("built above");
+            let (payload, schema) = (&self.payload_schema, &self.schema);
+            if let Err(reason) = run.feed(decoder, id, payload, schema, index)? {
                 let detail = format!("Avro body does not decode with schema {id}: {reason}");
                 errors.push(fail(Some(id), DecodeFault::Undecodable, detail));
                 // The decoder may hold half a row: start afresh and replay the good ones.
-                let mut fresh = self.build()?;
-                let replay = std::mem::take(&mut run.pending);
+                let mut fresh = self.build(id)?;
+                let replay = run.pending.remove(&id).unwrap_or_default();
                 for i in replay {
-                    if let Err(reason) =
-                        run.feed(&mut fresh, &self.payload_schema, &self.schema, i)?
-                    {
+                    if let Err(reason) = run.feed(&mut fresh, id, payload, schema, i)? {
                         return Err(LakeError::AvroSchema {
                             what: format!("record {i} on replay"),
                             detail: reason,
                         });
                     }
                 }
-                run.flush(&mut fresh, &self.payload_schema, &self.schema)?;
-                self.decoder = Some(fresh);
+                run.flush(&mut fresh, id, payload, schema)?;
+                self.decoders.insert(id, fresh);
             }
         }
-        if let Some(decoder) = self.decoder.as_mut() {
-            run.flush(decoder, &self.payload_schema, &self.schema)?;
+        for (id, decoder) in self.decoders.iter_mut() {
+            run.flush(decoder, *id, &self.payload_schema, &self.schema)?;
+        }
+        // Rows were flushed per schema id: put them back in input order.
+        if !run.decoded.is_sorted() {
+            let mut perm: Vec<u32> = (0..run.decoded.len() as u32).collect();
+            perm.sort_unstable_by_key(|&i| run.decoded[i as usize]);
+            let all = concat_batches(&self.schema, &run.batches)?;
+            let sorted = take_record_batch(&all, &UInt32Array::from(perm))?;
+            run.batches = vec![sorted];
+            run.decoded.sort_unstable();
         }
         let batch = match run.batches.len() {
             0 => None,
@@ -341,8 +360,8 @@ fn avro_err(what: &str, e: impl std::fmt::Display) -> LakeError {
 struct Run<'r, 'a> {
     records: &'r [KafkaRecord<'a>],
     ingested_at_us: i64,
-    /// Records in the decoder, not yet flushed.
-    pending: Vec<usize>,
+    /// Records in each id's decoder, not yet flushed.
+    pending: HashMap<u32, Vec<usize>>,
     /// Records in `batches`.
     decoded: Vec<usize>,
     batches: Vec<RecordBatch>,
@@ -354,6 +373,7 @@ impl Run<'_, '_> {
     fn feed(
         &mut self,
         decoder: &mut Decoder,
+        id: u32,
         payload: &SchemaRef,
         schema: &SchemaRef,
         index: usize,
@@ -371,7 +391,7 @@ impl Run<'_, '_> {
             }
             if decoder.batch_is_full() {
                 // Capacity reached, or the writer schema changed: flush, then go on.
-                self.flush(decoder, payload, schema)?;
+                self.flush(decoder, id, payload, schema)?;
                 continue;
             }
             return Ok(Err(format!(
@@ -381,22 +401,24 @@ impl Run<'_, '_> {
             )));
         }
         let rows = decoder.batch_size() - decoder.capacity();
-        if rows <= self.pending.len() {
+        let pending = self.pending.entry(id).or_default();
+        if rows <= pending.len() {
             return Ok(Err(format!(
                 "the body ends early ({} bytes after the header)",
                 msg.len().saturating_sub(wire::HEADER_LEN)
             )));
         }
-        if rows > self.pending.len() + 1 {
+        if rows > pending.len() + 1 {
             return Ok(Err("bytes follow the Avro body of the record".into()));
         }
-        self.pending.push(index);
+        pending.push(index);
         Ok(Ok(()))
     }
 
     fn flush(
         &mut self,
         decoder: &mut Decoder,
+        id: u32,
         payload: &SchemaRef,
         schema: &SchemaRef,
     ) -> Result<(), LakeError> {
@@ -406,7 +428,7 @@ impl Run<'_, '_> {
         else {
             return Ok(());
         };
-        let rows = std::mem::take(&mut self.pending);
+        let rows = self.pending.remove(&id).unwrap_or_default();
         debug_assert_eq!(rows.len(), body.num_rows());
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         for (col, field) in body.columns().iter().zip(payload.fields()) {
