@@ -8,7 +8,7 @@ pub enum LakeError {
         table: String,
         step: &'static str,
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     #[error("table {table}: reading {file} failed: {detail}")]
     Read {

@@ -21,7 +21,7 @@ impl LakeTable {
         let snap = self.table.snapshot().map_err(|source| LakeError::Delta {
             table: table_name.clone(),
             step: "snapshot",
-            source,
+            source: Box::new(source),
         })?;
         let mut out = Vec::new();
         for file in snap.log_data().iter() {
@@ -77,7 +77,7 @@ impl LakeTable {
         let snap = self.table.snapshot().map_err(|source| LakeError::Delta {
             table: self.path.display().to_string(),
             step: "snapshot",
-            source,
+            source: Box::new(source),
         })?;
         let counts: Option<usize> = snap.log_data().iter().map(|f| f.num_records()).sum();
         match counts {

@@ -52,7 +52,7 @@ fn delta(path: &Path, step: &'static str) -> impl FnOnce(deltalake::DeltaTableEr
     move |source| LakeError::Delta {
         table,
         step,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -206,7 +206,6 @@ mod tests {
     }
 
     fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
-        let n = ids.clone().count();
         RecordBatch::try_new(
             schema(),
             vec![
@@ -220,10 +219,6 @@ mod tests {
                 )),
             ],
         )
-        .map(|b| {
-            assert_eq!(b.num_rows(), n);
-            b
-        })
         .unwrap()
     }
 
