@@ -386,7 +386,11 @@ fn the_standalone_registry_honours_the_api_token_too() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while get(&format!("{base}/subjects")).0 != 200 {
+    while !agent()
+        .get(&format!("{base}/subjects"))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
+    {
         assert!(Instant::now() < deadline, "registry did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
