@@ -241,7 +241,8 @@ pub async fn registry_serve(args: RegistryServeArgs, db: &Path) -> anyhow::Resul
         listener.local_addr()?,
         db.display()
     );
-    axum::serve(listener, registry_app(store))
+    let app = crate::web::guard_registry(registry_app(store), crate::web::api_token());
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -1,7 +1,5 @@
 //! `flowctl serve` (scheduler + web UI + API + metrics on one port) and `flowctl schedules`.
 
-use std::sync::Arc;
-
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -48,10 +46,7 @@ pub async fn serve(cfg: &Config, engine: Engine, a: ServeArgs) -> anyhow::Result
         engine: engine.clone(),
         flows_dir: cfg.flows_dir.clone(),
         home: cfg.home.clone(),
-        token: std::env::var("FLOWCTL_API_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-            .map(Arc::from),
+        token: crate::web::api_token(),
     };
     eprintln!("flowctl serving on http://{addr}");
     crate::web::serve(addr, state).await?;

@@ -51,8 +51,9 @@ impl AppState {
 /// Builds the whole application: UI, API, metrics, health, and the Confluent-compatible schema
 /// registry (`/subjects`, `/schemas`, `/config`, `/compatibility`) on the same port.
 pub fn router(state: AppState) -> Router {
-    let registry = crate::contracts::registry::registry_router(state.engine.store().clone()).layer(
-        axum::middleware::from_fn_with_state(state.clone(), registry_auth),
+    let registry = guard_registry(
+        crate::contracts::registry::registry_router(state.engine.store().clone()),
+        state.token.clone(),
     );
     Router::new()
         .route("/", get(ui::index))
@@ -86,9 +87,13 @@ pub fn router(state: AppState) -> Router {
 
 /// With `FLOWCTL_API_TOKEN` set, registry changes (POST/PUT/DELETE) need the bearer token too —
 /// Confluent clients send it with `bearer.auth.credentials.source=STATIC_TOKEN`. Errors use the
-/// registry's own body shape (`error_code` 40101).
+/// registry's own body shape (`error_code` 40101). Used by `serve` and `registry serve` alike.
+pub fn guard_registry(router: Router, token: Option<Arc<str>>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(token, registry_auth))
+}
+
 async fn registry_auth(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(token): axum::extract::State<Option<Arc<str>>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -96,7 +101,7 @@ async fn registry_auth(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
     );
-    match auth::require_bearer(&state, req.headers()) {
+    match auth::check_bearer(token.as_deref(), req.headers()) {
         Err(e) if !reads => (
             StatusCode::UNAUTHORIZED,
             [(
@@ -108,6 +113,14 @@ async fn registry_auth(
             .into_response(),
         _ => next.run(req).await,
     }
+}
+
+/// `FLOWCTL_API_TOKEN`, when set and non-empty.
+pub fn api_token() -> Option<Arc<str>> {
+    std::env::var("FLOWCTL_API_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Arc::from)
 }
 
 /// Serves `router` until Ctrl-C / SIGTERM.

@@ -372,3 +372,41 @@ fn the_schema_registry_is_served_on_the_same_port() {
     // The UI's own routes and fallback still answer as before.
     assert_eq!(get(&s.url("/api/nothing")).0, 404);
 }
+
+#[test]
+fn the_standalone_registry_honours_the_api_token_too() {
+    let env = setup();
+    let port = crate::server::free_port();
+    let mut child = env
+        .cmd(&["registry", "serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("FLOWCTL_API_TOKEN", "reg-token")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !agent()
+        .get(&format!("{base}/subjects"))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "registry did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let schema = r#"{"schema": "{\"type\":\"string\"}"}"#;
+    let (code, e) = post(
+        &format!("{base}/subjects/y-value/versions"),
+        Some(schema),
+        None,
+    );
+    assert_eq!((code, e["error_code"].as_i64()), (401, Some(40101)), "{e}");
+    let (code, ok) = post(
+        &format!("{base}/subjects/y-value/versions"),
+        Some(schema),
+        Some("reg-token"),
+    );
+    assert_eq!(code, 200, "{ok}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
