@@ -297,11 +297,7 @@ impl Parser {
         path: &str,
     ) -> Result<Kind, SchemaError> {
         let fullname = self.declare_name(obj, ns, path)?;
-        let inner_ns = fullname
-            .rsplit_once('.')
-            .map(|(n, _)| n)
-            .unwrap_or("")
-            .to_string();
+        let inner_ns = namespace_of(&fullname);
         // Defined before its fields so a record may refer to itself.
         let kind = self.define(
             fullname.clone(),
@@ -408,11 +404,7 @@ impl Parser {
         path: &str,
     ) -> Result<Kind, SchemaError> {
         let fullname = self.declare_name(obj, ns, path)?;
-        let inner_ns = fullname
-            .rsplit_once('.')
-            .map(|(n, _)| n)
-            .unwrap_or("")
-            .to_string();
+        let inner_ns = namespace_of(&fullname);
         let symbols: Vec<String> = obj
             .get("symbols")
             .and_then(Json::as_array)
@@ -628,4 +620,14 @@ mod tests {
         assert_eq!(topic_of_file("clickstream").as_deref(), Some("clickstream"));
         assert_eq!(topic_of_file("orders-incompatible"), None);
     }
+}
+
+/// The namespace part of a full Avro name (`a.b.C` → `a.b`; empty for a bare name): where the
+/// names used inside a record or enum resolve.
+fn namespace_of(fullname: &str) -> String {
+    fullname
+        .rsplit_once('.')
+        .map(|(n, _)| n)
+        .unwrap_or("")
+        .to_string()
 }
