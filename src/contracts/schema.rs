@@ -555,6 +555,16 @@ pub mod builtin {
     pub const PAYMENTS: &str = include_str!("../../schemas/payments.avsc");
 }
 
+/// The namespace part of a full Avro name (`a.b.C` → `a.b`; empty for a bare name): where the
+/// names used inside a record or enum resolve.
+fn namespace_of(fullname: &str) -> String {
+    fullname
+        .rsplit_once('.')
+        .map(|(n, _)| n)
+        .unwrap_or("")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,14 +630,4 @@ mod tests {
         assert_eq!(topic_of_file("clickstream").as_deref(), Some("clickstream"));
         assert_eq!(topic_of_file("orders-incompatible"), None);
     }
-}
-
-/// The namespace part of a full Avro name (`a.b.C` → `a.b`; empty for a bare name): where the
-/// names used inside a record or enum resolve.
-fn namespace_of(fullname: &str) -> String {
-    fullname
-        .rsplit_once('.')
-        .map(|(n, _)| n)
-        .unwrap_or("")
-        .to_string()
 }
