@@ -7,7 +7,6 @@
 
 use chrono::Utc;
 
-use super::executor::latest_states;
 use super::owner::is_orphaned;
 use super::retry::may_retry;
 use super::state::TaskState;
@@ -47,15 +46,13 @@ pub(super) async fn recover(engine: &Engine) -> Result<Vec<Recovered>, EngineErr
             .snapshot_flow(run.id, &full.flow_path, &full.flow_yaml)
             .ok();
         let attempts = store.attempts(run.id).await?;
-        let latest = latest_states(&attempts);
         let mut moves = Vec::new();
         let mut tasks = Vec::new();
         for a in &attempts {
-            if latest.get(&a.task_id) != Some(&a.state)
-                || !matches!(a.state, TaskState::Running | TaskState::Queued)
-            {
+            if !matches!(a.state, TaskState::Running | TaskState::Queued) {
                 continue;
             }
+            // Only a task's latest attempt can be the one interrupted.
             let is_latest = !attempts
                 .iter()
                 .any(|b| b.task_id == a.task_id && b.attempt > a.attempt);

@@ -6,6 +6,16 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Env, attempts, count_lines, stderr, task_state};
 
+/// `flowctl retry RUN` finishes the run: `slow` ran twice (the interrupted attempt and its
+/// retry), `first` and `last` exactly once.
+fn retry_completes_without_rerunning_first(env: &Env, id: i64) {
+    let (code, r) = env.json(&["retry", &id.to_string()]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["run"]["state"], "success");
+    let count = |t: &str| count_lines(&env.work().join(format!("{t}.count")));
+    assert_eq!((count("first"), count("slow"), count("last")), (1, 2, 1));
+}
+
 /// Waits until a task's marker file appears (the task has started).
 fn wait_for(marker: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -88,11 +98,7 @@ fn kill_dash_nine_then_recover_and_retry_with_retries_left() {
     let again = env.run(&["runs", "list"]);
     assert!(!stderr(&again).contains("recovered"), "{}", stderr(&again));
 
-    let (code, r) = env.json(&["retry", &id.to_string()]);
-    assert_eq!(code, 0, "{r}");
-    assert_eq!(r["run"]["state"], "success");
-    let count = |t: &str| count_lines(&env.work().join(format!("{t}.count")));
-    assert_eq!((count("first"), count("slow"), count("last")), (1, 2, 1));
+    retry_completes_without_rerunning_first(&env, id);
 }
 
 #[test]
@@ -102,11 +108,7 @@ fn kill_dash_nine_without_retries_fails_the_attempt_and_retry_completes() {
     let id = kill_trigger_mid_task(&env, "crashy");
     let (_, v) = env.json(&["runs", "show", &id.to_string()]);
     assert_eq!(task_state(&v, "slow"), "failed");
-    let (code, r) = env.json(&["retry", &id.to_string()]);
-    assert_eq!(code, 0, "{r}");
-    assert_eq!(r["run"]["state"], "success");
-    let count = |t: &str| count_lines(&env.work().join(format!("{t}.count")));
-    assert_eq!((count("first"), count("slow"), count("last")), (1, 2, 1));
+    retry_completes_without_rerunning_first(&env, id);
 }
 
 #[test]
