@@ -24,6 +24,8 @@ pub enum LakeError {
     AvroSchema { what: String, detail: String },
     #[error("building the bronze batch failed: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error("converting between arrow-rs and Polars failed: {0}")]
+    Bridge(String),
     #[error("io on {path}: {source}")]
     Io {
         path: String,

@@ -9,9 +9,11 @@
 
 mod bronze_decode;
 mod error;
+mod frame;
 mod read;
 mod table;
 
 pub use bronze_decode::{BronzeDecoder, DecodeFault, DecodeOutcome, KafkaRecord, RecordError};
 pub use error::LakeError;
+pub use frame::{batches_to_df, conform, df_to_batch};
 pub use table::{AppTxn, Commit, LakeTable, lake_root};
