@@ -8,6 +8,7 @@ pub mod config;
 pub mod contracts;
 pub mod engine;
 pub mod flow;
+pub mod ingest;
 pub mod lake;
 pub mod metrics;
 pub mod store;

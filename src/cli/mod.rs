@@ -6,6 +6,7 @@
 mod bench;
 pub mod contracts;
 mod flows;
+mod ingest;
 pub mod output;
 mod runs;
 mod serve;
@@ -62,6 +63,8 @@ enum Command {
     Registry(contracts::RegistryCmd),
     /// Produce realistic synthetic events (Confluent wire format) to Kafka.
     Produce(contracts::ProduceArgs),
+    /// Kafka → bronze outside a flow (bounded, or --follow until Ctrl-C).
+    Ingest(ingest::IngestArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -74,7 +77,7 @@ pub struct UsageError(pub String);
 
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWCTL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deltalake_core::writer::stats=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -124,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Schemas(cmd) => exit(contracts::schemas(cmd, &cfg.db).await?),
         Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg.db).await?),
         Command::Produce(a) => exit(contracts::produce(a, &cfg.db).await?),
+        Command::Ingest(a) => ingest::ingest(a, &cfg.home, &cfg.db).await,
         other => {
             let engine = open_engine(&cfg).await?;
             let code = match other {
@@ -139,7 +143,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 | Command::Bench(_)
                 | Command::Schemas(_)
                 | Command::Registry(_)
-                | Command::Produce(_) => unreachable!("handled above"),
+                | Command::Produce(_)
+                | Command::Ingest(_) => unreachable!("handled above"),
             };
             engine.store().close().await;
             code

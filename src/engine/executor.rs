@@ -266,6 +266,7 @@ fn launch(
         home: engine.cfg.home.clone(),
         log: slot.log.clone(),
         cancel: slot.cancel.clone(),
+        registry: crate::contracts::registry::Registry::from_env(engine.store().clone()),
     };
     let task = spec.task.clone();
     let timeout = spec.timeout;

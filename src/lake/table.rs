@@ -151,6 +151,79 @@ impl LakeTable {
         Ok(version as i64)
     }
 
+    /// Appends `batches` as one commit carrying every transaction in `txns` (e.g. one per Kafka
+    /// partition the rows came from) and, with `run_id`, commit metadata `flowctl_run_id` (the
+    /// UI's "which run wrote it"). With no rows the commit still records the transactions: that
+    /// is how a consumer moves past input that produced no rows (an all-garbage batch).
+    pub async fn append_txns(
+        &mut self,
+        batches: impl IntoIterator<Item = RecordBatch>,
+        txns: &[AppTxn],
+        run_id: Option<i64>,
+    ) -> Result<i64, LakeError> {
+        let mut props = CommitProperties::default().with_application_transactions(
+            txns.iter()
+                .map(|t| Transaction::new(t.app_id.clone(), t.version))
+                .collect(),
+        );
+        if let Some(run) = run_id {
+            props = props.with_metadata([
+                ("flowctl_run_id".to_string(), serde_json::json!(run)),
+                ("userMetadata".to_string(), serde_json::json!(format!("run={run}"))),
+            ]);
+        }
+        let mut writer = RecordBatchWriter::for_table(&self.table)
+            .map_err(delta(&self.path, "append"))?
+            .with_commit_properties(props);
+        for batch in batches {
+            if batch.num_rows() > 0 {
+                writer
+                    .write(batch)
+                    .await
+                    .map_err(delta(&self.path, "append"))?;
+            }
+        }
+        let version = writer
+            .flush_and_commit(&mut self.table)
+            .await
+            .map_err(delta(&self.path, "commit"))?;
+        Ok(version as i64)
+    }
+
+    /// Adds the columns of `schema` that the table lacks (nullable), in one metadata commit, so
+    /// a newer reader schema (orders v2) can be appended; older rows read them as null. Returns
+    /// the names added (none: no commit).
+    pub async fn add_missing_columns(
+        &mut self,
+        schema: &ArrowSchema,
+    ) -> Result<Vec<String>, LakeError> {
+        let current = self.arrow_schema()?;
+        let missing: Vec<_> = schema
+            .fields()
+            .iter()
+            .filter(|f| current.field_with_name(f.name()).is_err())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = missing.iter().map(|f| f.name().clone()).collect();
+        let as_struct: deltalake::kernel::StructType = (&ArrowSchema::new(missing))
+            .try_into_kernel()
+            .map_err(|e| LakeError::Schema {
+                table: self.path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        self.table = self
+            .table
+            .clone()
+            .add_columns()
+            .with_fields(as_struct.fields().cloned().collect::<Vec<_>>())
+            .await
+            .map_err(delta(&self.path, "add columns"))?;
+        Ok(names)
+    }
+
     /// The version last committed for `app_id`, or `None` if no commit carried it.
     pub async fn txn_version(&self, app_id: &str) -> Result<Option<i64>, LakeError> {
         let snap = self

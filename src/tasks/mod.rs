@@ -2,6 +2,7 @@
 //! executor only ever sees `Arc<dyn Task>`, so new kinds plug in without touching it.
 
 mod context;
+pub mod ingest_bronze;
 mod noop;
 mod shell;
 
@@ -85,6 +86,7 @@ impl TaskRegistry {
         };
         r.register("noop", noop::build);
         r.register("shell", shell::build);
+        r.register("ingest_bronze", ingest_bronze::build);
         r
     }
 
