@@ -7,6 +7,7 @@ mod core_cli;
 mod dag_props;
 mod docker_files;
 mod executor;
+mod ingest;
 mod lake;
 mod pipeline;
 mod recovery;
