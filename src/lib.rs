@@ -10,6 +10,7 @@ pub mod engine;
 pub mod flow;
 pub mod lake;
 pub mod metrics;
+pub mod quality;
 pub mod store;
 pub mod tasks;
 pub mod web;
