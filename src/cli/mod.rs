@@ -4,6 +4,7 @@
 //! validation error (nothing was run).
 
 mod bench;
+mod checks;
 pub mod contracts;
 mod flows;
 pub mod output;
@@ -62,6 +63,9 @@ enum Command {
     Registry(contracts::RegistryCmd),
     /// Produce realistic synthetic events (Confluent wire format) to Kafka.
     Produce(contracts::ProduceArgs),
+    /// Quality check results of a run (`checks RUN`), or validate the expectation files
+    /// (`checks validate [DIR]`).
+    Checks(checks::ChecksArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -120,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let cfg = Config::from_env().map_err(|e| UsageError(e.to_string()))?;
     match cli.command {
         Command::Flows(cmd) => flows::run(&cfg, cmd),
+        Command::Checks(a) => checks::run(&cfg, a).await,
         Command::Bench(cmd) => bench::run(&cfg, cmd).await,
         Command::Schemas(cmd) => exit(contracts::schemas(cmd, &cfg.db).await?),
         Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg.db).await?),
@@ -136,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Serve(a) => serve::serve(&cfg, engine.clone(), a).await,
                 Command::Schedules(cmd) => serve::schedules(&cfg, &engine, cmd).await,
                 Command::Flows(_)
+                | Command::Checks(_)
                 | Command::Bench(_)
                 | Command::Schemas(_)
                 | Command::Registry(_)

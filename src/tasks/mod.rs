@@ -3,6 +3,7 @@
 
 mod context;
 mod noop;
+mod quality_check;
 mod shell;
 
 use std::collections::BTreeMap;
@@ -12,8 +13,9 @@ use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::de::DeserializeOwned;
 
-pub use context::{LogLine, TaskContext, TaskLog};
+pub use context::{LogLine, QualityBuffer, QualityRecord, TaskContext, TaskLog};
 pub use noop::NoopTask;
+pub use quality_check::QualityCheckTask;
 pub use shell::ShellTask;
 
 /// One unit of work in a flow.
@@ -84,6 +86,7 @@ impl TaskRegistry {
             kinds: BTreeMap::new(),
         };
         r.register("noop", noop::build);
+        r.register("quality_check", quality_check::build);
         r.register("shell", shell::build);
         r
     }
