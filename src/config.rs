@@ -15,6 +15,8 @@ pub struct Config {
     pub db: PathBuf,
     /// `FLOWCTL_FLOWS_DIR` (default `./flows`).
     pub flows_dir: PathBuf,
+    /// `FLOWCTL_EXPECTATIONS_DIR` (default: `expectations/` next to the flows directory).
+    pub expectations_dir: PathBuf,
     pub engine: EngineConfig,
 }
 
@@ -37,6 +39,26 @@ fn env_duration(var: &'static str, default: Duration) -> Result<Duration, Config
     }
 }
 
+fn flows_dir_from_env() -> PathBuf {
+    std::env::var_os("FLOWCTL_FLOWS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("flows"))
+}
+
+/// `FLOWCTL_EXPECTATIONS_DIR`, else `expectations/` beside the flows directory: both live at
+/// the repository root, so a checkout works from wherever `FLOWCTL_FLOWS_DIR` points. A
+/// function rather than only a `Config` field because task kinds resolve it when a flow file
+/// is validated, where no `Config` is at hand.
+pub fn expectations_dir_from_env() -> PathBuf {
+    if let Some(d) = std::env::var_os("FLOWCTL_EXPECTATIONS_DIR") {
+        return PathBuf::from(d);
+    }
+    flows_dir_from_env()
+        .parent()
+        .map(|p| p.join("expectations"))
+        .unwrap_or_else(|| PathBuf::from("expectations"))
+}
+
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
         let home = std::env::var_os("FLOWCTL_HOME")
@@ -45,9 +67,8 @@ impl Config {
         let db = std::env::var_os("FLOWCTL_DB")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("state.db"));
-        let flows_dir = std::env::var_os("FLOWCTL_FLOWS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("flows"));
+        let flows_dir = flows_dir_from_env();
+        let expectations_dir = expectations_dir_from_env();
         let defaults = EngineConfig::default();
         let concurrency = match std::env::var("FLOWCTL_CONCURRENCY") {
             Ok(v) => v
@@ -72,6 +93,7 @@ impl Config {
             home,
             db,
             flows_dir,
+            expectations_dir,
             engine,
         })
     }

@@ -11,6 +11,7 @@ pub mod flow;
 pub mod ingest;
 pub mod lake;
 pub mod metrics;
+pub mod quality;
 pub mod store;
 pub mod tasks;
 pub mod web;

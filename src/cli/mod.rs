@@ -4,6 +4,7 @@
 //! validation error (nothing was run).
 
 mod bench;
+mod checks;
 pub mod contracts;
 mod flows;
 mod ingest;
@@ -65,6 +66,9 @@ enum Command {
     Produce(contracts::ProduceArgs),
     /// Kafka → bronze outside a flow (bounded, or --follow until Ctrl-C).
     Ingest(ingest::IngestArgs),
+    /// Quality check results of a run (`checks RUN`), or validate the expectation files
+    /// (`checks validate [DIR]`).
+    Checks(checks::ChecksArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -123,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let cfg = Config::from_env().map_err(|e| UsageError(e.to_string()))?;
     match cli.command {
         Command::Flows(cmd) => flows::run(&cfg, cmd),
+        Command::Checks(a) => checks::run(&cfg, a).await,
         Command::Bench(cmd) => bench::run(&cfg, cmd).await,
         Command::Schemas(cmd) => exit(contracts::schemas(cmd, &cfg.db).await?),
         Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg.db).await?),
@@ -140,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Serve(a) => serve::serve(&cfg, engine.clone(), a).await,
                 Command::Schedules(cmd) => serve::schedules(&cfg, &engine, cmd).await,
                 Command::Flows(_)
+                | Command::Checks(_)
                 | Command::Bench(_)
                 | Command::Schemas(_)
                 | Command::Registry(_)

@@ -16,7 +16,7 @@ use super::state::{RunState, TaskState};
 use super::{Engine, EngineError};
 use crate::flow::{Flow, format_duration};
 use crate::store::{AttemptRow, Heartbeat, Move, RunRow, TaskFinish};
-use crate::tasks::{TaskContext, TaskError, TaskLog, TaskOutcome};
+use crate::tasks::{QualityBuffer, TaskContext, TaskError, TaskLog, TaskOutcome};
 
 /// How long a cancelled or timed-out attempt gets to wind down before it is abandoned.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
@@ -44,6 +44,7 @@ struct Slot {
     due: Option<Instant>,
     launched: bool,
     log: TaskLog,
+    quality: QualityBuffer,
     cancel: CancellationToken,
 }
 
@@ -92,6 +93,7 @@ pub(super) async fn drive(
             due,
             launched: false,
             log: TaskLog::default(),
+            quality: QualityBuffer::default(),
             cancel: CancellationToken::new(),
         });
     }
@@ -166,6 +168,7 @@ pub(super) async fn drive(
             s.launched = true;
             s.tries += 1;
             s.log = TaskLog::default();
+            s.quality = QualityBuffer::default();
             s.cancel = CancellationToken::new();
             launch(engine, &run, &flow, i, s, tx.clone());
         }
@@ -265,6 +268,7 @@ fn launch(
         params: run.params.clone(),
         home: engine.cfg.home.clone(),
         log: slot.log.clone(),
+        quality: slot.quality.clone(),
         cancel: slot.cancel.clone(),
         registry: crate::contracts::registry::Registry::from_env(engine.store().clone()),
     };
@@ -345,6 +349,15 @@ async fn record(
         store
             .append_logs(run.id, &spec.id, s.attempt, &s.log.drain())
             .await?;
+        // Results of a failed attempt are stored too: a failed gate's results matter most.
+        let results = s.quality.drain();
+        store.insert_quality_results(run.id, &spec.id, &results).await?;
+        let m = crate::metrics::get();
+        for r in &results {
+            m.quality_checks
+                .with_label_values(&[&r.table, &r.check, &r.outcome])
+                .inc();
+        }
     }
     let s = &mut slots[done.task];
     s.launched = false;

@@ -8,6 +8,7 @@
 //! pool and never block writers.
 
 mod logs;
+mod quality;
 mod registry;
 mod runs;
 mod schedules;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-/// Everything one attempt may use. Tasks never touch the store: they log through `log` and
-/// report through their outcome.
+/// Everything one attempt may use. Tasks never touch the store: they log through `log`, record
+/// check results in `quality` and report through their outcome.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     pub run_id: i64,
@@ -20,6 +20,8 @@ pub struct TaskContext {
     /// `FLOWCTL_HOME`: where the lake, logs and state live.
     pub home: PathBuf,
     pub log: TaskLog,
+    /// Quality check results, stored by the executor when the attempt ends.
+    pub quality: QualityBuffer,
     /// Fires on timeout or cancel; the task must stop soon after.
     pub cancel: CancellationToken,
     /// The schema registry (embedded in the state DB, or remote via
@@ -59,5 +61,57 @@ impl TaskLog {
     /// Takes everything buffered so far.
     pub fn drain(&self) -> Vec<LogLine> {
         std::mem::take(&mut *self.lines.lock().expect("log buffer poisoned"))
+    }
+}
+
+/// One quality check result as a task reports it; the executor stores it with the attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityRecord {
+    pub table: String,
+    /// The table version checked (None when the table does not exist).
+    pub version: Option<i64>,
+    pub check: String,
+    pub observed: Option<String>,
+    pub threshold: String,
+    /// `warn` | `fail`.
+    pub severity: String,
+    /// `pass` | `warn` | `fail` | `error`.
+    pub outcome: String,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// Check results of an attempt. Tasks never touch the store: they push here, and the executor
+/// drains the buffer into `quality_results` when the attempt ends, whether it succeeded or not
+/// (a failed gate's results matter most).
+#[derive(Debug, Clone, Default)]
+pub struct QualityBuffer {
+    rows: Arc<Mutex<Vec<QualityRecord>>>,
+}
+
+impl QualityBuffer {
+    /// Records one result of a check run on `table` at `version`.
+    pub fn record(
+        &self,
+        table: &str,
+        version: Option<i64>,
+        result: &crate::quality::CheckResult,
+        checked_at: DateTime<Utc>,
+    ) {
+        let row = QualityRecord {
+            table: table.to_string(),
+            version,
+            check: result.check.clone(),
+            observed: result.observed_text(),
+            threshold: result.threshold.clone(),
+            severity: result.severity.as_str().to_string(),
+            outcome: result.outcome.as_str().to_string(),
+            checked_at,
+        };
+        self.rows.lock().expect("quality buffer poisoned").push(row);
+    }
+
+    /// Takes everything recorded so far.
+    pub fn drain(&self) -> Vec<QualityRecord> {
+        std::mem::take(&mut *self.rows.lock().expect("quality buffer poisoned"))
     }
 }

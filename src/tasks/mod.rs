@@ -4,6 +4,7 @@
 mod context;
 pub mod ingest_bronze;
 mod noop;
+mod quality_check;
 mod shell;
 
 use std::collections::BTreeMap;
@@ -13,8 +14,9 @@ use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::de::DeserializeOwned;
 
-pub use context::{LogLine, TaskContext, TaskLog};
+pub use context::{LogLine, QualityBuffer, QualityRecord, TaskContext, TaskLog};
 pub use noop::NoopTask;
+pub use quality_check::QualityCheckTask;
 pub use shell::ShellTask;
 
 /// One unit of work in a flow.
@@ -85,6 +87,7 @@ impl TaskRegistry {
             kinds: BTreeMap::new(),
         };
         r.register("noop", noop::build);
+        r.register("quality_check", quality_check::build);
         r.register("shell", shell::build);
         r.register("ingest_bronze", ingest_bronze::build);
         r

@@ -1,0 +1,199 @@
+//! `quality_check`: runs tables' dataset checks (`expectations/<table>.yaml`) against their
+//! current Delta versions under `$FLOWCTL_HOME/lake/<table>`, records every result (with the
+//! version checked) and fails when a `fail`-severity check fails — a user error, not retried:
+//! the data will not get better by asking again.
+//!
+//! A table that does not exist yet is a failed check (`table_exists`), not a crash, so an
+//! hourly check over an empty lake shows exactly what is missing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use deltalake::arrow::datatypes::Schema as ArrowSchema;
+use marked_yaml::Node;
+use polars::prelude::DataFrame;
+use serde::Deserialize;
+
+use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
+use crate::lake::{LakeTable, lake_root};
+use crate::quality::{self, CheckResult, Frames, Outcome, Severity};
+
+/// `params:` of a quality_check task.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QualityCheckConfig {
+    /// The tables to check; each needs `expectations/<table>.yaml`.
+    #[serde(default)]
+    tables: Vec<String>,
+    /// One table (shorthand for `tables: [x]`).
+    table: Option<String>,
+    /// Where the expectation files are (relative to flowctl's working directory); default
+    /// `FLOWCTL_EXPECTATIONS_DIR`, else `expectations/` beside the flows directory.
+    expectations_dir: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct QualityCheckTask {
+    tables: Vec<String>,
+    dir: PathBuf,
+}
+
+fn line_of(n: Option<&Node>) -> Option<usize> {
+    n.and_then(|n| n.span().start()).map(|m| m.line())
+}
+
+pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+    let cfg: QualityCheckConfig = parse_params(params)?;
+    let mut tables = cfg.tables;
+    tables.extend(cfg.table);
+    if tables.is_empty() {
+        return Err(ParamError {
+            message: "quality_check needs `params.tables: [TABLE, ...]` (or `params.table`)".into(),
+            line: line_of(params),
+        });
+    }
+    let dir = cfg
+        .expectations_dir
+        .map(PathBuf::from)
+        .unwrap_or_else(crate::config::expectations_dir_from_env);
+    // Validated now, with the flow: a typo in a table name or a broken expectation file is
+    // reported by `flows validate`, not an hour later by the scheduler.
+    let set = quality::load_dir(&dir).map_err(|e| ParamError {
+        message: format!("the expectations in {} do not validate:\n{e}", dir.display()),
+        line: line_of(params),
+    })?;
+    let unknown: Vec<&String> = tables.iter().filter(|t| set.table(t).is_none()).collect();
+    if let Some(first) = unknown.first() {
+        let known: Vec<&str> = set.tables().map(|t| t.name()).collect();
+        let line = params
+            .and_then(|p| p.as_mapping())
+            .and_then(|m| {
+                m.get_sequence("tables")
+                    .and_then(|s| s.iter().find(|n| n.as_scalar().is_some_and(|s| s.as_str() == first.as_str())))
+                    .or_else(|| m.get_node("table"))
+            })
+            .and_then(|n| n.span().start().map(|m| m.line()))
+            .or(line_of(params));
+        return Err(ParamError {
+            message: format!(
+                "no expectations for table(s) {} in {} (tables with expectations: {})",
+                unknown.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+                dir.display(),
+                known.join(", ")
+            ),
+            line,
+        });
+    }
+    let mut seen = BTreeSet::new();
+    tables.retain(|t| seen.insert(t.clone()));
+    Ok(Arc::new(QualityCheckTask { tables, dir }))
+}
+
+/// A table's current version and contents, or None when it does not exist yet.
+async fn read_table(home: &Path, table: &str) -> Result<Option<(i64, DataFrame)>, TaskError> {
+    let path = lake_root(home).join(table);
+    if !path.join("_delta_log").is_dir() {
+        return Ok(None);
+    }
+    let t = LakeTable::open_or_create(&path, &ArrowSchema::empty(), &[])
+        .await
+        .map_err(|e| TaskError::External(e.to_string()))?;
+    let version = t.version();
+    let df = tokio::task::spawn_blocking(move || t.read_df())
+        .await
+        .map_err(|e| TaskError::Internal(format!("reading {table}: {e}")))?
+        .map_err(|e| TaskError::External(e.to_string()))?;
+    Ok(Some((version, df)))
+}
+
+fn missing_table(table: &str, home: &Path) -> CheckResult {
+    CheckResult {
+        check: "table_exists".into(),
+        observed: None,
+        threshold: "exists".into(),
+        severity: Severity::Fail,
+        outcome: Outcome::Fail,
+        detail: format!(
+            "no Delta table at {} (nothing written yet)",
+            lake_root(home).join(table).display()
+        ),
+    }
+}
+
+#[async_trait]
+impl Task for QualityCheckTask {
+    async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
+        let set = quality::load_dir(&self.dir).map_err(|e| {
+            TaskError::User(format!("the expectations in {} do not validate:\n{e}", self.dir.display()))
+        })?;
+        let now = Utc::now();
+        // Reference tables of `values_in` checks, read once however many checks use them.
+        let mut refs: HashMap<String, DataFrame> = HashMap::new();
+        let (mut counts, mut blocking) = ([0usize; 4], Vec::new());
+        for table in &self.tables {
+            if ctx.cancel.is_cancelled() {
+                return Err(TaskError::Cancelled);
+            }
+            let exp = set.table(table).ok_or_else(|| {
+                TaskError::User(format!("no expectations for table `{table}` in {}", self.dir.display()))
+            })?;
+            let (version, results) = match read_table(&ctx.home, table).await? {
+                None => (None, vec![missing_table(table, &ctx.home)]),
+                Some((version, df)) => {
+                    for r in exp.referenced_tables() {
+                        if !refs.contains_key(&r)
+                            && let Some((_, rdf)) = read_table(&ctx.home, &r).await?
+                        {
+                            refs.insert(r, rdf);
+                        }
+                    }
+                    let exp = exp.clone();
+                    let frames = Frames(refs.clone());
+                    let results = tokio::task::spawn_blocking(move || {
+                        quality::gate(&exp, &df, &frames, now)
+                    })
+                    .await
+                    .map_err(|e| TaskError::Internal(format!("checking {table}: {e}")))?
+                    .map_err(|e| TaskError::Internal(e.to_string()))?
+                    .results;
+                    (Some(version), results)
+                }
+            };
+            let v = version.map(|v| format!("v{v}")).unwrap_or_else(|| "(missing)".into());
+            for r in &results {
+                ctx.quality.record(table, version, r, now);
+                ctx.log.info(format!(
+                    "{table} {v} {}: {} ({}) {}",
+                    r.check, r.outcome, r.severity, r.detail
+                ));
+                counts[match r.outcome {
+                    Outcome::Pass => 0,
+                    Outcome::Warn => 1,
+                    Outcome::Fail => 2,
+                    Outcome::Error => 3,
+                }] += 1;
+                if r.blocks() {
+                    blocking.push(format!("{table}.{} ({})", r.check, r.detail));
+                }
+            }
+        }
+        let [passed, warned, failed, errors] = counts;
+        if !blocking.is_empty() {
+            return Err(TaskError::User(format!(
+                "{} blocking check(s) failed: {}",
+                blocking.len(),
+                blocking.join("; ")
+            )));
+        }
+        Ok(TaskOutcome::default()
+            .with_metric("tables", self.tables.len())
+            .with_metric("checks", passed + warned + failed + errors)
+            .with_metric("passed", passed)
+            .with_metric("warned", warned)
+            .with_metric("failed", failed)
+            .with_metric("errors", errors))
+    }
+}
