@@ -458,3 +458,142 @@ async fn v2_columns_are_added_to_a_v1_table_and_older_rows_read_null() {
     let counts: Vec<(usize, usize)> = by_schema.values().copied().collect();
     assert_eq!(counts, vec![(200, 0), (200, 200)], "v1 rows: channel null; v2 rows: set");
 }
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A broker of the test's own (sqlite storage, so data survives a restart).
+struct PrivateBroker {
+    home: tempfile::TempDir,
+    bootstrap: String,
+}
+
+impl PrivateBroker {
+    fn start() -> PrivateBroker {
+        let b = PrivateBroker {
+            home: tempfile::tempdir().unwrap(),
+            bootstrap: format!("127.0.0.1:{}", free_port()),
+        };
+        b.script("start");
+        b
+    }
+
+    fn script(&self, action: &str) {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/broker.sh"))
+            .arg(action)
+            .env("FLOWCTL_HOME", self.home.path())
+            .env("FLOWCTL_KAFKA_BOOTSTRAP", &self.bootstrap)
+            .env("BROKER_STORAGE", "sqlite")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "broker.sh {action}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.script("stop");
+    }
+}
+
+#[tokio::test]
+async fn a_broker_restart_mid_ingest_is_retried_and_completes_exactly_once() {
+    let broker = PrivateBroker::start();
+    let bootstrap = broker.bootstrap.clone();
+    let env = env_with_schemas(&bootstrap);
+    let topic = "orders-restart";
+    let sent = produce(&env, &bootstrap, topic, 40_000, 0.05, 9)["sent"].as_u64().unwrap();
+    env.flow(
+        "ingest_only",
+        "name: ingest_only\nretries:\n  count: 6\n  delay: 1s\n  backoff: 1\ntasks:\n  \
+         - id: ingest\n    kind: ingest_bronze\n    params:\n      topics: [orders-restart]\n      \
+         batch_records: 1000\n      idle_timeout: 4s\n",
+    );
+    let child = env
+        .cmd(&["trigger", "ingest_only", "--json"])
+        .env("FLOWCTL_KAFKA_BOOTSTRAP", &bootstrap)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let table = flowctl::ingest::bronze_table(topic);
+    let table_path = env.home().join("lake").join(&table);
+    wait_for_version(&table_path, 2, Duration::from_secs(120));
+    // Down for longer than the idle timeout: the attempt fails as stalled and is retried.
+    broker.script("stop");
+    std::thread::sleep(Duration::from_secs(6));
+    broker.script("start");
+    let before = landed(&env.home(), topic, &table).await;
+    assert!(
+        ((before.bronze.len() + before.audit.len()) as u64) < sent,
+        "the restart happened mid-ingest (else the test proves nothing)"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the run completes after the restart: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = crate::common::run_id(&run).to_string();
+    let (_, run) = env.json(&["runs", "show", &id]);
+    assert_eq!(crate::common::task_state(&run, "ingest"), "success");
+    let attempts = crate::common::attempts(&run, "ingest");
+    assert!(attempts.len() >= 2, "the outage failed an attempt: {attempts:?}");
+    let l = landed(&env.home(), topic, &table).await;
+    assert_exactly_once(&l, sent);
+}
+
+#[tokio::test]
+async fn follow_keeps_ingesting_and_ctrl_c_commits_and_exits_cleanly() {
+    let bootstrap = broker();
+    let env = env_with_schemas(&bootstrap);
+    let topic = unique("orders-follow");
+    let dlq = unique("dlq-follow");
+    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 2).await.unwrap();
+    let first = produce(&env, &bootstrap, &topic, 500, 0.1, 1)["sent"].as_u64().unwrap();
+    let child = env
+        .cmd(&[
+            "ingest", "--topics", &topic, "--dlq-topic", &dlq, "--follow",
+            "--commit-interval", "300ms", "--json",
+        ])
+        .env("FLOWCTL_KAFKA_BOOTSTRAP", &bootstrap)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let table = flowctl::ingest::bronze_table(&topic);
+    // Events produced while it runs are picked up too.
+    std::thread::sleep(Duration::from_millis(500));
+    let second = produce(&env, &bootstrap, &topic, 700, 0.1, 2)["sent"].as_u64().unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = landed(&env.home(), &topic, &table).await;
+        if (l.bronze.len() + l.audit.len()) as u64 >= first + second {
+            break;
+        }
+        assert!(Instant::now() < until, "follow never caught up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "Ctrl-C exits 0: {}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["topics"][0]["end"].as_str().unwrap().contains("stopped on request"));
+    let l = landed(&env.home(), &topic, &table).await;
+    assert_exactly_once(&l, first + second);
+}
