@@ -28,6 +28,8 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Kafka → bronze events per second against the raw consume rate, and peak memory.
+    Ingest(super::bench_ingest::BenchIngestArgs),
     /// Orchestrator overhead per task.
     Scheduler {
         /// Where to put the throwaway state DB (default: a temp dir).
@@ -42,6 +44,7 @@ pub async fn run(cfg: &Config, cmd: BenchCmd) -> anyhow::Result<u8> {
             Ok(u8::try_from(super::contracts::bench_produce(a, &cfg.db).await?).unwrap_or(1))
         }
         BenchCmd::Scheduler { dir } => scheduler(dir).await,
+        BenchCmd::Ingest(a) => super::bench_ingest::bench_ingest(a).await,
         BenchCmd::Web { runs, dir } => web(runs, dir).await,
     }
 }

@@ -4,6 +4,7 @@
 //! validation error (nothing was run).
 
 mod bench;
+mod bench_ingest;
 mod checks;
 pub mod contracts;
 mod flows;
