@@ -12,4 +12,5 @@ pub mod lake;
 pub mod metrics;
 pub mod store;
 pub mod tasks;
+pub mod transform;
 pub mod web;

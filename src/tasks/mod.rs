@@ -1,9 +1,11 @@
 //! Task kinds. Each kind implements [`Task`] and registers a builder in [`TaskRegistry`]; the
 //! executor only ever sees `Arc<dyn Task>`, so new kinds plug in without touching it.
 
+mod aggregate_gold;
 mod context;
 mod noop;
 mod shell;
+mod transform_silver;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,6 +87,8 @@ impl TaskRegistry {
         };
         r.register("noop", noop::build);
         r.register("shell", shell::build);
+        r.register("transform_silver", transform_silver::build);
+        r.register("aggregate_gold", aggregate_gold::build);
         r
     }
 
