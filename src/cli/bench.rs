@@ -28,6 +28,8 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Silver + gold over N generated bronze rows, against the same logic in Python Polars.
+    Transform(super::bench_transform::BenchTransformArgs),
     /// Orchestrator overhead per task.
     Scheduler {
         /// Where to put the throwaway state DB (default: a temp dir).
@@ -43,6 +45,7 @@ pub async fn run(cfg: &Config, cmd: BenchCmd) -> anyhow::Result<u8> {
         }
         BenchCmd::Scheduler { dir } => scheduler(dir).await,
         BenchCmd::Web { runs, dir } => web(runs, dir).await,
+        BenchCmd::Transform(a) => super::bench_transform::bench_transform(a).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! validation error (nothing was run).
 
 mod bench;
+mod bench_transform;
 pub mod contracts;
 mod flows;
 pub mod output;

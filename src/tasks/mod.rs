@@ -4,6 +4,7 @@
 mod aggregate_gold;
 mod context;
 mod noop;
+mod publish_staged;
 mod shell;
 mod transform_silver;
 
@@ -89,6 +90,7 @@ impl TaskRegistry {
         r.register("shell", shell::build);
         r.register("transform_silver", transform_silver::build);
         r.register("aggregate_gold", aggregate_gold::build);
+        r.register("publish_staged", publish_staged::build);
         r
     }
 
