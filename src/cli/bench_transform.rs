@@ -129,7 +129,9 @@ async fn run_flowctl(home: &Path) -> anyhow::Result<Timings> {
     .await?;
     publish_all(home, &report.staged).await?;
     let gold_s = started.elapsed().as_secs_f64();
-    let gold = crate::transform::schema::gold_daily_revenue().open(home).await?;
+    let gold = crate::transform::schema::gold_daily_revenue()
+        .open(home)
+        .await?;
     let totals = gold
         .scan()?
         .select([
@@ -142,8 +144,16 @@ async fn run_flowctl(home: &Path) -> anyhow::Result<Timings> {
             step: "totals",
             source: e,
         })?;
-    let revenue_orders = totals.column("orders")?.get(0)?.extract::<i64>().unwrap_or(0);
-    let revenue = totals.column("revenue")?.get(0)?.extract::<f64>().unwrap_or(0.0);
+    let revenue_orders = totals
+        .column("orders")?
+        .get(0)?
+        .extract::<i64>()
+        .unwrap_or(0);
+    let revenue = totals
+        .column("revenue")?
+        .get(0)?
+        .extract::<f64>()
+        .unwrap_or(0.0);
     Ok(Timings {
         silver_s,
         gold_s,
@@ -166,7 +176,11 @@ pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
     let tmp = base.join(format!("flowctl-bench-transform-{}", std::process::id()));
     let home = tmp.join("home");
     std::fs::create_dir_all(&home)?;
-    println!("flowctl bench transform: {} bronze rows in {}", args.rows, home.display());
+    println!(
+        "flowctl bench transform: {} bronze rows in {}",
+        args.rows,
+        home.display()
+    );
     let started = Instant::now();
     let n_orders = args.rows * 4 / 10;
     let n_clicks = args.rows * 4 / 10;
@@ -193,7 +207,10 @@ pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
     );
     let t = run_flowctl(&home).await?;
     let total = t.silver_s + t.gold_s;
-    println!("{:<28} {:>10} {:>10} {:>10} {:>14} {:>12}", "", "silver s", "gold s", "total s", "rows/s", "peak MiB");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>14} {:>12}",
+        "", "silver s", "gold s", "total s", "rows/s", "peak MiB"
+    );
     println!(
         "{:<28} {:>10.2} {:>10.2} {:>10.2} {:>14.0} {:>12.0}",
         "flowctl (Rust Polars)",
@@ -210,7 +227,10 @@ pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
     }
     if !args.no_python {
         match find_script(&args.script) {
-            None => println!("  python: {} not found (run from the repo root)", args.script.display()),
+            None => println!(
+                "  python: {} not found (run from the repo root)",
+                args.script.display()
+            ),
             Some(script) => {
                 let out = tokio::process::Command::new("python3")
                     .arg(&script)
@@ -229,7 +249,8 @@ pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
                     code = 1;
                 } else {
                     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-                    let py_total = v["silver_s"].as_f64().unwrap_or(0.0) + v["gold_s"].as_f64().unwrap_or(0.0);
+                    let py_total =
+                        v["silver_s"].as_f64().unwrap_or(0.0) + v["gold_s"].as_f64().unwrap_or(0.0);
                     println!(
                         "{:<28} {:>10.2} {:>10.2} {:>10.2} {:>14.0} {:>12.0}",
                         format!("python polars {}", v["polars"].as_str().unwrap_or("?")),

@@ -81,9 +81,17 @@ impl LakeTable {
         })?;
         let url = Url::from_directory_path(&abs)
             .map_err(|()| LakeError::BadPath(abs.display().to_string()))?;
-        let table = DeltaTable::try_from_url(url)
-            .await
-            .map_err(delta(path, "open"))?;
+        // A folder without a log is a table to create: build the handle without loading a log
+        // (loading would fail, and delta-rs logs that failure as an error).
+        let table = if abs.join("_delta_log").exists() {
+            DeltaTable::try_from_url(url)
+                .await
+                .map_err(delta(path, "open"))?
+        } else {
+            deltalake::DeltaTableBuilder::from_url(url)
+                .and_then(|b| b.build())
+                .map_err(delta(path, "open"))?
+        };
         if table.version().is_some() {
             return Ok(LakeTable { table, path: abs });
         }

@@ -3,7 +3,7 @@
 //!
 //! The real gate is `quality_check` (the table's expectations); this kind is for tables a flow
 //! does not check and for tests of write-audit-publish. A table with nothing staged is left
-//! alone (its current version is only counted). With `min_rows`, a candidate with fewer rows
+//! alone (its current version is only counted); a table that does not exist yet is skipped. With `min_rows`, a candidate with fewer rows
 //! fails the task and is discarded: the table does not move and downstream tasks do not run.
 
 use std::sync::Arc;
@@ -13,14 +13,15 @@ use marked_yaml::Node;
 use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
-use crate::lake::{GateOutcome, LakeError, gate_and_publish};
+use crate::lake::{GateOutcome, GateSubject, LakeError, gate_and_publish};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishConfig {
     /// Tables (names under the lake) whose staged commits to publish, in order.
     tables: Vec<String>,
-    /// Fail (and discard) a candidate with fewer rows than this.
+    /// Fail (and discard) a staged candidate with fewer rows than this (the current version of
+    /// a table with nothing staged always passes).
     #[serde(default)]
     min_rows: Option<usize>,
 }
@@ -51,10 +52,26 @@ impl Task for PublishStagedTask {
         let mut outcome = TaskOutcome::default();
         let mut failed = Vec::new();
         for table in &self.tables {
+            let exists = crate::lake::lake_root(&ctx.home)
+                .join(table)
+                .join("_delta_log")
+                .exists();
+            if !exists
+                && crate::lake::staged(&ctx.home, table)
+                    .ok()
+                    .flatten()
+                    .is_none()
+            {
+                ctx.log
+                    .info(format!("{table}: no table and nothing staged: skipped"));
+                continue;
+            }
             let min = self.min_rows;
-            let out = gate_and_publish::<LakeError>(&ctx.home, table, |df, _| Ok(df.height() >= min))
-                .await
-                .map_err(|e| TaskError::External(e.to_string()))?;
+            let out = gate_and_publish::<LakeError>(&ctx.home, table, |df, subject| {
+                Ok(matches!(subject, GateSubject::Current { .. }) || df.height() >= min)
+            })
+            .await
+            .map_err(|e| TaskError::External(e.to_string()))?;
             ctx.log.info(format!("{table}: {out:?}"));
             let v = match &out {
                 GateOutcome::Published { version, .. } => serde_json::json!({"published": version}),

@@ -213,6 +213,10 @@ pub async fn transform_entity(
         return Ok(report);
     }
     let files = bronze.files_added_since(from).await?;
+    if files.is_empty() {
+        // Only empty commits since: nothing to stage (and nothing worth a txn version).
+        return Ok(report);
+    }
     let failed = failed_rules_expr(&rules_for(entity));
     let inc = bronze
         .scan_files(&files)?
