@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod quality;
 pub mod store;
 pub mod tasks;
+pub mod transform;
 pub mod web;

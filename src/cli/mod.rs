@@ -6,6 +6,7 @@
 mod bench;
 mod bench_ingest;
 mod checks;
+mod bench_transform;
 pub mod contracts;
 mod flows;
 mod ingest;

@@ -26,7 +26,7 @@ pub fn lake_root(home: &Path) -> PathBuf {
 /// An application transaction recorded with an append: `app_id` (e.g. table + topic +
 /// partition) and `version` (e.g. the last Kafka offset included). Delta keeps the latest
 /// version per app id; a reader sees it together with the rows or not at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppTxn {
     pub app_id: String,
     pub version: i64,
@@ -45,6 +45,13 @@ pub struct Commit {
 pub struct LakeTable {
     pub(super) table: DeltaTable,
     pub(super) path: PathBuf,
+}
+
+pub(super) fn delta_err(
+    path: &Path,
+    step: &'static str,
+) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {
+    delta(path, step)
 }
 
 fn delta(path: &Path, step: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {
@@ -74,9 +81,17 @@ impl LakeTable {
         })?;
         let url = Url::from_directory_path(&abs)
             .map_err(|()| LakeError::BadPath(abs.display().to_string()))?;
-        let table = DeltaTable::try_from_url(url)
-            .await
-            .map_err(delta(path, "open"))?;
+        // A folder without a log is a table to create: build the handle without loading a log
+        // (loading would fail, and delta-rs logs that failure as an error).
+        let table = if abs.join("_delta_log").exists() {
+            DeltaTable::try_from_url(url)
+                .await
+                .map_err(delta(path, "open"))?
+        } else {
+            deltalake::DeltaTableBuilder::from_url(url)
+                .and_then(|b| b.build())
+                .map_err(delta(path, "open"))?
+        };
         if table.version().is_some() {
             return Ok(LakeTable { table, path: abs });
         }
@@ -91,6 +106,27 @@ impl LakeTable {
             .with_partition_columns(partition_by.iter().map(|c| c.to_string()))
             .await
             .map_err(delta(path, "create"))?;
+        Ok(LakeTable { table, path: abs })
+    }
+
+    /// Opens an existing table; an error if `path` holds no Delta table.
+    pub async fn open(path: &Path) -> Result<LakeTable, LakeError> {
+        let abs = std::path::absolute(path).map_err(|source| LakeError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let url = Url::from_directory_path(&abs)
+            .map_err(|()| LakeError::BadPath(abs.display().to_string()))?;
+        let table = DeltaTable::try_from_url(url)
+            .await
+            .map_err(delta(path, "open"))?;
+        if table.version().is_none() {
+            return Err(LakeError::Read {
+                table: path.display().to_string(),
+                file: "_delta_log".into(),
+                detail: "no Delta table here".into(),
+            });
+        }
         Ok(LakeTable { table, path: abs })
     }
 

@@ -13,5 +13,6 @@ mod pipeline;
 mod recovery;
 mod scheduler;
 mod server;
+mod transform;
 mod validation;
 mod web_api;
