@@ -8,6 +8,7 @@
 //! (`flowctl_run_id` or `userMetadata: run=<id>`).
 
 mod log;
+pub mod openlineage;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -12,6 +12,7 @@ use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params}
 use crate::contracts::broker;
 use crate::flow::parse_duration;
 use crate::ingest::{self, IngestOptions, Reset};
+use crate::lineage::openlineage::Dataset;
 
 /// `params:` of an ingest_bronze task.
 #[derive(Debug, Deserialize)]
@@ -142,7 +143,12 @@ impl Task for IngestBronzeTask {
             .with_metric("bronze_rows", summary.bronze_rows())
             .with_metric("dlq_rows", summary.dlq_rows())
             .with_metric("seconds", summary.seconds);
+        let lake = crate::lake::lake_root(&ctx.home);
+        outcome = outcome.with_output(Dataset::table(&lake, crate::ingest::AUDIT_TABLE));
         for t in &summary.topics {
+            outcome = outcome
+                .with_input(Dataset::kafka(&opts.bootstrap, &t.topic))
+                .with_output(Dataset::table(&lake, &t.table));
             outcome = outcome.with_metric(&format!("{}_version", t.table), t.bronze_version);
             let ranges: serde_json::Map<String, serde_json::Value> = t
                 .ranges

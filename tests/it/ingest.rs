@@ -26,7 +26,7 @@ fn repo() -> PathBuf {
 }
 
 /// An Env whose home has the repo's schemas registered (the embedded registry).
-fn env_with_schemas(bootstrap: &str) -> Env {
+pub fn env_with_schemas(bootstrap: &str) -> Env {
     let env = Env::new();
     std::os::unix::fs::symlink(repo().join("schemas"), env.dir.path().join("schemas")).unwrap();
     std::os::unix::fs::symlink(
@@ -44,7 +44,7 @@ fn env_with_schemas(bootstrap: &str) -> Env {
 }
 
 /// `flowctl produce` through the real binary; returns its JSON summary.
-fn produce(env: &Env, bootstrap: &str, topic: &str, count: u64, bad: f64, seed: u64) -> Value {
+pub fn produce(env: &Env, bootstrap: &str, topic: &str, count: u64, bad: f64, seed: u64) -> Value {
     let out = env
         .cmd(&[
             "produce",

@@ -9,6 +9,7 @@ mod docker_files;
 mod executor;
 pub mod ingest;
 pub mod lake;
+mod lineage;
 mod pipeline;
 mod recovery;
 mod scheduler;
