@@ -35,9 +35,10 @@ enum ChecksCmd {
 
 pub async fn run(cfg: &Config, args: ChecksArgs) -> anyhow::Result<u8> {
     match (args.cmd, args.run) {
-        (Some(ChecksCmd::Validate { dir, json }), _) => {
-            Ok(validate(dir.unwrap_or_else(|| cfg.expectations_dir.clone()), json))
-        }
+        (Some(ChecksCmd::Validate { dir, json }), _) => Ok(validate(
+            dir.unwrap_or_else(|| cfg.expectations_dir.clone()),
+            json,
+        )),
         (None, Some(run)) => results(cfg, run, args.json).await,
         (None, None) => Err(super::UsageError(
             "say which run: `flowctl checks RUN`, or `flowctl checks validate [DIR]`".into(),
@@ -100,7 +101,9 @@ async fn results(cfg: &Config, run: i64, json: bool) -> anyhow::Result<u8> {
     store.close().await;
     let rows = r?;
     let count = |o: &str| rows.iter().filter(|r| r.outcome == o).count();
-    let failed = rows.iter().any(|r| r.outcome == "fail" || r.outcome == "error");
+    let failed = rows
+        .iter()
+        .any(|r| r.outcome == "fail" || r.outcome == "error");
     if json {
         print_json(&json!({
             "run_id": run,

@@ -350,7 +350,9 @@ async fn record(
             .await?;
         // Results of a failed attempt are stored too: a failed gate's results matter most.
         let results = s.quality.drain();
-        store.insert_quality_results(run.id, &spec.id, &results).await?;
+        store
+            .insert_quality_results(run.id, &spec.id, &results)
+            .await?;
         let m = crate::metrics::get();
         for r in &results {
             m.quality_checks

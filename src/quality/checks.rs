@@ -40,16 +40,11 @@ pub(super) fn run_check(
                     Severity::Fail => Outcome::Fail,
                 }
             };
-            let verdict = if outcome == Outcome::Pass {
-                "ok"
+            let detail = if outcome == Outcome::Pass {
+                what
             } else {
-                "expected"
+                format!("{what}; must be {}", c.threshold_text)
             };
-            let detail = format!(
-                "{what}: {} ({verdict} {})",
-                format_number(x),
-                c.threshold_text
-            );
             result(Some(x), outcome, detail)
         }
         // Nothing to measure (e.g. the newest timestamp of an empty table): cannot pass.

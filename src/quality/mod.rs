@@ -14,13 +14,19 @@
 //! testable without a clock. The vocabulary is documented in `expectations/README.md`.
 
 mod checks;
+mod entries;
 mod expr;
 mod model;
 mod parse;
 mod rows;
+mod values;
 
 #[cfg(test)]
 mod bronze_agree;
+#[cfg(test)]
+mod parse_tests;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

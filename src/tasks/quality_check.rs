@@ -62,7 +62,10 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
     // Validated now, with the flow: a typo in a table name or a broken expectation file is
     // reported by `flows validate`, not an hour later by the scheduler.
     let set = quality::load_dir(&dir).map_err(|e| ParamError {
-        message: format!("the expectations in {} do not validate:\n{e}", dir.display()),
+        message: format!(
+            "the expectations in {} do not validate:\n{e}",
+            dir.display()
+        ),
         line: line_of(params),
     })?;
     let unknown: Vec<&String> = tables.iter().filter(|t| set.table(t).is_none()).collect();
@@ -72,7 +75,10 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
             .and_then(|p| p.as_mapping())
             .and_then(|m| {
                 m.get_sequence("tables")
-                    .and_then(|s| s.iter().find(|n| n.as_scalar().is_some_and(|s| s.as_str() == first.as_str())))
+                    .and_then(|s| {
+                        s.iter()
+                            .find(|n| n.as_scalar().is_some_and(|s| s.as_str() == first.as_str()))
+                    })
                     .or_else(|| m.get_node("table"))
             })
             .and_then(|n| n.span().start().map(|m| m.line()))
@@ -80,7 +86,11 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
         return Err(ParamError {
             message: format!(
                 "no expectations for table(s) {} in {} (tables with expectations: {})",
-                unknown.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+                unknown
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 dir.display(),
                 known.join(", ")
             ),
@@ -127,7 +137,10 @@ fn missing_table(table: &str, home: &Path) -> CheckResult {
 impl Task for QualityCheckTask {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
         let set = quality::load_dir(&self.dir).map_err(|e| {
-            TaskError::User(format!("the expectations in {} do not validate:\n{e}", self.dir.display()))
+            TaskError::User(format!(
+                "the expectations in {} do not validate:\n{e}",
+                self.dir.display()
+            ))
         })?;
         let now = Utc::now();
         // Reference tables of `values_in` checks, read once however many checks use them.
@@ -138,7 +151,10 @@ impl Task for QualityCheckTask {
                 return Err(TaskError::Cancelled);
             }
             let exp = set.table(table).ok_or_else(|| {
-                TaskError::User(format!("no expectations for table `{table}` in {}", self.dir.display()))
+                TaskError::User(format!(
+                    "no expectations for table `{table}` in {}",
+                    self.dir.display()
+                ))
             })?;
             let (version, results) = match read_table(&ctx.home, table).await? {
                 None => (None, vec![missing_table(table, &ctx.home)]),
@@ -152,17 +168,18 @@ impl Task for QualityCheckTask {
                     }
                     let exp = exp.clone();
                     let frames = Frames(refs.clone());
-                    let results = tokio::task::spawn_blocking(move || {
-                        quality::gate(&exp, &df, &frames, now)
-                    })
-                    .await
-                    .map_err(|e| TaskError::Internal(format!("checking {table}: {e}")))?
-                    .map_err(|e| TaskError::Internal(e.to_string()))?
-                    .results;
+                    let results =
+                        tokio::task::spawn_blocking(move || quality::gate(&exp, &df, &frames, now))
+                            .await
+                            .map_err(|e| TaskError::Internal(format!("checking {table}: {e}")))?
+                            .map_err(|e| TaskError::Internal(e.to_string()))?
+                            .results;
                     (Some(version), results)
                 }
             };
-            let v = version.map(|v| format!("v{v}")).unwrap_or_else(|| "(missing)".into());
+            let v = version
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "(missing)".into());
             for r in &results {
                 ctx.quality.record(table, version, r, now);
                 ctx.log.info(format!(
