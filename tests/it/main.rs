@@ -9,6 +9,7 @@ mod docker_files;
 mod executor;
 mod lake;
 mod pipeline;
+mod quality;
 mod recovery;
 mod scheduler;
 mod server;
