@@ -16,6 +16,7 @@
 mod checks;
 mod entries;
 mod expr;
+mod lake_source;
 mod model;
 mod parse;
 mod rows;
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use polars::prelude::{DataFrame, PolarsError};
 
+pub use lake_source::{read_lake_table, reference_frames};
 pub use model::{Outcome, Severity};
 pub use parse::{ExpectationError, ExpectationErrors, parse_file};
 

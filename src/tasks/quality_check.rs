@@ -12,13 +12,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use deltalake::arrow::datatypes::Schema as ArrowSchema;
 use marked_yaml::Node;
 use polars::prelude::DataFrame;
 use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
-use crate::lake::{LakeTable, lake_root};
+use crate::lake::lake_root;
 use crate::quality::{self, CheckResult, Frames, Outcome, Severity};
 
 /// `params:` of a quality_check task.
@@ -102,21 +101,9 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
     Ok(Arc::new(QualityCheckTask { tables, dir }))
 }
 
-/// A table's current version and contents, or None when it does not exist yet.
-async fn read_table(home: &Path, table: &str) -> Result<Option<(i64, DataFrame)>, TaskError> {
-    let path = lake_root(home).join(table);
-    if !path.join("_delta_log").is_dir() {
-        return Ok(None);
-    }
-    let t = LakeTable::open_or_create(&path, &ArrowSchema::empty(), &[])
-        .await
-        .map_err(|e| TaskError::External(e.to_string()))?;
-    let version = t.version();
-    let df = tokio::task::spawn_blocking(move || t.read_df())
-        .await
-        .map_err(|e| TaskError::Internal(format!("reading {table}: {e}")))?
-        .map_err(|e| TaskError::External(e.to_string()))?;
-    Ok(Some((version, df)))
+/// Reading a table failed (I/O, a corrupt log): worth a retry.
+fn external(e: quality::QualityError) -> TaskError {
+    TaskError::External(e.to_string())
 }
 
 fn missing_table(table: &str, home: &Path) -> CheckResult {
@@ -156,12 +143,17 @@ impl Task for QualityCheckTask {
                     self.dir.display()
                 ))
             })?;
-            let (version, results) = match read_table(&ctx.home, table).await? {
+            let read = quality::read_lake_table(&ctx.home, table)
+                .await
+                .map_err(external)?;
+            let (version, results) = match read {
                 None => (None, vec![missing_table(table, &ctx.home)]),
                 Some((version, df)) => {
                     for r in exp.referenced_tables() {
                         if !refs.contains_key(&r)
-                            && let Some((_, rdf)) = read_table(&ctx.home, &r).await?
+                            && let Some((_, rdf)) = quality::read_lake_table(&ctx.home, &r)
+                                .await
+                                .map_err(external)?
                         {
                             refs.insert(r, rdf);
                         }
@@ -212,5 +204,53 @@ impl Task for QualityCheckTask {
             .with_metric("warned", warned)
             .with_metric("failed", failed)
             .with_metric("errors", errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(yaml: &str) -> Result<Arc<dyn Task>, ParamError> {
+        let node = marked_yaml::parse_yaml(0, yaml).unwrap();
+        build(Some(&node))
+    }
+
+    fn dir() -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("expectations")
+            .display()
+            .to_string()
+    }
+
+    #[test]
+    fn params_name_known_tables() {
+        let ok = params(&format!(
+            "tables: [bronze_orders, gold_daily_revenue, bronze_orders]\nexpectations_dir: {}\n",
+            dir()
+        ));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        let e = params(&format!("expectations_dir: {}\n", dir())).unwrap_err();
+        assert!(e.message.contains("needs `params.tables: [TABLE, ...]`"), "{}", e.message);
+        let e = params(&format!(
+            "tables:\n  - bronze_orders\n  - silver_order\nexpectations_dir: {}\n",
+            dir()
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(
+            e.message
+                .starts_with("no expectations for table(s) `silver_order` in"),
+            "{}",
+            e.message
+        );
+        let e = params("table: x\ncolour: red\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        let e = params("table: x\nexpectations_dir: /nonexistent/dir\n").unwrap_err();
+        assert!(
+            e.message.contains("cannot read the expectations directory"),
+            "{}",
+            e.message
+        );
     }
 }
