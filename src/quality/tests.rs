@@ -101,6 +101,33 @@ fn row_rules_report_the_first_failing_rule_with_the_value() {
 }
 
 #[test]
+fn failed_rules_lists_every_broken_rule_and_rule_exprs_compose() {
+    let e = exp(RULES);
+    let all = e.failed_rules(&orders(), now()).unwrap();
+    assert_eq!(
+        all,
+        vec![
+            None,
+            Some("order_id_present".to_string()),
+            Some("amount_positive".to_string()),
+            Some("order_id_present,currency_known,event_time_in_range".to_string()),
+            None,
+            None,
+        ]
+    );
+    // The same rules inside a caller's own lazy plan: keep the rows that break none.
+    let exprs = e.rule_exprs(orders().schema(), now()).unwrap();
+    assert_eq!(exprs[1].0, "amount_positive");
+    let any = exprs
+        .into_iter()
+        .map(|(_, x)| x)
+        .reduce(|a, b| a.or(b))
+        .unwrap();
+    let clean = orders().lazy().filter(any.not()).collect().unwrap();
+    assert_eq!(clean.height(), 3);
+}
+
+#[test]
 fn now_moves_the_time_bounds() {
     let e = exp(RULES);
     let df = orders().slice(0, 3);

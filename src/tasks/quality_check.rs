@@ -231,7 +231,11 @@ mod tests {
         ));
         assert!(ok.is_ok(), "{:?}", ok.err());
         let e = params(&format!("expectations_dir: {}\n", dir())).unwrap_err();
-        assert!(e.message.contains("needs `params.tables: [TABLE, ...]`"), "{}", e.message);
+        assert!(
+            e.message.contains("needs `params.tables: [TABLE, ...]`"),
+            "{}",
+            e.message
+        );
         let e = params(&format!(
             "tables:\n  - bronze_orders\n  - silver_order\nexpectations_dir: {}\n",
             dir()
