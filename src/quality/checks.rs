@@ -6,13 +6,12 @@ use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
 use super::model::{Check, Metric, Outcome, Severity, Stat, TypeName};
-use super::{CheckResult, QualityError, TableExpectations, TableSource, expr, format_number};
+use super::{CheckResult, QualityError, TableSource, expr, format_number};
 
 /// How many offending values a detail quotes.
 const SAMPLES: usize = 3;
 
 pub(super) fn run_check(
-    t: &TableExpectations,
     c: &Check,
     df: &DataFrame,
     others: &dyn TableSource,
@@ -26,7 +25,6 @@ pub(super) fn run_check(
         outcome,
         detail,
     };
-    let _ = t;
     match measure(c, df, others, now) {
         Ok(Measured {
             value: Some(x),

@@ -242,7 +242,7 @@ impl TableExpectations {
         Ok(self
             .checks
             .iter()
-            .map(|c| checks::run_check(self, c, df, others, now))
+            .map(|c| checks::run_check(c, df, others, now))
             .collect())
     }
 }
