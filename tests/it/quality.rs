@@ -347,3 +347,61 @@ fn flow_validation_rejects_a_bad_expectation_reference() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// In-process, so the process-wide Prometheus registry can be read: every stored result also
+/// counts in `flowctl_quality_checks_total{table,check,outcome}`.
+#[tokio::test]
+async fn stored_results_feed_the_quality_checks_counter() {
+    use flowctl::engine::{Engine, EngineConfig};
+    use flowctl::store::Submitted;
+    use flowctl::tasks::TaskRegistry;
+
+    let env = Env::new();
+    with_expectations(&env);
+    bad_daily_revenue(&env).await;
+    let yaml = format!(
+        "name: counted\ntasks:\n  - id: gate\n    kind: quality_check\n    params:\n      tables: [gold_daily_revenue]\n      expectations_dir: {}\n",
+        env.dir.path().join("expectations").display()
+    );
+    let registry = TaskRegistry::builtin();
+    let flow = flowctl::flow::parse_flow(Path::new("counted.yaml"), &yaml, &registry).unwrap();
+    let store = Store::open(&env.home().join("state.db")).await.unwrap();
+    let engine = Engine::new(
+        store.clone(),
+        registry,
+        EngineConfig {
+            home: env.home(),
+            ..EngineConfig::default()
+        },
+    );
+    let counter = |check: &str, outcome: &str| {
+        flowctl::metrics::get()
+            .quality_checks
+            .with_label_values(&["gold_daily_revenue", check, outcome])
+            .get()
+    };
+    let before = (
+        counter("revenue_positive", "fail"),
+        counter("has_rows", "pass"),
+    );
+    let Submitted::Created(id) = engine
+        .submit(&flow, &Default::default(), "cli", None)
+        .await
+        .unwrap()
+    else {
+        panic!("a new run")
+    };
+    let state = engine.execute(id).await.unwrap();
+    assert_eq!(state.as_str(), "failed");
+    assert_eq!(counter("revenue_positive", "fail"), before.0 + 1);
+    assert_eq!(counter("has_rows", "pass"), before.1 + 1);
+    assert_eq!(store.quality_results(id).await.unwrap().len(), 11);
+    let text = flowctl::metrics::render(&store).await.unwrap();
+    assert!(
+        text.contains(
+            "flowctl_quality_checks_total{check=\"revenue_positive\",outcome=\"fail\",table=\"gold_daily_revenue\"}"
+        ),
+        "{text}"
+    );
+    store.close().await;
+}
