@@ -22,6 +22,8 @@ pub struct Metrics {
     pub dlq_events: IntCounterVec,
     pub quality_checks: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub events_ingested: IntCounterVec,
+    pub ingest_batch_duration: HistogramVec,
     pub end_to_end_latency: HistogramVec,
     pub scheduler_heartbeat: Gauge,
     pub schedule_fires: IntCounterVec,
@@ -38,6 +40,8 @@ pub const NAMES: &[&str] = &[
     "flowctl_dlq_events_total",
     "flowctl_quality_checks_total",
     "flowctl_consumer_lag",
+    "flowctl_events_ingested_total",
+    "flowctl_ingest_batch_duration_seconds",
     "flowctl_end_to_end_latency_seconds",
     "flowctl_scheduler_heartbeat_timestamp_seconds",
     "flowctl_schedule_fires_total",
@@ -92,6 +96,23 @@ fn build() -> Metrics {
         consumer_lag: IntGaugeVec::new(
             Opts::new("flowctl_consumer_lag", "Kafka consumer lag in messages"),
             &["topic", "partition"],
+        )
+        .unwrap(),
+        events_ingested: IntCounterVec::new(
+            Opts::new(
+                "flowctl_events_ingested_total",
+                "Kafka events ingested into bronze (DLQ events excluded)",
+            ),
+            &["topic"],
+        )
+        .unwrap(),
+        ingest_batch_duration: HistogramVec::new(
+            HistogramOpts::new(
+                "flowctl_ingest_batch_duration_seconds",
+                "Kafka to bronze micro-batch duration (decode, validate, DLQ, commits)",
+            )
+            .buckets(vec![0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0]),
+            &["topic"],
         )
         .unwrap(),
         end_to_end_latency: HistogramVec::new(
@@ -152,6 +173,8 @@ impl Metrics {
             Box::new(self.dlq_events.clone()),
             Box::new(self.quality_checks.clone()),
             Box::new(self.consumer_lag.clone()),
+            Box::new(self.events_ingested.clone()),
+            Box::new(self.ingest_batch_duration.clone()),
             Box::new(self.end_to_end_latency.clone()),
             Box::new(self.scheduler_heartbeat.clone()),
             Box::new(self.schedule_fires.clone()),

@@ -28,6 +28,10 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Kafka → bronze events per second against the raw consume rate, and peak memory.
+    Ingest(super::bench_ingest::BenchIngestArgs),
+    /// Silver + gold over N generated bronze rows, against the same logic in Python Polars.
+    Transform(super::bench_transform::BenchTransformArgs),
     /// Orchestrator overhead per task.
     Scheduler {
         /// Where to put the throwaway state DB (default: a temp dir).
@@ -42,7 +46,9 @@ pub async fn run(cfg: &Config, cmd: BenchCmd) -> anyhow::Result<u8> {
             Ok(u8::try_from(super::contracts::bench_produce(a, &cfg.db).await?).unwrap_or(1))
         }
         BenchCmd::Scheduler { dir } => scheduler(dir).await,
+        BenchCmd::Ingest(a) => super::bench_ingest::bench_ingest(a).await,
         BenchCmd::Web { runs, dir } => web(runs, dir).await,
+        BenchCmd::Transform(a) => super::bench_transform::bench_transform(a).await,
     }
 }
 

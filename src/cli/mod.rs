@@ -4,9 +4,12 @@
 //! validation error (nothing was run).
 
 mod bench;
+mod bench_ingest;
 mod checks;
+mod bench_transform;
 pub mod contracts;
 mod flows;
+mod ingest;
 pub mod output;
 mod runs;
 mod serve;
@@ -63,6 +66,8 @@ enum Command {
     Registry(contracts::RegistryCmd),
     /// Produce realistic synthetic events (Confluent wire format) to Kafka.
     Produce(contracts::ProduceArgs),
+    /// Kafka → bronze outside a flow (bounded, or --follow until Ctrl-C).
+    Ingest(ingest::IngestArgs),
     /// Quality check results of a run (`checks RUN`), or validate the expectation files
     /// (`checks validate [DIR]`).
     Checks(checks::ChecksArgs),
@@ -78,7 +83,7 @@ pub struct UsageError(pub String);
 
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWCTL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deltalake_core::writer::stats=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -129,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Schemas(cmd) => exit(contracts::schemas(cmd, &cfg.db).await?),
         Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg.db).await?),
         Command::Produce(a) => exit(contracts::produce(a, &cfg.db).await?),
+        Command::Ingest(a) => ingest::ingest(a, &cfg.home, &cfg.db).await,
         other => {
             let engine = open_engine(&cfg).await?;
             let code = match other {
@@ -145,7 +151,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 | Command::Bench(_)
                 | Command::Schemas(_)
                 | Command::Registry(_)
-                | Command::Produce(_) => unreachable!("handled above"),
+                | Command::Produce(_)
+                | Command::Ingest(_) => unreachable!("handled above"),
             };
             engine.store().close().await;
             code

@@ -270,6 +270,7 @@ fn launch(
         log: slot.log.clone(),
         quality: slot.quality.clone(),
         cancel: slot.cancel.clone(),
+        registry: crate::contracts::registry::Registry::from_env(engine.store().clone()),
     };
     let task = spec.task.clone();
     let timeout = spec.timeout;

@@ -32,4 +32,17 @@ pub enum LakeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("table {table}: Polars failed: {detail}")]
+    Polars { table: String, detail: String },
+    #[error(
+        "table {table}: the staged commit was based on version {base} but the table is now at \
+         version {current}; restage it"
+    )]
+    Moved {
+        table: String,
+        base: i64,
+        current: i64,
+    },
+    #[error("staging file {path}: {detail}")]
+    Staging { path: String, detail: String },
 }

@@ -11,9 +11,16 @@ mod bronze_decode;
 mod error;
 mod frame;
 mod read;
+mod scan;
+mod stage;
 mod table;
 
 pub use bronze_decode::{BronzeDecoder, DecodeFault, DecodeOutcome, KafkaRecord, RecordError};
 pub use error::LakeError;
 pub use frame::{batches_to_df, conform, df_to_batch};
+pub use scan::DataFile;
+pub use stage::{
+    GateOutcome, GateSubject, StageMode, StageSpec, StagedCommit, gate_and_publish, stage, staged,
+    staging_dir,
+};
 pub use table::{AppTxn, Commit, LakeTable, lake_root};

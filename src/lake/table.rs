@@ -26,7 +26,7 @@ pub fn lake_root(home: &Path) -> PathBuf {
 /// An application transaction recorded with an append: `app_id` (e.g. table + topic +
 /// partition) and `version` (e.g. the last Kafka offset included). Delta keeps the latest
 /// version per app id; a reader sees it together with the rows or not at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppTxn {
     pub app_id: String,
     pub version: i64,
@@ -45,6 +45,13 @@ pub struct Commit {
 pub struct LakeTable {
     pub(super) table: DeltaTable,
     pub(super) path: PathBuf,
+}
+
+pub(super) fn delta_err(
+    path: &Path,
+    step: &'static str,
+) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {
+    delta(path, step)
 }
 
 fn delta(path: &Path, step: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {
@@ -74,9 +81,17 @@ impl LakeTable {
         })?;
         let url = Url::from_directory_path(&abs)
             .map_err(|()| LakeError::BadPath(abs.display().to_string()))?;
-        let table = DeltaTable::try_from_url(url)
-            .await
-            .map_err(delta(path, "open"))?;
+        // A folder without a log is a table to create: build the handle without loading a log
+        // (loading would fail, and delta-rs logs that failure as an error).
+        let table = if abs.join("_delta_log").exists() {
+            DeltaTable::try_from_url(url)
+                .await
+                .map_err(delta(path, "open"))?
+        } else {
+            deltalake::DeltaTableBuilder::from_url(url)
+                .and_then(|b| b.build())
+                .map_err(delta(path, "open"))?
+        };
         if table.version().is_some() {
             return Ok(LakeTable { table, path: abs });
         }
@@ -91,6 +106,27 @@ impl LakeTable {
             .with_partition_columns(partition_by.iter().map(|c| c.to_string()))
             .await
             .map_err(delta(path, "create"))?;
+        Ok(LakeTable { table, path: abs })
+    }
+
+    /// Opens an existing table; an error if `path` holds no Delta table.
+    pub async fn open(path: &Path) -> Result<LakeTable, LakeError> {
+        let abs = std::path::absolute(path).map_err(|source| LakeError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let url = Url::from_directory_path(&abs)
+            .map_err(|()| LakeError::BadPath(abs.display().to_string()))?;
+        let table = DeltaTable::try_from_url(url)
+            .await
+            .map_err(delta(path, "open"))?;
+        if table.version().is_none() {
+            return Err(LakeError::Read {
+                table: path.display().to_string(),
+                file: "_delta_log".into(),
+                detail: "no Delta table here".into(),
+            });
+        }
         Ok(LakeTable { table, path: abs })
     }
 
@@ -149,6 +185,79 @@ impl LakeTable {
             .await
             .map_err(delta(&self.path, "commit"))?;
         Ok(version as i64)
+    }
+
+    /// Appends `batches` as one commit carrying every transaction in `txns` (e.g. one per Kafka
+    /// partition the rows came from) and, with `run_id`, commit metadata `flowctl_run_id` (the
+    /// UI's "which run wrote it"). With no rows the commit still records the transactions: that
+    /// is how a consumer moves past input that produced no rows (an all-garbage batch).
+    pub async fn append_txns(
+        &mut self,
+        batches: impl IntoIterator<Item = RecordBatch>,
+        txns: &[AppTxn],
+        run_id: Option<i64>,
+    ) -> Result<i64, LakeError> {
+        let mut props = CommitProperties::default().with_application_transactions(
+            txns.iter()
+                .map(|t| Transaction::new(t.app_id.clone(), t.version))
+                .collect(),
+        );
+        if let Some(run) = run_id {
+            props = props.with_metadata([
+                ("flowctl_run_id".to_string(), serde_json::json!(run)),
+                ("userMetadata".to_string(), serde_json::json!(format!("run={run}"))),
+            ]);
+        }
+        let mut writer = RecordBatchWriter::for_table(&self.table)
+            .map_err(delta(&self.path, "append"))?
+            .with_commit_properties(props);
+        for batch in batches {
+            if batch.num_rows() > 0 {
+                writer
+                    .write(batch)
+                    .await
+                    .map_err(delta(&self.path, "append"))?;
+            }
+        }
+        let version = writer
+            .flush_and_commit(&mut self.table)
+            .await
+            .map_err(delta(&self.path, "commit"))?;
+        Ok(version as i64)
+    }
+
+    /// Adds the columns of `schema` that the table lacks (nullable), in one metadata commit, so
+    /// a newer reader schema (orders v2) can be appended; older rows read them as null. Returns
+    /// the names added (none: no commit).
+    pub async fn add_missing_columns(
+        &mut self,
+        schema: &ArrowSchema,
+    ) -> Result<Vec<String>, LakeError> {
+        let current = self.arrow_schema()?;
+        let missing: Vec<_> = schema
+            .fields()
+            .iter()
+            .filter(|f| current.field_with_name(f.name()).is_err())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = missing.iter().map(|f| f.name().clone()).collect();
+        let as_struct: deltalake::kernel::StructType = (&ArrowSchema::new(missing))
+            .try_into_kernel()
+            .map_err(|e| LakeError::Schema {
+                table: self.path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        self.table = self
+            .table
+            .clone()
+            .add_columns()
+            .with_fields(as_struct.fields().cloned().collect::<Vec<_>>())
+            .await
+            .map_err(delta(&self.path, "add columns"))?;
+        Ok(names)
     }
 
     /// The version last committed for `app_id`, or `None` if no commit carried it.

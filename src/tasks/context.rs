@@ -24,6 +24,9 @@ pub struct TaskContext {
     pub quality: QualityBuffer,
     /// Fires on timeout or cancel; the task must stop soon after.
     pub cancel: CancellationToken,
+    /// The schema registry (embedded in the state DB, or remote via
+    /// `FLOWCTL_SCHEMA_REGISTRY_URL`).
+    pub registry: crate::contracts::registry::Registry,
 }
 
 /// One captured log line.

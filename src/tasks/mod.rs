@@ -1,10 +1,14 @@
 //! Task kinds. Each kind implements [`Task`] and registers a builder in [`TaskRegistry`]; the
 //! executor only ever sees `Arc<dyn Task>`, so new kinds plug in without touching it.
 
+mod aggregate_gold;
 mod context;
+pub mod ingest_bronze;
 mod noop;
 mod quality_check;
+mod publish_staged;
 mod shell;
+mod transform_silver;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,6 +92,10 @@ impl TaskRegistry {
         r.register("noop", noop::build);
         r.register("quality_check", quality_check::build);
         r.register("shell", shell::build);
+        r.register("ingest_bronze", ingest_bronze::build);
+        r.register("transform_silver", transform_silver::build);
+        r.register("aggregate_gold", aggregate_gold::build);
+        r.register("publish_staged", publish_staged::build);
         r
     }
 

@@ -42,7 +42,7 @@ fn framed(id: u32, version: SchemaVersion, n: u64) -> Vec<u8> {
 }
 
 /// Runs the Python reader on `table`; fails (never skips) when `deltalake` is not installed.
-fn python_read(table: &Path, app_ids: &[&str]) -> Value {
+pub fn python_read(table: &Path, app_ids: &[&str]) -> Value {
     let out = std::process::Command::new("python3")
         .arg(repo().join("tests/python/read_delta_count.py"))
         .arg(table)

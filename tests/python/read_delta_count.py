@@ -32,8 +32,17 @@ def main():
     dt = DeltaTable(path)
     qb = QueryBuilder().register("t", dt)
     rows = scalar(qb, "SELECT COUNT(*) FROM t")
-    distinct = scalar(
-        qb, "SELECT COUNT(*) FROM (SELECT DISTINCT _kafka_partition, _kafka_offset FROM t)"
+    names = set(dt.schema().to_arrow().names)
+    # Bronze tables carry _kafka_partition/_kafka_offset; the DLQ audit table the source's.
+    cols = next(
+        (c for c in [("_kafka_partition", "_kafka_offset"), ("source_partition", "original_offset")]
+         if set(c) <= names),
+        None,
+    )
+    distinct = (
+        scalar(qb, f"SELECT COUNT(*) FROM (SELECT DISTINCT {cols[0]}, {cols[1]} FROM t)")
+        if cols
+        else None
     )
     txns = {app_id: dt.transaction_version(app_id) for app_id in sys.argv[2:]}
     print(

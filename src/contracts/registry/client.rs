@@ -199,6 +199,23 @@ impl RegistryClient {
         Ok(s.schema)
     }
 
+    /// The latest live version of `subject`: `(id, schema)`.
+    pub async fn latest(&self, subject: &str) -> Result<(i64, String), RegistryError> {
+        #[derive(Deserialize)]
+        struct Latest {
+            id: i64,
+            schema: String,
+        }
+        let l: Latest = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/subjects/{subject}/versions/latest"),
+                None,
+            )
+            .await?;
+        Ok((l.id, l.schema))
+    }
+
     pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
         self.call(reqwest::Method::GET, "/subjects", None).await
     }

@@ -172,6 +172,27 @@ impl Registry {
         }
     }
 
+    /// The latest live version of `subject` as `(id, schema)`; `None` when the subject does not
+    /// exist (nothing registered for that topic yet).
+    pub async fn latest(&self, subject: &str) -> Result<Option<(i64, String)>, RegistryError> {
+        let found = match self {
+            Registry::Embedded(e) => e
+                .store()
+                .registry_version(subject, crate::store::VersionSel::Latest, false)
+                .await
+                .map_err(RegistryError::Store)?
+                .map(|v| (v.id, v.schema)),
+            Registry::Http(c) => match c.latest(subject).await {
+                Ok(l) => Some(l),
+                Err(RegistryError::SubjectNotFound(_) | RegistryError::VersionNotFound { .. }) => {
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(found)
+    }
+
     /// The schema text for a global id.
     pub async fn schema_by_id(&self, id: i64) -> Result<String, RegistryError> {
         match self {

@@ -34,7 +34,7 @@ fn repo() -> PathBuf {
 
 /// Starts the broker once per test process; `broker.sh start` itself is idempotent and
 /// serialised with flock, so parallel test processes are safe too.
-fn broker() -> String {
+pub fn broker() -> String {
     static STARTED: OnceLock<String> = OnceLock::new();
     STARTED
         .get_or_init(|| {
@@ -55,7 +55,7 @@ fn broker() -> String {
         .clone()
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -1,0 +1,94 @@
+//! `flowctl ingest`: Kafka → bronze outside a flow. Bounded by default (up to the high
+//! watermarks seen at start); `--follow` keeps going, committing every interval, until Ctrl-C,
+//! which commits what was read and exits cleanly.
+
+use std::path::Path;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::contracts::broker;
+use crate::contracts::registry::Registry;
+use crate::flow::parse_duration;
+use crate::ingest::{self, IngestOptions, Reset};
+use crate::tasks::ingest_bronze::{DEFAULT_TOPICS, expectations_dir};
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Comma-separated topics (default: orders,clickstream,payments).
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Keep consuming after the high watermark until interrupted.
+    #[arg(long)]
+    follow: bool,
+    /// With --follow: how often to commit (e.g. 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    commit_interval: std::time::Duration,
+    /// Stop each topic after this many records.
+    #[arg(long)]
+    max_records: Option<u64>,
+    /// Stop each topic after this long (e.g. 2m).
+    #[arg(long, value_parser = parse_duration)]
+    max_duration: Option<std::time::Duration>,
+    /// Records per micro-batch (one Delta commit per table).
+    #[arg(long, default_value_t = 100_000)]
+    batch_records: usize,
+    /// The dead-letter topic.
+    #[arg(long, default_value = ingest::DEFAULT_DLQ_TOPIC)]
+    dlq_topic: String,
+    /// Repair stored offsets that are outside the log: `earliest` re-reads from the log start,
+    /// `latest` skips to its end. Valid offsets are never moved.
+    #[arg(long)]
+    reset_offsets: Option<Reset>,
+    /// Machine-readable summary.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn ingest(args: IngestArgs, home: &Path, db: &Path) -> anyhow::Result<u8> {
+    let topics = if args.topics.is_empty() {
+        DEFAULT_TOPICS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.topics
+    };
+    let registry = Registry::from_env(crate::store::Store::open(db).await?);
+    let mut opts = IngestOptions::new(topics, broker::bootstrap(), home.to_path_buf());
+    opts.expectations_dir = Some(expectations_dir());
+    opts.follow = args.follow;
+    opts.commit_interval = args.commit_interval;
+    opts.max_records = args.max_records;
+    opts.max_duration = args.max_duration;
+    opts.batch_records = args.batch_records.max(1);
+    opts.dlq_topic = args.dlq_topic;
+    opts.reset = args.reset_offsets;
+    let cancel = CancellationToken::new();
+    {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: committing what was read");
+                c.cancel();
+            }
+        });
+    }
+    let progress = if args.json || args.follow {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} ingest [{bar:30}] {pos}/{len} records ({per_sec}, eta {eta})",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar
+    };
+    let summary = ingest::ingest(&opts, &registry, cancel, &progress).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.render());
+    }
+    Ok(0)
+}

@@ -1,0 +1,85 @@
+//! What can stop an ingest, saying which step failed and where (topic, partition, offsets).
+
+use crate::contracts::broker::BrokerError;
+use crate::contracts::registry::RegistryError;
+use crate::lake::LakeError;
+
+/// Why an ingest stopped. Bad *records* never end up here: they go to the DLQ.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("kafka {step} for topic {topic}: {detail}")]
+    Kafka {
+        topic: String,
+        step: &'static str,
+        detail: String,
+    },
+    #[error("topic {0} does not exist on the broker (create it, or produce to it first)")]
+    NoSuchTopic(String),
+    #[error("schema registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error(
+        "no reader schema for topic {topic}: subject {subject} has no version and the topic name \
+         names no built-in event kind (register one with `flowctl schemas register`)"
+    )]
+    NoSchema { topic: String, subject: String },
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("expectations: {0}")]
+    Expectations(String),
+    #[error(
+        "topic {topic} partition {partition}: the stored position (next offset {next}, committed \
+         in {table}) is {problem} (log start {low}, log end {high}); nothing was skipped or \
+         re-read. Rerun with `flowctl ingest --topics {topic} --reset-offsets earliest` to \
+         re-read from {low}, or `--reset-offsets latest` to start at {high}"
+    )]
+    OutOfRange {
+        topic: String,
+        partition: i32,
+        table: String,
+        next: i64,
+        low: i64,
+        high: i64,
+        problem: &'static str,
+    },
+    #[error(
+        "topic {topic} partition {partition} stalled at offset {at} before reaching {target}: \
+         the broker sent nothing for {idle_secs}s (everything before {at} is committed; a retry \
+         resumes there)"
+    )]
+    Stalled {
+        topic: String,
+        partition: i32,
+        at: i64,
+        target: i64,
+        idle_secs: u64,
+    },
+    #[error("dead-letter queue {topic}: {detail}")]
+    Dlq { topic: String, detail: String },
+    #[error("ingest lock {path}: {detail}")]
+    Lock { path: String, detail: String },
+}
+
+impl IngestError {
+    /// Whether a retry may succeed: broker and registry hiccups may; a missing schema or an
+    /// offset problem needs a human.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::Broker(_)
+            | IngestError::Kafka { .. }
+            | IngestError::Stalled { .. }
+            | IngestError::Dlq { .. }
+            | IngestError::Lake(_)
+            | IngestError::Lock { .. } => true,
+            IngestError::Registry(e) => !matches!(
+                e,
+                RegistryError::InvalidSchema(_) | RegistryError::SchemaNotFound(_)
+            ),
+            IngestError::NoSuchTopic(_)
+            | IngestError::NoSchema { .. }
+            | IngestError::Expectations(_)
+            | IngestError::OutOfRange { .. } => false,
+        }
+    }
+}

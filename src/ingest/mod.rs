@@ -1,0 +1,133 @@
+//! Kafka → bronze: the system of record. Every event that reached Kafka ends in exactly one
+//! place — its `bronze_<topic>` table or the dead-letter queue — exactly once, whatever crashes.
+//!
+//! Per micro-batch: decode (wire format → writer schema by id from the registry → the latest
+//! reader schema), validate (structural faults from the decoder, business rules from the bronze
+//! table's expectation file), send bad records to the DLQ topic, commit them to
+//! `bronze_dlq_audit`, then commit the good rows to bronze. Both commits carry the Kafka
+//! positions as Delta `txn` actions (see [`positions`]); on start the consumer seeks from them.
+//! Kafka group offsets are committed afterwards, for lag monitoring only.
+
+mod dlq;
+mod error;
+mod positions;
+mod run;
+mod source;
+mod topic;
+mod validate;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use dlq::{AUDIT_PARTITION, AUDIT_TABLE, DEFAULT_DLQ_TOPIC, audit_schema};
+pub use error::IngestError;
+pub use positions::{Reset, app_id};
+pub use run::ingest;
+pub use topic::{TopicSummary, bronze_table};
+pub use validate::RuleFailure;
+
+/// The consumer group whose committed offsets show ingest lag (informational only).
+pub const DEFAULT_GROUP: &str = "flowctl-bronze";
+
+/// What to ingest and how far. Built by the CLI (`flowctl ingest`) and the `ingest_bronze` task.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub topics: Vec<String>,
+    pub bootstrap: String,
+    /// `FLOWCTL_HOME`: the lake lives under it.
+    pub home: PathBuf,
+    /// Where the bronze tables' expectation files are (their row rules are the business rules).
+    pub expectations_dir: Option<PathBuf>,
+    pub dlq_topic: String,
+    pub group: String,
+    /// Stop a topic after this many records (bounded runs only stop earlier).
+    pub max_records: Option<u64>,
+    /// Stop a topic after this long.
+    pub max_duration: Option<Duration>,
+    /// Records per micro-batch (one pair of commits).
+    pub batch_records: usize,
+    /// Keep consuming after the high watermark, committing every `commit_interval`.
+    pub follow: bool,
+    pub commit_interval: Duration,
+    /// A bounded run whose partition stays silent this long before its target fails as stalled.
+    pub idle_timeout: Duration,
+    /// Explicit repair of out-of-range stored positions.
+    pub reset: Option<Reset>,
+    /// The flow run, recorded in commit metadata.
+    pub run_id: Option<i64>,
+}
+
+impl IngestOptions {
+    /// Defaults for `topics` against `bootstrap` with the lake under `home`.
+    pub fn new(topics: Vec<String>, bootstrap: String, home: PathBuf) -> IngestOptions {
+        IngestOptions {
+            topics,
+            bootstrap,
+            home,
+            expectations_dir: None,
+            dlq_topic: DEFAULT_DLQ_TOPIC.to_string(),
+            group: DEFAULT_GROUP.to_string(),
+            max_records: None,
+            max_duration: None,
+            batch_records: 100_000,
+            follow: false,
+            commit_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            reset: None,
+            run_id: None,
+        }
+    }
+}
+
+/// What one ingest did, per topic.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestSummary {
+    pub topics: Vec<TopicSummary>,
+    pub seconds: f64,
+}
+
+impl IngestSummary {
+    pub fn records(&self) -> u64 {
+        self.topics.iter().map(|t| t.records).sum()
+    }
+    pub fn bronze_rows(&self) -> u64 {
+        self.topics.iter().map(|t| t.bronze_rows).sum()
+    }
+    pub fn dlq_rows(&self) -> u64 {
+        self.topics.iter().map(|t| t.dlq_rows).sum()
+    }
+
+    /// A human table: one line per topic, then the DLQ categories.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{:<16} {:<24} {:>10} {:>10} {:>8} {:>9} {:>8}\n",
+            "TOPIC", "TABLE", "RECORDS", "BRONZE", "DLQ", "REPLAYED", "COMMITS"
+        );
+        for t in &self.topics {
+            s.push_str(&format!(
+                "{:<16} {:<24} {:>10} {:>10} {:>8} {:>9} {:>8}\n",
+                t.topic, t.table, t.records, t.bronze_rows, t.dlq_rows, t.replayed, t.commits
+            ));
+        }
+        for t in &self.topics {
+            for (cat, n) in &t.dlq_by_category {
+                s.push_str(&format!("  dlq {:<14} {:<26} {:>8}\n", t.topic, cat, n));
+            }
+            if let Some(end) = &t.end {
+                s.push_str(&format!("  {}: {end}\n", t.topic));
+            }
+        }
+        let rate = if self.seconds > 0.0 {
+            self.records() as f64 / self.seconds
+        } else {
+            0.0
+        };
+        s.push_str(&format!(
+            "{} records in {:.2}s ({:.0} records/s)\n",
+            self.records(),
+            self.seconds,
+            rate
+        ));
+        s
+    }
+}

@@ -1,0 +1,346 @@
+//! The Kafka side of ingest: one consumer thread per topic that reads assigned partitions from
+//! planned offsets and hands over micro-batches, so consuming overlaps with decoding and
+//! committing on the other core.
+//!
+//! Partitions are *assigned*, not subscribed: positions come from the Delta log, and a group
+//! rebalance must never move them. The group id exists only so lag can be committed for
+//! monitoring tools. A bounded run stops each partition at the high watermark seen at start (or
+//! at partition EOF); a partition that goes silent before that for `idle_timeout` ends the run as
+//! stalled (what was read is still committed).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::error::IngestError;
+use crate::contracts::broker::client_config;
+
+/// How long a metadata or watermark request may take.
+const META_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One record of a [`RawBatch`]: ranges into the batch's arena.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Range<usize>>,
+    pub payload: Range<usize>,
+}
+
+/// Records copied out of librdkafka's buffers into one arena (one allocation per batch, not
+/// two per record).
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    pub arena: Vec<u8>,
+    pub records: Vec<RawRecord>,
+}
+
+impl RawBatch {
+    pub fn key(&self, r: &RawRecord) -> Option<&[u8]> {
+        r.key.clone().map(|k| &self.arena[k])
+    }
+    pub fn payload(&self, r: &RawRecord) -> &[u8] {
+        &self.arena[r.payload.clone()]
+    }
+    /// The highest offset per partition in this batch.
+    pub fn last_offsets(&self) -> BTreeMap<i32, i64> {
+        let mut m = BTreeMap::new();
+        for r in &self.records {
+            let e = m.entry(r.partition).or_insert(r.offset);
+            *e = (*e).max(r.offset);
+        }
+        m
+    }
+}
+
+/// Why the consumer thread stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// Every partition reached its target (bounded run).
+    CaughtUp,
+    /// `max_records` or `max_duration` reached.
+    Limit,
+    /// Asked to stop (Ctrl-C, cancel, timeout).
+    Stopped,
+    /// A partition went silent before its target.
+    Stalled { partition: i32, at: i64, target: i64 },
+    /// The consumer failed in a way a retry may fix.
+    Failed(String),
+}
+
+/// What the consumer thread sends.
+#[derive(Debug)]
+pub enum SourceMsg {
+    Batch(RawBatch),
+    End(End),
+}
+
+/// Where and how far to read.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    pub topic: String,
+    /// partition → (first offset, target end offset exclusive; `None` in follow mode).
+    pub partitions: BTreeMap<i32, (i64, Option<i64>)>,
+    pub batch_records: usize,
+    /// Longest time a batch collects before it is handed over (follow mode's commit interval).
+    pub batch_interval: Duration,
+    pub idle_timeout: Duration,
+    pub max_records: Option<u64>,
+    pub max_duration: Option<Duration>,
+}
+
+/// The channel all consumer threads of one ingest send to: (topic index, message).
+pub type SourceTx = tokio::sync::mpsc::Sender<(usize, SourceMsg)>;
+
+/// A running consumer thread. Dropping it stops the thread (which also ends on its own when
+/// the receiving side is gone).
+pub struct Source {
+    consumer: Arc<BaseConsumer>,
+    stop: Arc<AtomicBool>,
+    topic: String,
+}
+
+/// A consumer for `group` on `bootstrap`, configured for explicit assignment and no automatic
+/// offset handling.
+pub fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
+    client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "error")
+        .set("allow.auto.create.topics", "false")
+        .set("queued.min.messages", "200000")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+}
+
+/// The topic's partitions, sorted. Errors when the topic does not exist.
+pub fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, IngestError> {
+    let md = consumer
+        .fetch_metadata(Some(topic), META_TIMEOUT)
+        .map_err(|e| IngestError::Kafka {
+            topic: topic.into(),
+            step: "metadata",
+            detail: e.to_string(),
+        })?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Err(IngestError::NoSuchTopic(topic.into()));
+    };
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Err(IngestError::NoSuchTopic(topic.into()));
+    }
+    let mut ps: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    ps.sort_unstable();
+    Ok(ps)
+}
+
+/// `(low, high)` watermarks of one partition.
+pub fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), IngestError> {
+    consumer
+        .fetch_watermarks(topic, partition, META_TIMEOUT)
+        .map_err(|e| IngestError::Kafka {
+            topic: topic.into(),
+            step: "watermarks",
+            detail: format!("partition {partition}: {e}"),
+        })
+}
+
+impl Source {
+    /// Assigns the planned partitions and starts the consumer thread. Partitions whose start is
+    /// already at their target are not assigned at all.
+    pub fn start(
+        consumer: BaseConsumer,
+        plan: SourcePlan,
+        index: usize,
+        tx: SourceTx,
+    ) -> Result<Source, IngestError> {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &(start, target)) in &plan.partitions {
+            if target.is_none_or(|t| start < t) {
+                tpl.add_partition_offset(&plan.topic, p, Offset::Offset(start))
+                    .map_err(|e| kafka(&plan.topic, "assign", e))?;
+            }
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| kafka(&plan.topic, "assign", e))?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let topic = plan.topic.clone();
+        {
+            let (consumer, stop) = (consumer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("ingest-{}", plan.topic))
+                .spawn(move || run(&consumer, plan, &stop, index, &tx))
+                .map_err(|e| IngestError::Kafka {
+                    topic: topic.clone(),
+                    step: "consumer thread",
+                    detail: e.to_string(),
+                })?;
+        }
+        Ok(Source {
+            consumer,
+            stop,
+            topic,
+        })
+    }
+
+    /// Asks the thread to hand over what it has and end.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Commits `next` offsets (partition → next offset to read) to the consumer group, for lag
+    /// monitoring only. Best effort: the Delta log is the source of truth.
+    pub fn commit_group(&self, next: &BTreeMap<i32, i64>) {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &o) in next {
+            let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(o));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(topic = %self.topic, error = %e, "group offset commit failed");
+        }
+    }
+
+    /// The current high watermark of a partition (for lag in follow mode).
+    pub fn high_watermark(&self, partition: i32) -> Option<i64> {
+        watermarks(&self.consumer, &self.topic, partition)
+            .ok()
+            .map(|(_, h)| h)
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn kafka(topic: &str, step: &'static str, e: KafkaError) -> IngestError {
+    IngestError::Kafka {
+        topic: topic.into(),
+        step,
+        detail: e.to_string(),
+    }
+}
+
+/// The consumer thread's loop.
+fn run(consumer: &BaseConsumer, plan: SourcePlan, stop: &AtomicBool, index: usize, tx: &SourceTx) {
+    let started = Instant::now();
+    // partition → (next offset expected, target)
+    let mut open: BTreeMap<i32, (i64, Option<i64>)> = plan
+        .partitions
+        .iter()
+        .filter(|(_, (s, t))| t.is_none_or(|t| *s < t))
+        .map(|(&p, &v)| (p, v))
+        .collect();
+    let bounded = plan.partitions.values().all(|(_, t)| t.is_some());
+    let mut batch = RawBatch::default();
+    let mut batch_started = Instant::now();
+    let mut last_message = Instant::now();
+    let mut total: u64 = 0;
+    let send = |b: &mut RawBatch| -> bool {
+        if b.records.is_empty() {
+            return true;
+        }
+        tx.blocking_send((index, SourceMsg::Batch(std::mem::take(b))))
+            .is_ok()
+    };
+    let end = loop {
+        if stop.load(Ordering::SeqCst) {
+            break End::Stopped;
+        }
+        if bounded && open.is_empty() {
+            break End::CaughtUp;
+        }
+        if plan.max_records.is_some_and(|m| total >= m)
+            || plan.max_duration.is_some_and(|d| started.elapsed() >= d)
+        {
+            break End::Limit;
+        }
+        match consumer.poll(Duration::from_millis(50)) {
+            None => {}
+            Some(Ok(m)) => {
+                last_message = Instant::now();
+                let (p, off) = (m.partition(), m.offset());
+                let Some(&(_, target)) = open.get(&p) else {
+                    continue;
+                };
+                if target.is_some_and(|t| off >= t) {
+                    open.remove(&p);
+                    continue;
+                }
+                let key = m.key().map(|k| {
+                    let s = batch.arena.len();
+                    batch.arena.extend_from_slice(k);
+                    s..batch.arena.len()
+                });
+                let payload = m.payload().unwrap_or_default();
+                let s = batch.arena.len();
+                batch.arena.extend_from_slice(payload);
+                batch.records.push(RawRecord {
+                    partition: p,
+                    offset: off,
+                    timestamp_ms: m.timestamp().to_millis(),
+                    key,
+                    payload: s..batch.arena.len(),
+                });
+                total += 1;
+                if target.is_some_and(|t| off + 1 >= t) {
+                    open.remove(&p);
+                } else if let Some(e) = open.get_mut(&p) {
+                    e.0 = off + 1;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if bounded {
+                    open.remove(&p);
+                }
+            }
+            Some(Err(e)) => {
+                // Transport errors are retried by librdkafka itself; a partition that stays
+                // silent ends the run as stalled below.
+                tracing::warn!(topic = %plan.topic, error = %e, "consumer error");
+                if let KafkaError::MessageConsumption(code) = &e
+                    && matches!(code, rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange)
+                {
+                    break End::Failed(e.to_string());
+                }
+            }
+        }
+        if batch.records.len() >= plan.batch_records
+            || (!batch.records.is_empty() && batch_started.elapsed() >= plan.batch_interval)
+        {
+            if !send(&mut batch) {
+                return;
+            }
+            batch_started = Instant::now();
+        }
+        if bounded
+            && last_message.elapsed() >= plan.idle_timeout
+            && let Some((&p, &(at, Some(target)))) = open.iter().next()
+        {
+            break End::Stalled {
+                partition: p,
+                at,
+                target,
+            };
+        }
+    };
+    if send(&mut batch) {
+        let _ = tx.blocking_send((index, SourceMsg::End(end)));
+    }
+}

@@ -1,0 +1,444 @@
+//! Bronze → silver for one entity: the bronze files committed since the version last processed,
+//! row rules (failures to quarantine), normalisation, dedup by business key across increments,
+//! and a staged replace of every `event_date` partition the increment touches.
+//!
+//! Dedup across increments: the increment's keys are looked up in silver; the partitions that
+//! hold them plus the increment's own dates are rebuilt from (existing rows ∪ increment), keeping
+//! per key the latest `event_time`, then the highest Kafka offset, then the row already in silver
+//! (so reprocessing the same increment changes nothing). A duplicate arriving a day later thus
+//! collapses into one row, even when its event_date differs from the first copy's.
+//!
+//! v1 and v2 orders: bronze already reads every record with the latest reader schema (v1 rows get
+//! `channel = "web"`, `coupon_code = null` from the Avro defaults). `schema_version` comes from the
+//! writer schema of the row's `_schema_id` (2 when it declares `coupon_code`), resolved through
+//! the registry by the task; for an id the registry does not know, a row with v2-only content
+//! (a coupon, or a channel other than the v1 default) is 2, else 1.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use polars::prelude::*;
+
+use super::quarantine::{QuarantineBatch, quarantine_rows};
+use super::rules::{failed_rules_expr, rules_for};
+use super::schema::silver_order_items;
+use super::{Entity, TransformError, date_string, pl, txn_app_id};
+use crate::lake::{AppTxn, LakeTable, StageMode, StageSpec, df_to_batch, lake_root, stage};
+
+/// Inputs of one silver run besides the tables.
+#[derive(Debug, Clone, Default)]
+pub struct SilverRun {
+    pub run_id: Option<i64>,
+    /// "Now" for quarantine timestamps, µs since the epoch (injected for tests).
+    pub now_us: i64,
+    /// Orders writer schema id → schema version (1|2), from the registry.
+    pub schema_versions: HashMap<i32, i32>,
+}
+
+/// What one entity's increment did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EntityReport {
+    pub entity: &'static str,
+    pub bronze_version: i64,
+    /// The bronze version processed before (-1: never).
+    pub from_version: i64,
+    pub rows_in: usize,
+    pub quarantined: usize,
+    pub duplicates_removed: usize,
+    /// Rows of the staged silver partitions.
+    pub rows_staged: usize,
+    /// Partitions (event dates) the staged commit replaces.
+    pub partitions: Vec<String>,
+    /// Tables with a staged commit waiting for their gate.
+    pub staged: Vec<String>,
+}
+
+const SRC: &str = "_src";
+
+fn trim(c: &str) -> Expr {
+    col(c).str().strip_chars(lit(NULL)).alias(c)
+}
+
+fn round_cents(e: Expr) -> Expr {
+    e.round(2, RoundMode::HalfAwayFromZero)
+}
+
+fn utc_us(c: &str) -> Expr {
+    col(c)
+        .cast(DataType::Datetime(
+            TimeUnit::Microseconds,
+            Some(TimeZone::UTC),
+        ))
+        .alias(c)
+}
+
+/// Bronze rows (rules passed) → silver columns, plus `items` for orders.
+fn normalise(
+    entity: Entity,
+    lf: LazyFrame,
+    bronze_version: i64,
+    versions: &HashMap<i32, i32>,
+) -> LazyFrame {
+    let lineage = [
+        col("_kafka_partition"),
+        col("_kafka_offset"),
+        lit(bronze_version)
+            .cast(DataType::Int64)
+            .alias("_bronze_version"),
+    ];
+    let mut cols = match entity {
+        Entity::Orders => {
+            let (ids, vs): (Vec<i32>, Vec<i32>) = versions.iter().map(|(k, v)| (*k, *v)).unzip();
+            let known = DataFrame::new_infer_height(vec![
+                Column::new("_schema_id".into(), ids),
+                Column::new("_known_version".into(), vs),
+            ])
+            .expect("two equal-length columns");
+            let guess = when(
+                col("coupon_code")
+                    .is_not_null()
+                    .or(col("channel").neq(lit("web"))),
+            )
+            .then(lit(2i32))
+            .otherwise(lit(1i32));
+            return lf
+                .left_join(known.lazy(), col("_schema_id"), col("_schema_id"))
+                .select([
+                    trim("order_id"),
+                    trim("customer_id"),
+                    trim("campaign_id"),
+                    round_cents(col("amount")),
+                    col("currency")
+                        .str()
+                        .strip_chars(lit(NULL))
+                        .str()
+                        .to_uppercase(),
+                    trim("status"),
+                    col("channel")
+                        .str()
+                        .strip_chars(lit(NULL))
+                        .fill_null(lit("web")),
+                    trim("coupon_code"),
+                    col("items")
+                        .list()
+                        .len()
+                        .cast(DataType::Int32)
+                        .alias("item_count"),
+                    utc_us("event_time"),
+                    col("event_date"),
+                    col("_known_version")
+                        .fill_null(guess)
+                        .cast(DataType::Int32)
+                        .alias("schema_version"),
+                    col("_kafka_partition"),
+                    col("_kafka_offset"),
+                    lit(bronze_version)
+                        .cast(DataType::Int64)
+                        .alias("_bronze_version"),
+                    col("items"),
+                ]);
+        }
+        Entity::Clickstream => vec![
+            trim("event_id"),
+            trim("session_id"),
+            trim("user_id"),
+            trim("campaign_id"),
+            trim("page"),
+            trim("action"),
+            trim("device"),
+            utc_us("event_time"),
+            col("event_date"),
+        ],
+        Entity::Payments => vec![
+            trim("payment_id"),
+            trim("order_id"),
+            round_cents(col("amount")),
+            col("currency")
+                .str()
+                .strip_chars(lit(NULL))
+                .str()
+                .to_uppercase(),
+            trim("method"),
+            trim("status"),
+            utc_us("event_time"),
+            col("event_date"),
+        ],
+    };
+    cols.extend(lineage);
+    lf.select(cols)
+}
+
+fn dates_of(df: &DataFrame, table: &str) -> Result<BTreeSet<i32>, TransformError> {
+    let days = df
+        .column("event_date")
+        .and_then(|c| c.cast(&DataType::Int32))
+        .map_err(pl(table, "event dates"))?;
+    Ok(days
+        .i32()
+        .map_err(pl(table, "event dates"))?
+        .iter()
+        .flatten()
+        .collect())
+}
+
+fn date_lit(days: &BTreeSet<i32>) -> Expr {
+    let s = Series::new("d".into(), days.iter().copied().collect::<Vec<i32>>());
+    lit(s).implode(false)
+}
+
+/// Runs one entity's increment and stages its silver table(s). Quarantined rows are published
+/// right away (see [`super::quarantine`]). Nothing is staged when bronze has nothing new.
+pub async fn transform_entity(
+    home: &Path,
+    entity: Entity,
+    run: &SilverRun,
+) -> Result<EntityReport, TransformError> {
+    let bronze_name = entity.bronze_table();
+    let bronze_path = lake_root(home).join(&bronze_name);
+    if !bronze_path.join("_delta_log").exists() {
+        return Err(TransformError::NoBronze(bronze_name));
+    }
+    let bronze = LakeTable::open(&bronze_path).await?;
+    let def = entity.silver();
+    let silver = def.open(home).await?;
+    let app_id = txn_app_id(def.name, &bronze_name);
+    let from = silver.txn_version(&app_id).await?.unwrap_or(-1);
+    let mut report = EntityReport {
+        entity: entity.name(),
+        bronze_version: bronze.version(),
+        from_version: from,
+        ..Default::default()
+    };
+    if from >= bronze.version() {
+        return Ok(report);
+    }
+    let files = bronze.files_added_since(from).await?;
+    if files.is_empty() {
+        // Only empty commits since: nothing to stage (and nothing worth a txn version).
+        return Ok(report);
+    }
+    let failed = failed_rules_expr(&rules_for(entity));
+    let inc = bronze
+        .scan_files(&files)?
+        .with_column(failed.alias("_failed"))
+        .collect()
+        .map_err(pl(&bronze_name, "reading the increment"))?;
+    report.rows_in = inc.height();
+    let is_bad = col("_failed").is_not_null();
+    let bad = inc
+        .clone()
+        .lazy()
+        .filter(is_bad.clone())
+        .collect()
+        .map_err(pl(&bronze_name, "rules"))?;
+    if bad.height() > 0 {
+        report.quarantined = quarantine_rows(
+            home,
+            QuarantineBatch {
+                entity,
+                source_table: &bronze_name,
+                source_version: bronze.version(),
+                rows: bad,
+                run_id: run.run_id,
+                now_us: run.now_us,
+            },
+        )
+        .await?;
+    }
+    let good = normalise(
+        entity,
+        inc.lazy().filter(is_bad.not()),
+        bronze.version(),
+        &run.schema_versions,
+    )
+    .with_column(lit(1i32).alias(SRC))
+    .collect()
+    .map_err(pl(def.name, "normalising"))?;
+
+    // Which partitions change: the increment's dates plus wherever its keys already live.
+    let key = entity.key();
+    let mut affected = dates_of(&good, def.name)?;
+    let existing_files = silver.files()?;
+    let mut union = vec![good.clone().lazy()];
+    if !existing_files.is_empty() && good.height() > 0 {
+        let keys = good
+            .clone()
+            .lazy()
+            .select([col(key)])
+            .unique(None, Default::default());
+        let hits = silver
+            .scan()?
+            .select([col(key), col("event_date")])
+            .semi_join(keys, col(key), col(key))
+            .collect()
+            .map_err(pl(def.name, "finding existing keys"))?;
+        affected.extend(dates_of(&hits, def.name)?);
+        let existing = silver
+            .scan()?
+            .filter(
+                col("event_date")
+                    .cast(DataType::Int32)
+                    .is_in(date_lit(&affected), false),
+            )
+            .with_column(lit(0i32).alias(SRC));
+        union.push(existing);
+    }
+    let before: usize;
+    let merged = {
+        let all = concat(
+            union,
+            UnionArgs {
+                diagonal: true,
+                rechunk: false,
+                ..Default::default()
+            },
+        )
+        .map_err(pl(def.name, "merging"))?
+        .collect()
+        .map_err(pl(def.name, "merging"))?;
+        before = all.height();
+        all.lazy()
+            .sort_by_exprs(
+                [col("event_time"), col("_kafka_offset"), col(SRC)],
+                SortMultipleOptions::default()
+                    .with_order_descending_multi([true, true, false])
+                    .with_nulls_last(true)
+                    .with_multithreaded(true),
+            )
+            .unique_stable(Some(cols([key])), UniqueKeepStrategy::First)
+            .collect()
+            .map_err(pl(def.name, "dedup"))?
+    };
+    report.duplicates_removed = before - merged.height();
+    report.rows_staged = merged.height();
+    report.partitions = affected.iter().map(|d| date_string(*d)).collect();
+    let txn = AppTxn {
+        app_id,
+        version: bronze.version(),
+    };
+    let spec = StageSpec {
+        mode: StageMode::ReplacePartitions,
+        partitions: report.partitions.clone(),
+        txns: vec![txn],
+        run_id: run.run_id,
+    };
+    let target = silver.arrow_schema()?;
+    let batch = df_to_batch(&merged, Some(&target))?;
+    stage(home, def.name, &silver, [batch], spec.clone()).await?;
+    report.staged.push(def.name.to_string());
+
+    if entity == Entity::Orders {
+        let items = order_items(home, &merged, &affected).await?;
+        let items_def = silver_order_items();
+        let items_table = items_def.open(home).await?;
+        let spec = StageSpec {
+            txns: vec![AppTxn {
+                app_id: txn_app_id(items_def.name, &bronze_name),
+                version: bronze.version(),
+            }],
+            ..spec
+        };
+        let batch = df_to_batch(&items, Some(&items_table.arrow_schema()?))?;
+        stage(home, items_def.name, &items_table, [batch], spec).await?;
+        report.staged.push(items_def.name.to_string());
+    }
+    Ok(report)
+}
+
+/// The order-items rows of the rebuilt partitions: winners that came from the increment are
+/// exploded from their `items`; winners already in silver keep their existing item rows.
+async fn order_items(
+    home: &Path,
+    merged: &DataFrame,
+    affected: &BTreeSet<i32>,
+) -> Result<DataFrame, TransformError> {
+    let name = "silver_order_items";
+    let fresh = merged
+        .clone()
+        .lazy()
+        .filter(col(SRC).eq(lit(1i32)))
+        .select([
+            col("order_id"),
+            col("items"),
+            col("currency"),
+            col("event_time"),
+            col("event_date"),
+        ])
+        .with_row_index("_r", None)
+        .explode(
+            cols(["items"]),
+            ExplodeOptions {
+                empty_as_null: false,
+                keep_nulls: false,
+            },
+        )
+        .collect()
+        .map_err(pl(name, "explode"))?;
+    // Exploded rows of one order are contiguous: number them 1.. in a single pass.
+    let r = fresh.column("_r").map_err(pl(name, "line numbers"))?;
+    let r = r.idx().map_err(pl(name, "line numbers"))?;
+    let mut line_no = Vec::with_capacity(r.len());
+    let mut prev = None;
+    let mut n = 0i32;
+    for v in r.into_no_null_iter() {
+        n = if prev == Some(v) { n + 1 } else { 1 };
+        prev = Some(v);
+        line_no.push(n);
+    }
+    let fresh = fresh
+        .lazy()
+        .with_column(lit(Series::new("line_no".into(), line_no)).alias("line_no"))
+        .select([
+            col("order_id"),
+            col("line_no"),
+            col("items")
+                .struct_()
+                .field_by_name("sku")
+                .str()
+                .strip_chars(lit(NULL))
+                .alias("sku"),
+            col("items")
+                .struct_()
+                .field_by_name("quantity")
+                .cast(DataType::Int32)
+                .alias("quantity"),
+            round_cents(col("items").struct_().field_by_name("unit_price")).alias("unit_price"),
+            round_cents(
+                col("items")
+                    .struct_()
+                    .field_by_name("quantity")
+                    .cast(DataType::Float64)
+                    * col("items").struct_().field_by_name("unit_price"),
+            )
+            .alias("line_amount"),
+            col("currency"),
+            col("event_time"),
+            col("event_date"),
+        ]);
+    let mut parts = vec![fresh];
+    let table = silver_order_items().open(home).await?;
+    if !table.files()?.is_empty() {
+        let kept_orders = merged
+            .clone()
+            .lazy()
+            .filter(col(SRC).eq(lit(0i32)))
+            .select([col("order_id")]);
+        parts.push(
+            table
+                .scan()?
+                .filter(
+                    col("event_date")
+                        .cast(DataType::Int32)
+                        .is_in(date_lit(affected), false),
+                )
+                .semi_join(kept_orders, col("order_id"), col("order_id")),
+        );
+    }
+    concat(parts, UnionArgs::default())
+        .and_then(|lf| lf.collect())
+        .map_err(pl(name, "items"))
+}
+
+#[cfg(test)]
+#[path = "silver_tests.rs"]
+mod tests;

@@ -1,0 +1,145 @@
+//! Silver over small generated bronze data (the integration tests in tests/it/transform.rs
+//! cover the flows through the binary).
+
+use std::collections::{HashMap, HashSet};
+
+use apache_avro::types::Value;
+
+use super::*;
+use crate::contracts::domain::EventKind;
+use crate::contracts::generate::{Event, GenConfig, Generator, SchemaVersion};
+use crate::contracts::schema::builtin;
+use crate::lake::{gate_and_publish, staged};
+use crate::transform::schema;
+use crate::transform::synth::{BronzeWriter, reaches_bronze};
+
+const T0: i64 = 1_763_900_000_000;
+
+fn key(e: &Event) -> Option<String> {
+    match &e.value {
+        Value::Record(f) => f.iter().find_map(|(n, v)| match (n.as_str(), v) {
+            ("order_id", Value::String(s)) => Some(s.clone()),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+async fn publish_all(home: &Path) {
+    for t in ["silver_orders", "silver_order_items"] {
+        if staged(home, t).unwrap().is_some() {
+            let out = gate_and_publish::<crate::lake::LakeError>(home, t, |_, _| Ok(true))
+                .await
+                .unwrap();
+            assert!(out.passed());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_dedup_quarantine_and_idempotence() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut cfg = GenConfig::new(EventKind::Orders, 5, T0);
+    cfg.bad_ratio = 0.05;
+    cfg.duplicate_ratio = 0.05;
+    let v1: Vec<Event> = Generator::new(cfg.clone()).take(1500).collect();
+    cfg.version = SchemaVersion::V2;
+    cfg.seed = 6;
+    let v2: Vec<Event> = Generator::new(cfg).take(1500).collect();
+    let mut w = BronzeWriter::open(
+        home,
+        EventKind::Orders,
+        &[(11, builtin::ORDERS_V1), (12, builtin::ORDERS_V2)],
+        T0 * 1000,
+    )
+    .await
+    .unwrap();
+    let evs: Vec<(u32, &Event)> = v1
+        .iter()
+        .map(|e| (11, e))
+        .chain(v2.iter().map(|e| (12, e)))
+        .collect();
+    w.append(&evs).await.unwrap();
+    let run = SilverRun {
+        run_id: Some(1),
+        now_us: T0 * 1000,
+        schema_versions: HashMap::from([(11, 1), (12, 2)]),
+    };
+    let r = transform_entity(home, Entity::Orders, &run).await.unwrap();
+    let in_bronze: Vec<&Event> = evs
+        .iter()
+        .map(|(_, e)| *e)
+        .filter(|e| reaches_bronze(e))
+        .collect();
+    let clean: HashSet<String> = in_bronze
+        .iter()
+        .filter(|e| e.fault.is_none())
+        .filter_map(|e| key(e))
+        .collect();
+    let bad = in_bronze.iter().filter(|e| e.fault.is_some()).count();
+    assert_eq!(r.rows_in, in_bronze.len());
+    assert_eq!(r.quarantined, bad);
+    assert_eq!(r.rows_staged, clean.len());
+    assert_eq!(r.duplicates_removed, in_bronze.len() - bad - clean.len());
+    publish_all(home).await;
+    let silver = schema::silver_orders().open(home).await.unwrap();
+    let df = silver.scan().unwrap().collect().unwrap();
+    assert_eq!(df.height(), clean.len());
+    let v2_rows = df
+        .column("schema_version")
+        .unwrap()
+        .i32()
+        .unwrap()
+        .iter()
+        .filter(|v| *v == Some(2))
+        .count();
+    assert!(v2_rows > 1000 && v2_rows < 1500, "{v2_rows}");
+    let items = schema::silver_order_items().open(home).await.unwrap();
+    let item_rows: i64 = df
+        .column("item_count")
+        .unwrap()
+        .i32()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(i64::from)
+        .sum();
+    assert_eq!(items.row_count().unwrap() as i64, item_rows);
+
+    // Nothing new: nothing staged, no new version.
+    let version = silver.version();
+    let again = transform_entity(home, Entity::Orders, &run).await.unwrap();
+    assert!(again.staged.is_empty());
+    assert!(staged(home, "silver_orders").unwrap().is_none());
+
+    // The same events again (a replayed topic, new offsets): silver does not change.
+    w.append(&evs[..200]).await.unwrap();
+    transform_entity(home, Entity::Orders, &run).await.unwrap();
+    publish_all(home).await;
+    let mut silver = silver;
+    silver.refresh().await.unwrap();
+    assert_eq!(silver.version(), version + 1);
+    let after = silver.scan().unwrap().collect().unwrap();
+    assert_eq!(after.height(), clean.len());
+    let q = schema::silver_quarantine().open(home).await.unwrap();
+    let replayed_bad = evs[..200]
+        .iter()
+        .filter(|(_, e)| reaches_bronze(e) && e.fault.is_some())
+        .count();
+    // Quarantine is keyed by bronze offset: the replay's bad rows are new rows.
+    assert_eq!(q.row_count().unwrap(), bad + replayed_bad);
+    let business = |d: &DataFrame| {
+        d.clone()
+            .lazy()
+            .drop(cols([
+                "_kafka_offset",
+                "_bronze_version",
+                "_kafka_partition",
+            ]))
+            .sort(["order_id"], Default::default())
+            .collect()
+            .unwrap()
+    };
+    assert!(business(&df).equals_missing(&business(&after)));
+}
