@@ -405,3 +405,110 @@ async fn stored_results_feed_the_quality_checks_counter() {
     );
     store.close().await;
 }
+
+/// Stages one more gold_payment_success_rate row (not committed) with `rate` as its success rate.
+async fn stage_rate(home: &Path, rate: f64) {
+    use flowctl::lake::{StageMode, StageSpec, stage};
+    let t = LakeTable::open(&lake_root(home).join("gold_payment_success_rate"))
+        .await
+        .unwrap();
+    let schema = t.arrow_schema().unwrap();
+    // In the table's own column order.
+    let cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "event_date" => Arc::new(Date32Array::from(vec![DAY])),
+                "method" => strings(&["bank_transfer"]),
+                "attempts" => Arc::new(Int64Array::from(vec![10])),
+                "successes" => Arc::new(Int64Array::from(vec![9])),
+                _ => Arc::new(Float64Array::from(vec![rate])),
+            }
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema, cols).unwrap();
+    stage(
+        home,
+        "gold_payment_success_rate",
+        &t,
+        [batch],
+        StageSpec::new(StageMode::Append),
+    )
+    .await
+    .unwrap();
+}
+
+/// Write-audit-publish: a staged candidate that breaks a `fail` check is discarded (the table
+/// does not move, downstream does not run); one that passes is published by the gate.
+#[tokio::test]
+async fn the_gate_publishes_a_good_candidate_and_discards_a_bad_one() {
+    use flowctl::lake::staged;
+
+    let env = Env::new();
+    with_expectations(&env);
+    payment_success_rate(&env).await;
+    env.flow(
+        "wap",
+        "name: wap\ntasks:\n  - id: gate\n    kind: quality_check\n    params: {tables: [gold_payment_success_rate]}\n  - id: downstream\n    kind: noop\n    depends_on: [gate]\n",
+    );
+    let path = lake_root(&env.home()).join("gold_payment_success_rate");
+    // A success rate of 1.5 is not a ratio: the candidate is discarded.
+    stage_rate(&env.home(), 1.5).await;
+    let (code, v) = env.json(&["trigger", "wap"]);
+    assert_eq!(code, 1, "{v}");
+    let (_, show) = env.json(&["runs", "show", "1"]);
+    assert_eq!(task_state(&show, "gate"), "failed");
+    assert_eq!(task_state(&show, "downstream"), "upstream_failed");
+    let error = attempts(&show, "gate")[0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("staged data of gold_payment_success_rate discarded"),
+        "{error}"
+    );
+    assert!(error.contains("success_rate_is_a_ratio"), "{error}");
+    assert!(
+        staged(&env.home(), "gold_payment_success_rate")
+            .unwrap()
+            .is_none()
+    );
+    let t = LakeTable::open(&path).await.unwrap();
+    assert_eq!(t.version(), 1, "a failed gate must not move the table");
+    assert_eq!(t.read_df().unwrap().height(), 3);
+    let (_, checks) = env.json(&["checks", "1"]);
+    let ratio = results_of(&checks, "gold_payment_success_rate")
+        .into_iter()
+        .find(|r| r["check_name"] == "success_rate_is_a_ratio")
+        .unwrap()
+        .clone();
+    assert_eq!(ratio["outcome"], "fail");
+    assert_eq!(ratio["observed"], "1");
+    assert_eq!(
+        ratio["version"],
+        Value::Null,
+        "a discarded candidate never became a version"
+    );
+
+    // A good candidate passes and becomes version 2.
+    stage_rate(&env.home(), 0.9).await;
+    let (code, v) = env.json(&["trigger", "wap"]);
+    assert_eq!(code, 0, "{v}");
+    let t = LakeTable::open(&path).await.unwrap();
+    assert_eq!(t.version(), 2);
+    assert_eq!(t.read_df().unwrap().height(), 4);
+    let (_, show) = env.json(&["runs", "show", "2"]);
+    assert_eq!(task_state(&show, "downstream"), "success");
+    assert_eq!(
+        attempts(&show, "gate")[0]["metrics"]["published"],
+        serde_json::json!([{"table": "gold_payment_success_rate", "version": 2}])
+    );
+    let (code, checks) = env.json(&["checks", "2"]);
+    assert_eq!(code, 0);
+    assert!(
+        results_of(&checks, "gold_payment_success_rate")
+            .iter()
+            .all(|r| r["version"] == 2)
+    );
+}
