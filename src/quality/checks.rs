@@ -6,13 +6,12 @@ use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
 use super::model::{Check, Metric, Outcome, Severity, Stat, TypeName};
-use super::{CheckResult, QualityError, TableExpectations, TableSource, expr, format_number};
+use super::{CheckResult, QualityError, TableSource, expr, format_number};
 
 /// How many offending values a detail quotes.
 const SAMPLES: usize = 3;
 
 pub(super) fn run_check(
-    t: &TableExpectations,
     c: &Check,
     df: &DataFrame,
     others: &dyn TableSource,
@@ -26,7 +25,6 @@ pub(super) fn run_check(
         outcome,
         detail,
     };
-    let _ = t;
     match measure(c, df, others, now) {
         Ok(Measured {
             value: Some(x),
@@ -40,16 +38,11 @@ pub(super) fn run_check(
                     Severity::Fail => Outcome::Fail,
                 }
             };
-            let verdict = if outcome == Outcome::Pass {
-                "ok"
+            let detail = if outcome == Outcome::Pass {
+                what
             } else {
-                "expected"
+                format!("{what}; must be {}", c.threshold_text)
             };
-            let detail = format!(
-                "{what}: {} ({verdict} {})",
-                format_number(x),
-                c.threshold_text
-            );
             result(Some(x), outcome, detail)
         }
         // Nothing to measure (e.g. the newest timestamp of an empty table): cannot pass.

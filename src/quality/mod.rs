@@ -14,13 +14,20 @@
 //! testable without a clock. The vocabulary is documented in `expectations/README.md`.
 
 mod checks;
+mod entries;
 mod expr;
+mod lake_source;
 mod model;
 mod parse;
 mod rows;
+mod values;
 
 #[cfg(test)]
 mod bronze_agree;
+#[cfg(test)]
+mod parse_tests;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -28,6 +35,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use polars::prelude::{DataFrame, PolarsError};
 
+pub use lake_source::{read_lake_table, reference_frames};
 pub use model::{Outcome, Severity};
 pub use parse::{ExpectationError, ExpectationErrors, parse_file};
 
@@ -196,6 +204,32 @@ impl TableExpectations {
         rows::row_failures(self, df, now)
     }
 
+    /// Per row: the names of EVERY rule it breaks, comma-separated in file order, None when it
+    /// passes (the `failed_rules` column of silver_quarantine).
+    pub fn failed_rules(
+        &self,
+        df: &DataFrame,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<String>>, QualityError> {
+        rows::failed_rules(self, df, now)
+    }
+
+    /// The row rules as Polars expressions, in file order: `(rule name, true where the row
+    /// breaks it)`, for transforms that filter or route rows inside their own lazy plan.
+    pub fn rule_exprs(
+        &self,
+        schema: &polars::prelude::Schema,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, polars::prelude::Expr)>, QualityError> {
+        let exprs = rows::fail_exprs(self, schema, now)?;
+        Ok(self
+            .rules
+            .iter()
+            .map(|r| r.name.clone())
+            .zip(exprs)
+            .collect())
+    }
+
     /// Every dataset check on `df` (the candidate data); `others` resolves other tables for
     /// `values_in`. A check that cannot be evaluated has outcome `error`; it does not stop the
     /// others.
@@ -208,7 +242,7 @@ impl TableExpectations {
         Ok(self
             .checks
             .iter()
-            .map(|c| checks::run_check(self, c, df, others, now))
+            .map(|c| checks::run_check(c, df, others, now))
             .collect())
     }
 }

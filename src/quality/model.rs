@@ -105,10 +105,6 @@ pub struct Validity {
 }
 
 impl Validity {
-    pub fn is_empty(&self) -> bool {
-        *self == Validity::default()
-    }
-
     /// `amount must be > 0`-style wording of the conditions.
     pub fn describe(&self, column: &str) -> String {
         let mut parts = Vec::new();

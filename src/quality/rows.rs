@@ -10,16 +10,14 @@ use super::model::RuleKind;
 use super::{QualityError, RowFailure, TableExpectations, expr};
 
 const FIRST: &str = "__first_failed_rule";
+const ALL: &str = "__failed_rules";
 
-pub(super) fn row_failures(
+/// Per rule, in file order: a boolean expression, true where the row breaks the rule.
+pub(super) fn fail_exprs(
     t: &TableExpectations,
-    df: &DataFrame,
+    schema: &Schema,
     now: DateTime<Utc>,
-) -> Result<Vec<Option<RowFailure>>, QualityError> {
-    if t.rules.is_empty() || df.height() == 0 {
-        return Ok(vec![None; df.height()]);
-    }
-    let schema = df.schema();
+) -> Result<Vec<Expr>, QualityError> {
     let mut fails = Vec::with_capacity(t.rules.len());
     for r in &t.rules {
         let dtype = schema
@@ -52,6 +50,55 @@ pub(super) fn row_failures(
         };
         fails.push(fail.fill_null(lit(false)));
     }
+    Ok(fails)
+}
+
+/// Per row: the names of every rule it breaks, comma-separated in file order (None when it
+/// breaks none) — what silver_quarantine.failed_rules records. One `concat_str` in Polars.
+pub(super) fn failed_rules(
+    t: &TableExpectations,
+    df: &DataFrame,
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<String>>, QualityError> {
+    if t.rules.is_empty() || df.height() == 0 {
+        return Ok(vec![None; df.height()]);
+    }
+    let names: Vec<Expr> = fail_exprs(t, df.schema(), now)?
+        .into_iter()
+        .zip(&t.rules)
+        .map(|(f, r)| {
+            when(f)
+                .then(lit(r.name.as_str()))
+                .otherwise(lit(NULL).cast(DataType::String))
+        })
+        .collect();
+    let all = concat_str(names, ",", true);
+    let out = df
+        .clone()
+        .lazy()
+        .select([when(all.clone().eq(lit("")))
+            .then(lit(NULL).cast(DataType::String))
+            .otherwise(all)
+            .alias(ALL)])
+        .collect()
+        .and_then(|o| o.column(ALL).and_then(|c| c.str().cloned()))
+        .map_err(|source| QualityError::Polars {
+            table: t.name.clone(),
+            what: "row rules".into(),
+            source,
+        })?;
+    Ok(out.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+pub(super) fn row_failures(
+    t: &TableExpectations,
+    df: &DataFrame,
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<RowFailure>>, QualityError> {
+    if t.rules.is_empty() || df.height() == 0 {
+        return Ok(vec![None; df.height()]);
+    }
+    let fails = fail_exprs(t, df.schema(), now)?;
     // Built from the last rule backwards, so the outermost `when` is the first rule.
     let mut first = lit(NULL).cast(DataType::UInt32);
     for (i, f) in fails.into_iter().enumerate().rev() {

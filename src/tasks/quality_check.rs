@@ -1,7 +1,13 @@
-//! `quality_check`: runs tables' dataset checks (`expectations/<table>.yaml`) against their
-//! current Delta versions under `$FLOWCTL_HOME/lake/<table>`, records every result (with the
-//! version checked) and fails when a `fail`-severity check fails — a user error, not retried:
-//! the data will not get better by asking again.
+//! `quality_check`: runs tables' dataset checks (`expectations/<table>.yaml`), records every
+//! result (with the table version) and fails when a `fail`-severity check fails — a user error,
+//! not retried: the data will not get better by asking again.
+//!
+//! It is also the write-audit-publish gate: a table with a staged commit (`lake::stage`, written
+//! by `transform_silver` / `aggregate_gold`) has its *candidate* checked, and the commit is
+//! published when no check blocks and discarded when one does, so a failing gate never moves
+//! the table. A table with nothing staged has its current version checked. With
+//! `publish_staged: false` (the hourly checks) staged commits are left alone and only current
+//! versions are looked at.
 //!
 //! A table that does not exist yet is a failed check (`table_exists`), not a crash, so an
 //! hourly check over an empty lake shows exactly what is missing.
@@ -11,15 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
-use deltalake::arrow::datatypes::Schema as ArrowSchema;
+use chrono::{DateTime, Utc};
 use marked_yaml::Node;
 use polars::prelude::DataFrame;
 use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
-use crate::lake::{LakeTable, lake_root};
-use crate::quality::{self, CheckResult, Frames, Outcome, Severity};
+use crate::lake::{GateOutcome, LakeError, gate_and_publish, lake_root};
+use crate::lineage::openlineage::Dataset;
+use crate::quality::{self, CheckResult, Frames, Outcome, Severity, TableExpectations};
 
 /// `params:` of a quality_check task.
 #[derive(Debug, Deserialize)]
@@ -33,12 +39,16 @@ struct QualityCheckConfig {
     /// Where the expectation files are (relative to flowctl's working directory); default
     /// `FLOWCTL_EXPECTATIONS_DIR`, else `expectations/` beside the flows directory.
     expectations_dir: Option<String>,
+    /// Check staged candidates and publish or discard them (default true); false: check the
+    /// current versions only.
+    publish_staged: Option<bool>,
 }
 
 #[derive(Debug)]
 pub struct QualityCheckTask {
     tables: Vec<String>,
     dir: PathBuf,
+    publish_staged: bool,
 }
 
 fn line_of(n: Option<&Node>) -> Option<usize> {
@@ -99,24 +109,145 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
     }
     let mut seen = BTreeSet::new();
     tables.retain(|t| seen.insert(t.clone()));
-    Ok(Arc::new(QualityCheckTask { tables, dir }))
+    Ok(Arc::new(QualityCheckTask {
+        tables,
+        dir,
+        publish_staged: cfg.publish_staged.unwrap_or(true),
+    }))
 }
 
-/// A table's current version and contents, or None when it does not exist yet.
-async fn read_table(home: &Path, table: &str) -> Result<Option<(i64, DataFrame)>, TaskError> {
-    let path = lake_root(home).join(table);
-    if !path.join("_delta_log").is_dir() {
-        return Ok(None);
+/// What checking one table did.
+struct Checked {
+    /// The version the results describe (None: no such table, or a discarded candidate).
+    version: Option<i64>,
+    results: Vec<CheckResult>,
+    /// The version a staged candidate was published as.
+    published: Option<i64>,
+    discarded: bool,
+    /// For the task log.
+    note: String,
+}
+
+/// `gate_and_publish`'s error: the lake's, or the evaluation's.
+enum GateError {
+    Lake(LakeError),
+    Quality(quality::QualityError),
+}
+
+impl From<LakeError> for GateError {
+    fn from(e: LakeError) -> Self {
+        GateError::Lake(e)
     }
-    let t = LakeTable::open_or_create(&path, &ArrowSchema::empty(), &[])
+}
+
+impl QualityCheckTask {
+    async fn check_table(
+        &self,
+        ctx: &TaskContext,
+        exp: &TableExpectations,
+        refs: &mut HashMap<String, DataFrame>,
+        now: DateTime<Utc>,
+    ) -> Result<Checked, TaskError> {
+        let table = exp.name();
+        let lake = |e: LakeError| TaskError::External(e.to_string());
+        let pending = match self.publish_staged {
+            true => crate::lake::staged(&ctx.home, table).map_err(lake)?,
+            false => None,
+        };
+        if pending.is_none() && !lake_root(&ctx.home).join(table).join("_delta_log").is_dir() {
+            return Ok(Checked {
+                version: None,
+                results: vec![missing_table(table, &ctx.home)],
+                published: None,
+                discarded: false,
+                note: "no such table".into(),
+            });
+        }
+        for r in exp.referenced_tables() {
+            if !refs.contains_key(&r)
+                && let Some((_, rdf)) = quality::read_lake_table(&ctx.home, &r)
+                    .await
+                    .map_err(external)?
+            {
+                refs.insert(r, rdf);
+            }
+        }
+        let frames = Frames(refs.clone());
+        if pending.is_none() {
+            let Some((version, df)) = quality::read_lake_table(&ctx.home, table)
+                .await
+                .map_err(external)?
+            else {
+                return Err(TaskError::External(format!(
+                    "table {table} vanished while checked"
+                )));
+            };
+            let exp = exp.clone();
+            let report =
+                tokio::task::spawn_blocking(move || quality::gate(&exp, &df, &frames, now))
+                    .await
+                    .map_err(|e| TaskError::Internal(format!("checking {table}: {e}")))?
+                    .map_err(|e| TaskError::Internal(e.to_string()))?;
+            return Ok(Checked {
+                version: Some(version),
+                results: report.results,
+                published: None,
+                discarded: false,
+                note: format!("current version v{version} checked"),
+            });
+        }
+        // A staged candidate: the seam in `lake::stage` reads it, and publishes or discards it
+        // on our verdict. The check runs inside that synchronous callback.
+        let mut results = Vec::new();
+        let out = gate_and_publish::<GateError>(&ctx.home, table, |df, _| {
+            let report = quality::gate(exp, df, &frames, now).map_err(GateError::Quality)?;
+            let passed = report.passed();
+            results = report.results;
+            Ok(passed)
+        })
         .await
-        .map_err(|e| TaskError::External(e.to_string()))?;
-    let version = t.version();
-    let df = tokio::task::spawn_blocking(move || t.read_df())
-        .await
-        .map_err(|e| TaskError::Internal(format!("reading {table}: {e}")))?
-        .map_err(|e| TaskError::External(e.to_string()))?;
-    Ok(Some((version, df)))
+        .map_err(|e| match e {
+            GateError::Lake(e) => TaskError::External(e.to_string()),
+            GateError::Quality(e) => TaskError::Internal(e.to_string()),
+        })?;
+        Ok(match out {
+            GateOutcome::Published {
+                version,
+                rows_added,
+            } => {
+                // Later tables' `values_in` must see what was just published.
+                refs.remove(table);
+                Checked {
+                    version: Some(version),
+                    results,
+                    published: Some(version),
+                    discarded: false,
+                    note: format!(
+                        "staged candidate passed: published as v{version} ({rows_added} rows added)"
+                    ),
+                }
+            }
+            GateOutcome::Discarded { version } => Checked {
+                version: None,
+                results,
+                published: None,
+                discarded: true,
+                note: format!("staged candidate failed: discarded, the table stays at v{version}"),
+            },
+            GateOutcome::CheckedCurrent { version, .. } => Checked {
+                version: Some(version),
+                results,
+                published: None,
+                discarded: false,
+                note: format!("nothing staged any more: current version v{version} checked"),
+            },
+        })
+    }
+}
+
+/// Reading a table failed (I/O, a corrupt log): worth a retry.
+fn external(e: quality::QualityError) -> TaskError {
+    TaskError::External(e.to_string())
 }
 
 fn missing_table(table: &str, home: &Path) -> CheckResult {
@@ -146,6 +277,7 @@ impl Task for QualityCheckTask {
         // Reference tables of `values_in` checks, read once however many checks use them.
         let mut refs: HashMap<String, DataFrame> = HashMap::new();
         let (mut counts, mut blocking) = ([0usize; 4], Vec::new());
+        let (mut published, mut discarded) = (Vec::new(), Vec::new());
         for table in &self.tables {
             if ctx.cancel.is_cancelled() {
                 return Err(TaskError::Cancelled);
@@ -156,27 +288,15 @@ impl Task for QualityCheckTask {
                     self.dir.display()
                 ))
             })?;
-            let (version, results) = match read_table(&ctx.home, table).await? {
-                None => (None, vec![missing_table(table, &ctx.home)]),
-                Some((version, df)) => {
-                    for r in exp.referenced_tables() {
-                        if !refs.contains_key(&r)
-                            && let Some((_, rdf)) = read_table(&ctx.home, &r).await?
-                        {
-                            refs.insert(r, rdf);
-                        }
-                    }
-                    let exp = exp.clone();
-                    let frames = Frames(refs.clone());
-                    let results =
-                        tokio::task::spawn_blocking(move || quality::gate(&exp, &df, &frames, now))
-                            .await
-                            .map_err(|e| TaskError::Internal(format!("checking {table}: {e}")))?
-                            .map_err(|e| TaskError::Internal(e.to_string()))?
-                            .results;
-                    (Some(version), results)
-                }
-            };
+            let checked = self.check_table(ctx, exp, &mut refs, now).await?;
+            let (version, results) = (checked.version, checked.results);
+            ctx.log.info(format!("{table}: {}", checked.note));
+            if let Some(v) = checked.published {
+                published.push(serde_json::json!({"table": table, "version": v}));
+            }
+            if checked.discarded {
+                discarded.push(table.clone());
+            }
             let v = version
                 .map(|v| format!("v{v}"))
                 .unwrap_or_else(|| "(missing)".into());
@@ -199,18 +319,90 @@ impl Task for QualityCheckTask {
         }
         let [passed, warned, failed, errors] = counts;
         if !blocking.is_empty() {
+            let staged = if discarded.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (staged data of {} discarded: the table(s) did not move)",
+                    discarded.join(", ")
+                )
+            };
             return Err(TaskError::User(format!(
-                "{} blocking check(s) failed: {}",
+                "{} blocking check(s) failed{staged}: {}",
                 blocking.len(),
                 blocking.join("; ")
             )));
         }
-        Ok(TaskOutcome::default()
+        // OpenLineage: the gate reads every table it checks and writes the ones it published.
+        let lake = crate::lake::lake_root(&ctx.home);
+        let mut outcome = TaskOutcome::default();
+        for t in &self.tables {
+            outcome = outcome.with_input(Dataset::table(&lake, t));
+        }
+        for p in &published {
+            if let Some(t) = p["table"].as_str() {
+                outcome = outcome.with_output(Dataset::table(&lake, t));
+            }
+        }
+        Ok(outcome
             .with_metric("tables", self.tables.len())
             .with_metric("checks", passed + warned + failed + errors)
             .with_metric("passed", passed)
             .with_metric("warned", warned)
             .with_metric("failed", failed)
-            .with_metric("errors", errors))
+            .with_metric("errors", errors)
+            .with_metric("published", published))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(yaml: &str) -> Result<Arc<dyn Task>, ParamError> {
+        let node = marked_yaml::parse_yaml(0, yaml).unwrap();
+        build(Some(&node))
+    }
+
+    fn dir() -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("expectations")
+            .display()
+            .to_string()
+    }
+
+    #[test]
+    fn params_name_known_tables() {
+        let ok = params(&format!(
+            "tables: [bronze_orders, gold_daily_revenue, bronze_orders]\nexpectations_dir: {}\n",
+            dir()
+        ));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        let e = params(&format!("expectations_dir: {}\n", dir())).unwrap_err();
+        assert!(
+            e.message.contains("needs `params.tables: [TABLE, ...]`"),
+            "{}",
+            e.message
+        );
+        let e = params(&format!(
+            "tables:\n  - bronze_orders\n  - silver_order\nexpectations_dir: {}\n",
+            dir()
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(
+            e.message
+                .starts_with("no expectations for table(s) `silver_order` in"),
+            "{}",
+            e.message
+        );
+        let e = params("table: x\ncolour: red\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        let e = params("table: x\nexpectations_dir: /nonexistent/dir\n").unwrap_err();
+        assert!(
+            e.message.contains("cannot read the expectations directory"),
+            "{}",
+            e.message
+        );
     }
 }

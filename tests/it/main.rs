@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod lake;
 mod lineage;
 mod pipeline;
+mod quality;
 mod recovery;
 mod scheduler;
 mod server;

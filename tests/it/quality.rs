@@ -1,0 +1,514 @@
+//! Quality gates through the real binary: real Delta tables in a temp `FLOWCTL_HOME`, the
+//! shipped expectation files, a flow with `quality_check` tasks, the rows stored in
+//! `quality_results`, and `flowctl checks RUN` (output and exit code).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use deltalake::arrow::datatypes::{Field, Schema};
+use flowctl::lake::{LakeTable, lake_root};
+use flowctl::store::Store;
+use serde_json::Value;
+
+use crate::common::{Env, attempts, run_id, stderr, stdout, task_state};
+
+/// 2025-11-23 as days since the epoch.
+const DAY: i32 = 20_415;
+
+/// The repository's expectation files, copied where the binary looks by default:
+/// `expectations/` beside the env's `flows/`.
+fn with_expectations(env: &Env) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations");
+    let dst = env.dir.path().join("expectations");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// Creates `table` under the env's lake with one appended batch (so it is at version 1).
+async fn write_table(env: &Env, table: &str, columns: Vec<(&str, ArrayRef)>) {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap();
+    let path = lake_root(&env.home()).join(table);
+    let mut t = LakeTable::open_or_create(&path, &schema, &["event_date"])
+        .await
+        .unwrap();
+    assert_eq!(t.append([batch], None).await.unwrap(), 1);
+}
+
+fn strings(v: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(v.to_vec()))
+}
+
+async fn payment_success_rate(env: &Env) {
+    write_table(
+        env,
+        "gold_payment_success_rate",
+        vec![
+            (
+                "event_date",
+                Arc::new(Date32Array::from(vec![DAY, DAY, DAY - 1])),
+            ),
+            ("method", strings(&["card", "paypal", "card"])),
+            ("attempts", Arc::new(Int64Array::from(vec![100, 40, 90]))),
+            ("successes", Arc::new(Int64Array::from(vec![92, 37, 80]))),
+            (
+                "success_rate",
+                Arc::new(Float64Array::from(vec![0.92, 0.925, 80.0 / 90.0])),
+            ),
+        ],
+    )
+    .await;
+}
+
+/// One group has negative revenue: the `fail` check `revenue_positive` must stop the gate.
+async fn bad_daily_revenue(env: &Env) {
+    write_table(
+        env,
+        "gold_daily_revenue",
+        vec![
+            ("event_date", Arc::new(Date32Array::from(vec![DAY, DAY]))),
+            ("campaign_id", strings(&["cmp-001", "(none)"])),
+            ("currency", strings(&["EUR", "USD"])),
+            ("orders", Arc::new(Int64Array::from(vec![12, 3]))),
+            ("revenue", Arc::new(Float64Array::from(vec![1234.5, -5.0]))),
+            (
+                "avg_order_value",
+                Arc::new(Float64Array::from(vec![102.875, 1.0])),
+            ),
+            (
+                "distinct_customers",
+                Arc::new(Int64Array::from(vec![11, 3])),
+            ),
+        ],
+    )
+    .await;
+}
+
+const GATES: &str = r#"
+name: gates
+retries: {count: 2, delay: 100ms}
+tasks:
+  - id: check_payments
+    kind: quality_check
+    params: {table: gold_payment_success_rate}
+  - id: check_revenue
+    kind: quality_check
+    params: {tables: [gold_daily_revenue]}
+  - id: publish
+    kind: noop
+    depends_on: [check_revenue]
+  - id: check_health
+    kind: quality_check
+    params: {tables: [gold_pipeline_health]}
+"#;
+
+fn results_of<'a>(v: &'a Value, table: &str) -> Vec<&'a Value> {
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["table_name"] == table)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failing_gate_fails_its_task_records_every_result_and_blocks_downstream() {
+    let env = Env::new();
+    with_expectations(&env);
+    payment_success_rate(&env).await;
+    bad_daily_revenue(&env).await;
+    env.flow("gates", GATES);
+
+    let out = env.run(&["trigger", "gates"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let (_, show) = env.json(&["runs", "show", "1"]);
+    assert_eq!(task_state(&show, "check_payments"), "success");
+    assert_eq!(task_state(&show, "check_revenue"), "failed");
+    assert_eq!(task_state(&show, "publish"), "upstream_failed");
+    assert_eq!(task_state(&show, "check_health"), "failed");
+    // A failed check is a user error: not retried, although the flow allows two retries.
+    let revenue = attempts(&show, "check_revenue");
+    assert_eq!(revenue.len(), 1);
+    let error = revenue[0]["error"].as_str().unwrap();
+    assert!(error.starts_with("1 blocking check(s) failed: gold_daily_revenue.revenue_positive (1 of 2 rows break `revenue must be > 0` (e.g. -5.0)"), "{error}");
+    let payments = attempts(&show, "check_payments");
+    assert_eq!(payments[0]["metrics"]["checks"], 8);
+    assert_eq!(payments[0]["metrics"]["passed"], 8);
+    assert_eq!(payments[0]["metrics"]["failed"], 0);
+
+    // The rows in quality_results, straight from the store.
+    let store = Store::open(&env.home().join("state.db")).await.unwrap();
+    let rows = store.quality_results(1).await.unwrap();
+    store.close().await;
+    assert_eq!(rows.len(), 8 + 11 + 1);
+    let revenue_positive = rows
+        .iter()
+        .find(|r| r.check_name == "revenue_positive")
+        .unwrap();
+    assert_eq!(revenue_positive.task_id.as_deref(), Some("check_revenue"));
+    assert_eq!(revenue_positive.table_name, "gold_daily_revenue");
+    assert_eq!(revenue_positive.version, Some(1));
+    assert_eq!(revenue_positive.observed.as_deref(), Some("1"));
+    assert_eq!(revenue_positive.threshold.as_deref(), Some("= 0"));
+    assert_eq!(
+        (
+            revenue_positive.severity.as_str(),
+            revenue_positive.outcome.as_str()
+        ),
+        ("fail", "fail")
+    );
+    // Tasks run concurrently: results are stored in completion order.
+    let mut fails: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.outcome != "pass")
+        .map(|r| r.check_name.as_str())
+        .collect();
+    fails.sort();
+    assert_eq!(fails, vec!["revenue_positive", "table_exists"]);
+    let rate = rows
+        .iter()
+        .find(|r| r.check_name == "success_rate_plausible")
+        .unwrap();
+    assert_eq!(
+        rate.observed.as_deref(),
+        Some(&*format!("{:.4}", (0.92 + 0.925 + 80.0 / 90.0) / 3.0))
+    );
+
+    // `flowctl checks RUN --json`: the same rows; exit 1 because a check failed.
+    let (code, v) = env.json(&["checks", "1"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"pass": 18, "warn": 0, "fail": 2, "error": 0})
+    );
+    let health = results_of(&v, "gold_pipeline_health");
+    assert_eq!(health.len(), 1);
+    assert_eq!(health[0]["check_name"], "table_exists");
+    assert_eq!(health[0]["version"], Value::Null);
+    assert_eq!(health[0]["outcome"], "fail");
+    assert!(
+        results_of(&v, "gold_payment_success_rate")
+            .iter()
+            .all(|r| r["version"] == 1 && r["outcome"] == "pass")
+    );
+
+    // The human table: one line per result, the failing one readable at a glance.
+    let out = env.run(&["checks", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("TABLE "), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("revenue_positive"))
+        .unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        vec![
+            "gold_daily_revenue",
+            "1",
+            "revenue_positive",
+            "1",
+            "=",
+            "0",
+            "fail",
+            "fail"
+        ]
+    );
+    assert!(
+        text.trim_end()
+            .ends_with("20 checks: 18 pass, 0 warn, 2 fail, 0 error"),
+        "{text}"
+    );
+
+    // Task logs say what each check found.
+    let logs = stdout(&env.run(&["logs", "1", "check_revenue"]));
+    assert!(
+        logs.contains("gold_daily_revenue v1 revenue_positive: fail (fail)"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_passing_gate_succeeds_and_checks_exits_zero() {
+    let env = Env::new();
+    with_expectations(&env);
+    payment_success_rate(&env).await;
+    env.flow(
+        "ok",
+        "name: ok\ntasks:\n  - id: gate\n    kind: quality_check\n    params: {tables: [gold_payment_success_rate]}\n",
+    );
+    let (code, v) = env.json(&["trigger", "ok"]);
+    assert_eq!(code, 0, "{v}");
+    let id = run_id(&v).to_string();
+    let (code, v) = env.json(&["checks", &id]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["summary"]["pass"], 8);
+    let names: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["check_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "has_rows",
+            "schema",
+            "one_row_per_group",
+            "invalid_count(method) = 0",
+            "attempts_positive",
+            "successes_not_negative",
+            "success_rate_is_a_ratio",
+            "success_rate_plausible"
+        ]
+    );
+    let out = env.run(&["checks", &id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("8 checks: 8 pass, 0 warn, 0 fail, 0 error"));
+}
+
+#[test]
+fn flow_validation_rejects_a_bad_expectation_reference() {
+    let env = Env::new();
+    with_expectations(&env);
+    let file = env.flow(
+        "typo",
+        "name: typo\ntasks:\n  - id: check\n    kind: quality_check\n    params:\n      tables:\n        - gold_daily_revenue\n        - gold_daily_revnue\n",
+    );
+    let out = env.run(&["flows", "validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("typo.yaml:8: task `check` (quality_check): no expectations for table(s) `gold_daily_revnue` in"),
+        "{err}"
+    );
+    // Nothing runs.
+    assert_eq!(env.run(&["trigger", "typo"]).status.code(), Some(2));
+
+    // A broken expectation file is reported with its own file and line, by `flows validate`
+    // and by `checks validate`.
+    let broken = env.dir.path().join("expectations/gold_daily_revenue.yaml");
+    std::fs::write(
+        &broken,
+        "checks:\n  - row_count: \"> 0\"\n  - missing_count: x\n    must_be: \"lots\"\n",
+    )
+    .unwrap();
+    let ok_flow = env.flow(
+        "fine",
+        "name: fine\ntasks:\n  - id: check\n    kind: quality_check\n    params: {table: gold_payment_success_rate}\n",
+    );
+    let out = env.run(&["flows", "validate", ok_flow.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("gold_daily_revenue.yaml:4: threshold `lots`: no comparison operator"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["checks", "validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("expectations/gold_daily_revenue.yaml:4: threshold `lots`"),
+        "{}",
+        stderr(&out)
+    );
+    // FLOWCTL_EXPECTATIONS_DIR points elsewhere: the repository's intact files validate.
+    let out = env
+        .cmd(&["flows", "validate", ok_flow.to_str().unwrap()])
+        .env(
+            "FLOWCTL_EXPECTATIONS_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// In-process, so the process-wide Prometheus registry can be read: every stored result also
+/// counts in `flowctl_quality_checks_total{table,check,outcome}`.
+#[tokio::test]
+async fn stored_results_feed_the_quality_checks_counter() {
+    use flowctl::engine::{Engine, EngineConfig};
+    use flowctl::store::Submitted;
+    use flowctl::tasks::TaskRegistry;
+
+    let env = Env::new();
+    with_expectations(&env);
+    bad_daily_revenue(&env).await;
+    let yaml = format!(
+        "name: counted\ntasks:\n  - id: gate\n    kind: quality_check\n    params:\n      tables: [gold_daily_revenue]\n      expectations_dir: {}\n",
+        env.dir.path().join("expectations").display()
+    );
+    let registry = TaskRegistry::builtin();
+    let flow = flowctl::flow::parse_flow(Path::new("counted.yaml"), &yaml, &registry).unwrap();
+    let store = Store::open(&env.home().join("state.db")).await.unwrap();
+    let engine = Engine::new(
+        store.clone(),
+        registry,
+        EngineConfig {
+            home: env.home(),
+            ..EngineConfig::default()
+        },
+    );
+    let counter = |check: &str, outcome: &str| {
+        flowctl::metrics::get()
+            .quality_checks
+            .with_label_values(&["gold_daily_revenue", check, outcome])
+            .get()
+    };
+    let before = (
+        counter("revenue_positive", "fail"),
+        counter("has_rows", "pass"),
+    );
+    let Submitted::Created(id) = engine
+        .submit(&flow, &Default::default(), "cli", None)
+        .await
+        .unwrap()
+    else {
+        panic!("a new run")
+    };
+    let state = engine.execute(id).await.unwrap();
+    assert_eq!(state.as_str(), "failed");
+    assert_eq!(counter("revenue_positive", "fail"), before.0 + 1);
+    assert_eq!(counter("has_rows", "pass"), before.1 + 1);
+    assert_eq!(store.quality_results(id).await.unwrap().len(), 11);
+    let text = flowctl::metrics::render(&store).await.unwrap();
+    assert!(
+        text.contains(
+            "flowctl_quality_checks_total{check=\"revenue_positive\",outcome=\"fail\",table=\"gold_daily_revenue\"}"
+        ),
+        "{text}"
+    );
+    store.close().await;
+}
+
+/// Stages one more gold_payment_success_rate row (not committed) with `rate` as its success rate.
+async fn stage_rate(home: &Path, rate: f64) {
+    use flowctl::lake::{StageMode, StageSpec, stage};
+    let t = LakeTable::open(&lake_root(home).join("gold_payment_success_rate"))
+        .await
+        .unwrap();
+    let schema = t.arrow_schema().unwrap();
+    // In the table's own column order.
+    let cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "event_date" => Arc::new(Date32Array::from(vec![DAY])),
+                "method" => strings(&["bank_transfer"]),
+                "attempts" => Arc::new(Int64Array::from(vec![10])),
+                "successes" => Arc::new(Int64Array::from(vec![9])),
+                _ => Arc::new(Float64Array::from(vec![rate])),
+            }
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema, cols).unwrap();
+    stage(
+        home,
+        "gold_payment_success_rate",
+        &t,
+        [batch],
+        StageSpec::new(StageMode::Append),
+    )
+    .await
+    .unwrap();
+}
+
+/// Write-audit-publish: a staged candidate that breaks a `fail` check is discarded (the table
+/// does not move, downstream does not run); one that passes is published by the gate.
+#[tokio::test]
+async fn the_gate_publishes_a_good_candidate_and_discards_a_bad_one() {
+    use flowctl::lake::staged;
+
+    let env = Env::new();
+    with_expectations(&env);
+    payment_success_rate(&env).await;
+    env.flow(
+        "wap",
+        "name: wap\ntasks:\n  - id: gate\n    kind: quality_check\n    params: {tables: [gold_payment_success_rate]}\n  - id: downstream\n    kind: noop\n    depends_on: [gate]\n",
+    );
+    let path = lake_root(&env.home()).join("gold_payment_success_rate");
+    // A success rate of 1.5 is not a ratio: the candidate is discarded.
+    stage_rate(&env.home(), 1.5).await;
+    let (code, v) = env.json(&["trigger", "wap"]);
+    assert_eq!(code, 1, "{v}");
+    let (_, show) = env.json(&["runs", "show", "1"]);
+    assert_eq!(task_state(&show, "gate"), "failed");
+    assert_eq!(task_state(&show, "downstream"), "upstream_failed");
+    let error = attempts(&show, "gate")[0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("staged data of gold_payment_success_rate discarded"),
+        "{error}"
+    );
+    assert!(error.contains("success_rate_is_a_ratio"), "{error}");
+    assert!(
+        staged(&env.home(), "gold_payment_success_rate")
+            .unwrap()
+            .is_none()
+    );
+    let t = LakeTable::open(&path).await.unwrap();
+    assert_eq!(t.version(), 1, "a failed gate must not move the table");
+    assert_eq!(t.read_df().unwrap().height(), 3);
+    let (_, checks) = env.json(&["checks", "1"]);
+    let ratio = results_of(&checks, "gold_payment_success_rate")
+        .into_iter()
+        .find(|r| r["check_name"] == "success_rate_is_a_ratio")
+        .unwrap()
+        .clone();
+    assert_eq!(ratio["outcome"], "fail");
+    assert_eq!(ratio["observed"], "1");
+    assert_eq!(
+        ratio["version"],
+        Value::Null,
+        "a discarded candidate never became a version"
+    );
+
+    // A good candidate passes and becomes version 2.
+    stage_rate(&env.home(), 0.9).await;
+    let (code, v) = env.json(&["trigger", "wap"]);
+    assert_eq!(code, 0, "{v}");
+    let t = LakeTable::open(&path).await.unwrap();
+    assert_eq!(t.version(), 2);
+    assert_eq!(t.read_df().unwrap().height(), 4);
+    let (_, show) = env.json(&["runs", "show", "2"]);
+    assert_eq!(task_state(&show, "downstream"), "success");
+    assert_eq!(
+        attempts(&show, "gate")[0]["metrics"]["published"],
+        serde_json::json!([{"table": "gold_payment_success_rate", "version": 2}])
+    );
+    let (code, checks) = env.json(&["checks", "2"]);
+    assert_eq!(code, 0);
+    assert!(
+        results_of(&checks, "gold_payment_success_rate")
+            .iter()
+            .all(|r| r["version"] == 2)
+    );
+}
