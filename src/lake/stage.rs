@@ -12,8 +12,8 @@
 //! - At most one pending commit per table: staging again discards the previous one (its files
 //!   are deleted; they were never in the log).
 //! - A crash between publish and the pending file's removal leaves a pending file whose base
-//!   version is stale: publishing it again fails with [`LakeError::Moved`], and discarding it
-//!   must not delete committed files, so discard only deletes files the log does not reference.
+//!   version is stale: publishing it again notices its files are already live and only removes
+//!   the record; discarding it never deletes a file the log references.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -279,6 +279,13 @@ impl StagedCommit {
     pub async fn publish(&self, home: &Path) -> Result<i64, LakeError> {
         let table = self.open().await?;
         if table.version() != self.base_version {
+            // A crash between our commit and the removal of the pending record: the commit is
+            // there (every add is live), so publishing again is a no-op, not a conflict.
+            let live: BTreeSet<String> = table.files()?.into_iter().map(|f| f.path).collect();
+            if !self.adds.is_empty() && self.adds.iter().all(|a| live.contains(&a.path)) {
+                self.forget(home)?;
+                return Ok(table.version());
+            }
             return Err(LakeError::Moved {
                 table: self.table.clone(),
                 base: self.base_version,
