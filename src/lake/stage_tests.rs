@@ -231,12 +231,26 @@ async fn republishing_after_a_crash_is_a_no_op() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let t = table(home).await;
-    let st = stage(home, "t", &t, [batch(0..5, 1, "a")], spec(StageMode::Append, 1))
-        .await
-        .unwrap();
+    let st = stage(
+        home,
+        "t",
+        &t,
+        [batch(0..5, 1, "a")],
+        spec(StageMode::Append, 1),
+    )
+    .await
+    .unwrap();
     assert_eq!(st.publish(home).await.unwrap(), 1);
     st.save(home).unwrap();
-    assert_eq!(staged(home, "t").unwrap().unwrap().publish(home).await.unwrap(), 1);
+    assert_eq!(
+        staged(home, "t")
+            .unwrap()
+            .unwrap()
+            .publish(home)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(staged(home, "t").unwrap().is_none());
     st.save(home).unwrap();
     st.discard(home).await.unwrap();
