@@ -81,6 +81,22 @@ async fn pipeline_full_runs_end_to_end() {
     ] {
         assert!(rows(&home, t).await > 0, "{t} has rows");
     }
+    // Gold's lineage walks back through silver and bronze to this run's Kafka offsets.
+    let lineage = env.run(&["lineage", "gold_daily_revenue"]);
+    assert_eq!(lineage.status.code(), Some(0), "{}", stderr(&lineage));
+    let text = stdout(&lineage);
+    for needle in [
+        "gold_daily_revenue v",
+        "silver_orders v",
+        "bronze_orders v",
+        "orders[0]",
+    ] {
+        assert!(text.contains(needle), "lineage names {needle}: {text}");
+    }
+    assert!(
+        text.contains(&format!("run {id}")),
+        "written by this run: {text}"
+    );
     // Every gate's results are recorded and shown.
     let checks = env.run(&["checks", &id]);
     assert_eq!(checks.status.code(), Some(0), "{}", stderr(&checks));
