@@ -92,3 +92,50 @@ pub async fn ingest(args: IngestArgs, home: &Path, db: &Path) -> anyhow::Result<
     }
     Ok(0)
 }
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The dead-letter topic to replay (the ingest default is `bronze_dlq`).
+    topic: String,
+    /// First DLQ offset to replay (in every DLQ partition). Records an earlier replay already
+    /// handled are skipped whatever this says.
+    #[arg(long, default_value_t = 0)]
+    from_offset: i64,
+    /// Replay only the dead letters of this source topic.
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn replay(args: ReplayArgs, home: &Path, db: &Path) -> anyhow::Result<u8> {
+    let registry = Registry::from_env(crate::store::Store::open(db).await?);
+    let mut opts = IngestOptions::new(Vec::new(), broker::bootstrap(), home.to_path_buf());
+    opts.expectations_dir = Some(expectations_dir());
+    broker::check_reachable(&opts.bootstrap).await?;
+    let s = ingest::replay(
+        &opts,
+        &registry,
+        &args.topic,
+        args.from_offset,
+        args.source.as_deref(),
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!(
+            "replayed {} dead letters from {} ({} already replayed before)",
+            s.read, s.dlq_topic, s.already_replayed
+        );
+        for (topic, n) in &s.landed {
+            println!("  {topic}: {n} now pass and landed in bronze");
+        }
+        for (topic, cats) in &s.still_failing {
+            for (cat, n) in cats {
+                println!("  {topic}: {n} still fail with {cat} (left in the DLQ)");
+            }
+        }
+    }
+    Ok(0)
+}

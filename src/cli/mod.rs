@@ -72,6 +72,8 @@ enum Command {
     /// Quality check results of a run (`checks RUN`), or validate the expectation files
     /// (`checks validate [DIR]`).
     Checks(checks::ChecksArgs),
+    /// Replay a dead-letter topic after a fix: records that now pass land in bronze, once.
+    Replay(ingest::ReplayArgs),
     /// Which runs and input versions made a table version, back to Kafka offsets.
     Lineage(lineage::LineageArgs),
     /// Benchmarks that print figures.
@@ -140,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Produce(a) => exit(contracts::produce(a, &cfg.db).await?),
         Command::Ingest(a) => ingest::ingest(a, &cfg.home, &cfg.db).await,
         Command::Lineage(a) => lineage::run(&cfg, a),
+        Command::Replay(a) => ingest::replay(a, &cfg.home, &cfg.db).await,
         other => {
             let engine = open_engine(&cfg).await?;
             let code = match other {
@@ -158,7 +161,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 | Command::Registry(_)
                 | Command::Produce(_)
                 | Command::Ingest(_)
-                | Command::Lineage(_) => unreachable!("handled above"),
+                | Command::Lineage(_)
+                | Command::Replay(_) => unreachable!("handled above"),
             };
             engine.store().close().await;
             code

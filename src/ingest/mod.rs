@@ -11,6 +11,7 @@
 mod dlq;
 mod error;
 mod positions;
+mod replay;
 mod run;
 mod source;
 mod topic;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use dlq::{AUDIT_PARTITION, AUDIT_TABLE, DEFAULT_DLQ_TOPIC, audit_schema};
 pub use error::IngestError;
 pub use positions::{Reset, app_id};
+pub use replay::{ReplaySummary, replay, replay_app_id};
 pub use run::ingest;
 pub use topic::{TopicSummary, bronze_table};
 pub use validate::RuleFailure;

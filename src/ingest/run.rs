@@ -22,9 +22,9 @@ use crate::metrics;
 
 /// Holds `$FLOWCTL_HOME/locks/ingest.lock` for the life of the run: two ingests of the same lake
 /// would race on the audit table and the DLQ, so the second waits.
-struct IngestLock(#[allow(dead_code)] std::fs::File);
+pub(super) struct IngestLock(#[allow(dead_code)] std::fs::File);
 
-async fn lock(home: &std::path::Path) -> Result<IngestLock, IngestError> {
+pub(super) async fn lock(home: &std::path::Path) -> Result<IngestLock, IngestError> {
     let dir = home.join("locks");
     let path = dir.join("ingest.lock");
     let err = |detail: String| IngestError::Lock {

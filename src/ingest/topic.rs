@@ -366,6 +366,64 @@ impl TopicState {
     }
 }
 
+impl TopicState {
+    /// Replays dead letters of this topic (`raw`: records re-addressed to their source partition
+    /// and offset): those that now decode and pass the rules are appended to bronze in one commit
+    /// carrying `txn` (the DLQ position replayed up to); the others are counted by category and
+    /// stay where they are. Returns (rows landed, still failing by category).
+    pub async fn replay(
+        &mut self,
+        raw: RawBatch,
+        registry: &Registry,
+        txn: AppTxn,
+        run_id: Option<i64>,
+    ) -> Result<(u64, BTreeMap<String, u64>), IngestError> {
+        self.learn_schemas(&raw, registry).await?;
+        let now = Utc::now();
+        let records: Vec<KafkaRecord<'_>> = raw
+            .records
+            .iter()
+            .map(|r| KafkaRecord {
+                topic: &self.topic,
+                partition: r.partition,
+                offset: r.offset,
+                key: raw.key(r),
+                timestamp_ms: r.timestamp_ms,
+                payload: raw.payload(r),
+            })
+            .collect();
+        let out = self.decoder.decode(&records, now.timestamp_micros())?;
+        let mut still: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &out.errors {
+            *still.entry(e.fault.error_type().to_string()).or_default() += 1;
+        }
+        let mut good = None;
+        if let Some(batch) = &out.batch {
+            let failures = self.rules.failures(batch, now)?;
+            let keep: Vec<bool> = failures.iter().map(Option::is_none).collect();
+            for f in failures.into_iter().flatten() {
+                *still.entry(f.category).or_default() += 1;
+            }
+            let kept = filter_record_batch(batch, &BooleanArray::from(keep))
+                .map_err(crate::lake::LakeError::from)?;
+            good = Some(conform(&kept, &self.table_schema)?);
+        }
+        let landed = good.as_ref().map_or(0, |g| g.num_rows()) as u64;
+        self.summary.bronze_version = self.bronze.append_txns(good, &[txn], run_id).await?;
+        self.summary.bronze_rows += landed;
+        metrics::get()
+            .rows_written
+            .with_label_values(&[self.table_name.as_str()])
+            .inc_by(landed);
+        Ok((landed, still))
+    }
+
+    /// The last DLQ offset replayed into this table for `app_id`, if any.
+    pub async fn replayed_up_to(&self, app_id: &str) -> Result<Option<i64>, IngestError> {
+        Ok(self.bronze.txn_version(app_id).await?)
+    }
+}
+
 /// What every topic's batches share: the audit table, the DLQ and the registry.
 pub struct BatchContext<'a> {
     pub registry: &'a Registry,

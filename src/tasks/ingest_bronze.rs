@@ -94,11 +94,9 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
     }))
 }
 
-/// Where the bronze expectation files are: `FLOWCTL_EXPECTATIONS_DIR`, else `expectations/`.
+/// Where the bronze expectation files are (see [`crate::config::expectations_dir_from_env`]).
 pub fn expectations_dir() -> std::path::PathBuf {
-    std::env::var_os("FLOWCTL_EXPECTATIONS_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| "expectations".into())
+    crate::config::expectations_dir_from_env()
 }
 
 #[async_trait]

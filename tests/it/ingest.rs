@@ -721,3 +721,65 @@ async fn follow_keeps_ingesting_and_ctrl_c_commits_and_exits_cleanly() {
     let l = landed(&env.home(), &topic, &table).await;
     assert_exactly_once(&l, first + second);
 }
+
+#[tokio::test]
+async fn replaying_the_dlq_after_a_fix_lands_each_event_once() {
+    let bootstrap = broker();
+    let env = env_with_schemas(&bootstrap);
+    // This test edits its expectations: a copy instead of the repo's files.
+    let exp = env.dir.path().join("expectations");
+    std::fs::remove_file(&exp).unwrap();
+    std::fs::create_dir(&exp).unwrap();
+    for f in std::fs::read_dir(repo().join("expectations")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, exp.join(f.file_name().unwrap())).unwrap();
+    }
+    let topic = unique("orders-replay");
+    let dlq = unique("dlq-replay");
+    let sent = produce(&env, &bootstrap, &topic, 3000, 0.2, 21)["sent"].as_u64().unwrap();
+    let out = ingest(&env, &bootstrap, &["--topics", &topic, "--dlq-topic", &dlq]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = flowctl::ingest::bronze_table(&topic);
+    let before = landed(&env.home(), &topic, &table).await;
+    assert_exactly_once(&before, sent);
+    let fixable = before.categories["INVALID_CURRENCY"];
+    assert!(fixable > 0);
+
+    // The fix: the business accepts any currency now.
+    let rules = exp.join("bronze_orders.yaml");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let rule = "  - name: currency_known\n    category: INVALID_CURRENCY\n    invalid: currency\n    valid_values: [EUR, USD, GBP, CHF, JPY]\n";
+    assert!(text.contains(rule), "the rule to relax is in the file");
+    std::fs::write(&rules, text.replace(rule, "")).unwrap();
+
+    let replay = |expect_landed: u64| {
+        let out = env
+            .cmd(&["replay", &dlq, "--from-offset", "0", "--json"])
+            .env("FLOWCTL_KAFKA_BOOTSTRAP", &bootstrap)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "replay: {}", stderr(&out));
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(s["read"].as_u64(), Some(before.audit.len() as u64), "{s}");
+        assert_eq!(s["landed"][&topic].as_u64().unwrap_or(0), expect_landed, "{s}");
+        s
+    };
+    let first = replay(fixable);
+    let still: u64 = first["still_failing"][&topic]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(still + fixable, before.audit.len() as u64, "the rest still fails");
+    let after = landed(&env.home(), &topic, &table).await;
+    assert_eq!(after.bronze.len() as u64, before.bronze.len() as u64 + fixable);
+    let uniq: HashSet<(i32, i64)> = after.bronze.iter().copied().collect();
+    assert_eq!(uniq.len(), after.bronze.len(), "no position twice in bronze");
+
+    // Replaying again lands nothing: the replay position is committed with the rows.
+    let second = replay(0);
+    assert_eq!(second["already_replayed"].as_u64(), Some(before.audit.len() as u64));
+    let again = landed(&env.home(), &topic, &table).await;
+    assert_eq!(again.bronze.len(), after.bronze.len());
+}
