@@ -5,8 +5,8 @@
 
 mod bench;
 mod bench_ingest;
-mod bench_transform;
 mod checks;
+mod bench_transform;
 pub mod contracts;
 mod flows;
 mod ingest;
@@ -82,9 +82,8 @@ enum Command {
 pub struct UsageError(pub String);
 
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWCTL_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,deltalake_core::writer::stats=error")
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deltalake_core::writer::stats=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

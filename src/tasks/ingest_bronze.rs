@@ -48,11 +48,7 @@ pub struct IngestBronzeTask {
 /// The topics `pipeline_full` ingests when a task names none.
 pub const DEFAULT_TOPICS: [&str; 3] = ["orders", "clickstream", "payments"];
 
-fn duration(
-    node: Option<&Node>,
-    key: &str,
-    v: Option<&str>,
-) -> Result<Option<Duration>, ParamError> {
+fn duration(node: Option<&Node>, key: &str, v: Option<&str>) -> Result<Option<Duration>, ParamError> {
     v.map(|s| {
         parse_duration(s).map_err(|e| ParamError {
             message: format!("params.{key}: {e}"),
@@ -103,8 +99,7 @@ pub fn expectations_dir() -> std::path::PathBuf {
 #[async_trait]
 impl Task for IngestBronzeTask {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
-        let mut opts =
-            IngestOptions::new(self.topics.clone(), broker::bootstrap(), ctx.home.clone());
+        let mut opts = IngestOptions::new(self.topics.clone(), broker::bootstrap(), ctx.home.clone());
         opts.expectations_dir = Some(expectations_dir());
         opts.run_id = Some(ctx.run_id);
         opts.reset = self.reset;
@@ -143,7 +138,10 @@ impl Task for IngestBronzeTask {
             .with_metric("dlq_rows", summary.dlq_rows())
             .with_metric("seconds", summary.seconds);
         for t in &summary.topics {
-            outcome = outcome.with_metric(&format!("{}_version", t.table), t.bronze_version);
+            outcome = outcome.with_metric(
+                &format!("{}_version", t.table),
+                t.bronze_version,
+            );
             let ranges: serde_json::Map<String, serde_json::Value> = t
                 .ranges
                 .iter()

@@ -5,8 +5,8 @@ mod aggregate_gold;
 mod context;
 pub mod ingest_bronze;
 mod noop;
-mod publish_staged;
 mod quality_check;
+mod publish_staged;
 mod shell;
 mod transform_silver;
 
