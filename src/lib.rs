@@ -10,6 +10,7 @@ pub mod engine;
 pub mod flow;
 pub mod ingest;
 pub mod lake;
+pub mod lineage;
 pub mod metrics;
 pub mod quality;
 pub mod store;

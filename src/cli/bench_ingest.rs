@@ -92,7 +92,11 @@ fn run_measured(cmd: &mut std::process::Command) -> anyhow::Result<(std::process
     // SAFETY: plain wait4 on our own child; rusage is a POD out-parameter.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(r == pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    anyhow::ensure!(
+        r == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
     use std::os::unix::process::ExitStatusExt;
     let output = std::process::Output {
         status: std::process::ExitStatus::from_raw(status),
@@ -108,10 +112,17 @@ pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
     let home = base.join(format!("flowctl-bench-ingest-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
     let bootstrap = broker::bootstrap();
-    let topic = format!("bench-orders-{}-{}", std::process::id(), Utc::now().timestamp());
+    let topic = format!(
+        "bench-orders-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp()
+    );
     broker::ensure_topic(&bootstrap, &topic, a.partitions).await?;
     let registry = Registry::from_env(Store::open(&home.join("state.db")).await?);
-    println!("bench ingest: producing {} orders events to {topic}…", a.events);
+    println!(
+        "bench ingest: producing {} orders events to {topic}…",
+        a.events
+    );
     let summary = produce(
         ProduceOptions {
             topic: topic.clone(),
@@ -191,9 +202,17 @@ pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
     println!(
         "  targets: ≥ 200000 events/s [{}], ≥ 50% of raw [{}]",
         if rate >= 200_000.0 { "met" } else { "MISSED" },
-        if rate >= 0.5 * raw_rate { "met" } else { "MISSED" },
+        if rate >= 0.5 * raw_rate {
+            "met"
+        } else {
+            "MISSED"
+        },
     );
     let _ = std::fs::remove_dir_all(&home);
-    anyhow::ensure!(records == summary.sent, "ingested {records} of {} events", summary.sent);
+    anyhow::ensure!(
+        records == summary.sent,
+        "ingested {records} of {} events",
+        summary.sent
+    );
     Ok(0)
 }

@@ -108,10 +108,16 @@ async fn run_flowctl(home: &Path) -> anyhow::Result<Timings> {
     let mut staged_tables = Vec::new();
     let mut silver_rows = 0;
     for e in Entity::ALL {
+        let t = Instant::now();
         let r = transform_entity(home, e, &run).await?;
         println!(
-            "  silver {:<12} {:>10} rows in, {:>8} quarantined, {:>8} duplicates, {:>10} rows out",
-            r.entity, r.rows_in, r.quarantined, r.duplicates_removed, r.rows_staged
+            "  silver {:<12} {:>10} rows in, {:>8} quarantined, {:>8} duplicates, {:>10} rows out, staged in {:.2} s",
+            r.entity,
+            r.rows_in,
+            r.quarantined,
+            r.duplicates_removed,
+            r.rows_staged,
+            t.elapsed().as_secs_f64()
         );
         silver_rows += r.rows_staged;
         staged_tables.extend(r.staged);

@@ -5,11 +5,12 @@
 
 mod bench;
 mod bench_ingest;
-mod checks;
 mod bench_transform;
+mod checks;
 pub mod contracts;
 mod flows;
 mod ingest;
+mod lineage;
 pub mod output;
 mod runs;
 mod serve;
@@ -71,6 +72,8 @@ enum Command {
     /// Quality check results of a run (`checks RUN`), or validate the expectation files
     /// (`checks validate [DIR]`).
     Checks(checks::ChecksArgs),
+    /// Which runs and input versions made a table version, back to Kafka offsets.
+    Lineage(lineage::LineageArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -82,8 +85,9 @@ enum Command {
 pub struct UsageError(pub String);
 
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWCTL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deltalake_core::writer::stats=error"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWCTL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,deltalake_core::writer::stats=error")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -135,6 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg.db).await?),
         Command::Produce(a) => exit(contracts::produce(a, &cfg.db).await?),
         Command::Ingest(a) => ingest::ingest(a, &cfg.home, &cfg.db).await,
+        Command::Lineage(a) => lineage::run(&cfg, a),
         other => {
             let engine = open_engine(&cfg).await?;
             let code = match other {
@@ -152,7 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 | Command::Schemas(_)
                 | Command::Registry(_)
                 | Command::Produce(_)
-                | Command::Ingest(_) => unreachable!("handled above"),
+                | Command::Ingest(_)
+                | Command::Lineage(_) => unreachable!("handled above"),
             };
             engine.store().close().await;
             code

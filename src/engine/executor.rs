@@ -302,6 +302,7 @@ fn launch(
             });
             return;
         }
+        lineage_event(&ctx, None).await;
         let begin = Instant::now();
         let fut = task.run(&ctx);
         tokio::pin!(fut);
@@ -323,6 +324,7 @@ fn launch(
                 Err(Failure::Task(TaskError::Cancelled))
             }
         };
+        lineage_event(&ctx, Some(&result)).await;
         let _ = tx.send(Done {
             task: i,
             started: true,
@@ -330,6 +332,60 @@ fn launch(
             elapsed: begin.elapsed(),
         });
     });
+}
+
+/// Emits the attempt's OpenLineage event when OpenLineage is configured: START (`result` None),
+/// then COMPLETE with the datasets the task reports, FAIL with the error, or ABORT on cancel.
+async fn lineage_event(ctx: &TaskContext, result: Option<&Result<TaskOutcome, Failure>>) {
+    use crate::lineage::openlineage::{AttemptRef, Emitter, EventType, attempt_uuid, run_event};
+    let Some(em) = Emitter::get() else {
+        return;
+    };
+    let uuid = attempt_uuid(
+        &em.namespace,
+        &ctx.flow,
+        ctx.run_id,
+        &ctx.task_id,
+        ctx.attempt,
+    );
+    let attempt = AttemptRef {
+        run_uuid: &uuid,
+        flow: &ctx.flow,
+        task: &ctx.task_id,
+        flow_run_id: ctx.run_id,
+        attempt: ctx.attempt,
+    };
+    let (kind, inputs, outputs, error) = match result {
+        None => (EventType::Start, &[][..], &[][..], None),
+        Some(Ok(o)) => (EventType::Complete, &o.inputs[..], &o.outputs[..], None),
+        Some(Err(Failure::Task(TaskError::Cancelled))) => (
+            EventType::Abort,
+            &[][..],
+            &[][..],
+            Some("cancelled".to_string()),
+        ),
+        Some(Err(Failure::Task(e))) => (EventType::Fail, &[][..], &[][..], Some(e.to_string())),
+        Some(Err(Failure::TimedOut(d))) => (
+            EventType::Fail,
+            &[][..],
+            &[][..],
+            Some(format!(
+                "timed out after {}",
+                crate::flow::format_duration(*d)
+            )),
+        ),
+        Some(Err(Failure::Store(e))) => (EventType::Fail, &[][..], &[][..], Some(e.to_string())),
+    };
+    let event = run_event(
+        &em.namespace,
+        kind,
+        Utc::now(),
+        &attempt,
+        inputs,
+        outputs,
+        error.as_deref(),
+    );
+    em.emit(&event).await;
 }
 
 /// Persists one attempt's outcome and decides on a retry.

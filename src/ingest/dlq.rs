@@ -91,20 +91,22 @@ pub fn audit_batch(
         Arc::new(Int32Array::from_iter_values(
             bad.iter().map(|b| rec(b).partition),
         )),
-        Arc::new(Int64Array::from_iter_values(bad.iter().map(|b| rec(b).offset))),
+        Arc::new(Int64Array::from_iter_values(
+            bad.iter().map(|b| rec(b).offset),
+        )),
         Arc::new(StringArray::from_iter_values(
             bad.iter().map(|b| b.error_type.as_str()),
         )),
         Arc::new(StringArray::from_iter_values(
             bad.iter().map(|b| b.detail.as_str()),
         )),
-        Arc::new(StringArray::from_iter(bad.iter().map(|b| b.rule.as_deref()))),
+        Arc::new(StringArray::from_iter(
+            bad.iter().map(|b| b.rule.as_deref()),
+        )),
         Arc::new(Int32Array::from_iter(
             bad.iter().map(|b| b.schema_id.map(|i| i as i32)),
         )),
-        Arc::new(BinaryArray::from_iter(
-            bad.iter().map(|b| raw.key(rec(b))),
-        )),
+        Arc::new(BinaryArray::from_iter(bad.iter().map(|b| raw.key(rec(b))))),
         Arc::new(BinaryArray::from_iter_values(
             bad.iter().map(|b| raw.payload(rec(b))),
         )),
@@ -117,7 +119,8 @@ pub fn audit_batch(
         Arc::new(TimestampMicrosecondArray::from(vec![ingested_at_us; n]).with_timezone("UTC")),
         Arc::new(Int64Array::from(vec![run_id; n])),
         Arc::new(Date32Array::from(vec![
-            ingested_at_us.div_euclid(MICROS_PER_DAY) as i32;
+            ingested_at_us.div_euclid(MICROS_PER_DAY)
+                as i32;
             n
         ])),
     ];
@@ -278,7 +281,10 @@ pub fn produced_after(
                         out.insert((t, p, o));
                     }
                 }
-                if ends.get(&m.partition()).is_some_and(|&h| m.offset() + 1 >= h) {
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|&h| m.offset() + 1 >= h)
+                {
                     ends.remove(&m.partition());
                 }
             }

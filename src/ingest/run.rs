@@ -7,7 +7,9 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
-use super::dlq::{AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, audit_schema, dlq_app_id, produced_after};
+use super::dlq::{
+    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, audit_schema, dlq_app_id, produced_after,
+};
 use super::error::IngestError;
 use super::source::{End, Source, SourceMsg, SourcePlan, consumer, partitions, watermarks};
 use super::topic::{BatchContext, TopicState};
@@ -66,7 +68,11 @@ fn describe(end: &End) -> String {
         End::CaughtUp => "caught up with the high watermarks seen at start".into(),
         End::Limit => "stopped at max_records / max_duration".into(),
         End::Stopped => "stopped on request; everything read is committed".into(),
-        End::Stalled { partition, at, target } => {
+        End::Stalled {
+            partition,
+            at,
+            target,
+        } => {
             format!("partition {partition} stalled at {at} of {target}")
         }
         End::Failed(e) => format!("consumer failed: {e}"),
@@ -152,7 +158,9 @@ pub async fn ingest(
             })
             .await?
         };
-        state.plan(&bounds, &mut audit, opts.reset, opts.run_id).await?;
+        state
+            .plan(&bounds, &mut audit, opts.reset, opts.run_id)
+            .await?;
         let mut parts = BTreeMap::new();
         for (p, plan) in &state.plans {
             let high = bounds[p].1;

@@ -71,7 +71,11 @@ pub enum End {
     /// Asked to stop (Ctrl-C, cancel, timeout).
     Stopped,
     /// A partition went silent before its target.
-    Stalled { partition: i32, at: i64, target: i64 },
+    Stalled {
+        partition: i32,
+        at: i64,
+        target: i64,
+    },
     /// The consumer failed in a way a retry may fix.
     Failed(String),
 }

@@ -101,7 +101,8 @@ impl TopicState {
         let decoder = BronzeDecoder::new(&reader)?;
         let table_name = bronze_table(topic);
         let path = lake_root(home).join(&table_name);
-        let mut bronze = LakeTable::open_or_create(&path, &decoder.schema(), &["event_date"]).await?;
+        let mut bronze =
+            LakeTable::open_or_create(&path, &decoder.schema(), &["event_date"]).await?;
         let added = bronze.add_missing_columns(&decoder.schema()).await?;
         if !added.is_empty() {
             tracing::info!(table = %table_name, columns = ?added, "schema evolved: columns added");
@@ -292,10 +293,7 @@ impl TopicState {
         let last = raw.last_offsets();
 
         if !bad.is_empty() {
-            let produced = ctx
-                .dlq
-                .send(&self.topic, &raw, &bad, ctx.dlq_skip)
-                .await?;
+            let produced = ctx.dlq.send(&self.topic, &raw, &bad, ctx.dlq_skip).await?;
             for (p, o) in produced {
                 let e = ctx.dlq_last.entry(p).or_insert(o);
                 *e = (*e).max(o);

@@ -70,14 +70,20 @@ impl Rules {
         // a `missing` rule then fails every row, an `invalid` rule passes them.
         for _ in 0..64 {
             match t.row_failures(&df, now) {
-                Err(QualityError::MissingColumn { column, .. }) if !df.schema().contains(&column) => {
-                    let nulls = Series::full_null(column.as_str().into(), df.height(), &DataType::String);
+                Err(QualityError::MissingColumn { column, .. })
+                    if !df.schema().contains(&column) =>
+                {
+                    let nulls =
+                        Series::full_null(column.as_str().into(), df.height(), &DataType::String);
                     df.with_column(nulls.into_column())
                         .map_err(|e| IngestError::Expectations(e.to_string()))?;
                 }
                 other => return other.map_err(|e| IngestError::Expectations(e.to_string())),
             }
         }
-        Err(IngestError::Expectations(format!("{}: too many missing columns", t.name())))
+        Err(IngestError::Expectations(format!(
+            "{}: too many missing columns",
+            t.name()
+        )))
     }
 }

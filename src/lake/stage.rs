@@ -12,8 +12,8 @@
 //! - At most one pending commit per table: staging again discards the previous one (its files
 //!   are deleted; they were never in the log).
 //! - A crash between publish and the pending file's removal leaves a pending file whose base
-//!   version is stale: publishing it again fails with [`LakeError::Moved`], and discarding it
-//!   must not delete committed files, so discard only deletes files the log does not reference.
+//!   version is stale: publishing it again notices its files are already live and only removes
+//!   the record; discarding it never deletes a file the log references.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -141,21 +141,8 @@ pub async fn stage(
     if let Some(old) = staged(home, name)? {
         old.discard(home).await?;
     }
-    let mut writer =
-        RecordBatchWriter::for_table(&table.table).map_err(delta_err(&table.path, "stage"))?;
-    for batch in batches {
-        if batch.num_rows() > 0 {
-            writer
-                .write(batch)
-                .await
-                .map_err(delta_err(&table.path, "stage"))?;
-        }
-    }
-    let adds = writer
-        .flush()
-        .await
-        .map_err(delta_err(&table.path, "stage"))?;
     let partition_column = table.partition_columns()?.into_iter().next();
+    let adds = write_files(table, batches, partition_column.as_deref()).await?;
     let mut partitions: BTreeSet<String> = spec.partitions.into_iter().collect();
     let files = table.files()?;
     let removes: Vec<DataFile> = match spec.mode {
@@ -223,6 +210,100 @@ pub async fn stage(
     Ok(staged)
 }
 
+/// Rows per writer below which splitting the write is not worth it.
+const PARALLEL_WRITE_ROWS: usize = 250_000;
+
+/// Writes `batches` as Parquet files in the table folder (uncommitted) and returns their adds.
+/// The Parquet encoder is single-threaded, so a large write of a partitioned table is split by
+/// partition value over one writer per core, each on its own tokio task: every partition still
+/// goes to one writer, so the file layout is the same as with a single writer.
+async fn write_files(
+    table: &LakeTable,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    partition_column: Option<&str>,
+) -> Result<Vec<Add>, LakeError> {
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let writers = (rows / PARALLEL_WRITE_ROWS).clamp(1, cores);
+    let groups = match partition_column {
+        Some(c) if writers > 1 => split_by_partition(batches, c, writers)?,
+        _ => vec![batches],
+    };
+    let mut tasks = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut writer =
+            RecordBatchWriter::for_table(&table.table).map_err(delta_err(&table.path, "stage"))?;
+        tasks.push(tokio::spawn(async move {
+            for batch in group {
+                writer.write(batch).await?;
+            }
+            writer.flush().await
+        }));
+    }
+    let mut adds = Vec::new();
+    for t in tasks {
+        let written = t.await.map_err(|e| LakeError::Staging {
+            path: table.path.display().to_string(),
+            detail: format!("a writer task failed: {e}"),
+        })?;
+        adds.extend(written.map_err(delta_err(&table.path, "stage"))?);
+    }
+    Ok(adds)
+}
+
+/// `batches` in `n` groups, a partition value always in the same group.
+fn split_by_partition(
+    batches: Vec<RecordBatch>,
+    column: &str,
+    n: usize,
+) -> Result<Vec<Vec<RecordBatch>>, LakeError> {
+    use deltalake::arrow::array::BooleanArray;
+    use deltalake::arrow::compute::{cast, filter_record_batch};
+    use deltalake::arrow::datatypes::DataType;
+
+    let mut groups = vec![Vec::new(); n];
+    for batch in batches {
+        let Some(col) = batch.column_by_name(column) else {
+            groups[0].push(batch);
+            continue;
+        };
+        // Dates and integers spread by value; anything else by its string form's hash.
+        let keys: Vec<u64> = match cast(col, &DataType::Int64) {
+            Ok(ints) => {
+                let ints = ints
+                    .as_any()
+                    .downcast_ref::<deltalake::arrow::array::Int64Array>()
+                    .expect("cast to Int64");
+                ints.iter().map(|v| v.unwrap_or(0) as u64).collect()
+            }
+            Err(_) => {
+                let strings = cast(col, &DataType::Utf8)?;
+                let strings = strings
+                    .as_any()
+                    .downcast_ref::<deltalake::arrow::array::StringArray>()
+                    .expect("cast to Utf8");
+                strings
+                    .iter()
+                    .map(|v| {
+                        v.unwrap_or("")
+                            .bytes()
+                            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+                    })
+                    .collect()
+            }
+        };
+        for (g, group) in groups.iter_mut().enumerate() {
+            let mask = BooleanArray::from_iter(keys.iter().map(|k| Some(*k as usize % n == g)));
+            let part = filter_record_batch(&batch, &mask)?;
+            if part.num_rows() > 0 {
+                group.push(part);
+            }
+        }
+    }
+    Ok(groups.into_iter().filter(|g| !g.is_empty()).collect())
+}
+
 impl StagedCommit {
     fn save(&self, home: &Path) -> Result<(), LakeError> {
         let dir = staging_dir(home, &self.table);
@@ -279,6 +360,13 @@ impl StagedCommit {
     pub async fn publish(&self, home: &Path) -> Result<i64, LakeError> {
         let table = self.open().await?;
         if table.version() != self.base_version {
+            // A crash between our commit and the removal of the pending record: the commit is
+            // there (every add is live), so publishing again is a no-op, not a conflict.
+            let live: BTreeSet<String> = table.files()?.into_iter().map(|f| f.path).collect();
+            if !self.adds.is_empty() && self.adds.iter().all(|a| live.contains(&a.path)) {
+                self.forget(home)?;
+                return Ok(table.version());
+            }
             return Err(LakeError::Moved {
                 table: self.table.clone(),
                 base: self.base_version,

@@ -223,3 +223,38 @@ async fn the_gate_publishes_on_pass_and_discards_on_fail() {
         }
     );
 }
+
+/// A crash after the commit but before the pending record was removed: publishing the record
+/// again is a no-op, not a conflict, and discarding it deletes nothing committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn republishing_after_a_crash_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let t = table(home).await;
+    let st = stage(
+        home,
+        "t",
+        &t,
+        [batch(0..5, 1, "a")],
+        spec(StageMode::Append, 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st.publish(home).await.unwrap(), 1);
+    st.save(home).unwrap();
+    assert_eq!(
+        staged(home, "t")
+            .unwrap()
+            .unwrap()
+            .publish(home)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(staged(home, "t").unwrap().is_none());
+    st.save(home).unwrap();
+    st.discard(home).await.unwrap();
+    let t = table(home).await;
+    assert_eq!(t.version(), 1);
+    assert_eq!(t.scan().unwrap().collect().unwrap().height(), 5);
+}

@@ -205,7 +205,10 @@ impl LakeTable {
         if let Some(run) = run_id {
             props = props.with_metadata([
                 ("flowctl_run_id".to_string(), serde_json::json!(run)),
-                ("userMetadata".to_string(), serde_json::json!(format!("run={run}"))),
+                (
+                    "userMetadata".to_string(),
+                    serde_json::json!(format!("run={run}")),
+                ),
             ]);
         }
         let mut writer = RecordBatchWriter::for_table(&self.table)

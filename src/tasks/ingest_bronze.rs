@@ -12,6 +12,7 @@ use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params}
 use crate::contracts::broker;
 use crate::flow::parse_duration;
 use crate::ingest::{self, IngestOptions, Reset};
+use crate::lineage::openlineage::Dataset;
 
 /// `params:` of an ingest_bronze task.
 #[derive(Debug, Deserialize)]
@@ -48,7 +49,11 @@ pub struct IngestBronzeTask {
 /// The topics `pipeline_full` ingests when a task names none.
 pub const DEFAULT_TOPICS: [&str; 3] = ["orders", "clickstream", "payments"];
 
-fn duration(node: Option<&Node>, key: &str, v: Option<&str>) -> Result<Option<Duration>, ParamError> {
+fn duration(
+    node: Option<&Node>,
+    key: &str,
+    v: Option<&str>,
+) -> Result<Option<Duration>, ParamError> {
     v.map(|s| {
         parse_duration(s).map_err(|e| ParamError {
             message: format!("params.{key}: {e}"),
@@ -99,7 +104,8 @@ pub fn expectations_dir() -> std::path::PathBuf {
 #[async_trait]
 impl Task for IngestBronzeTask {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
-        let mut opts = IngestOptions::new(self.topics.clone(), broker::bootstrap(), ctx.home.clone());
+        let mut opts =
+            IngestOptions::new(self.topics.clone(), broker::bootstrap(), ctx.home.clone());
         opts.expectations_dir = Some(expectations_dir());
         opts.run_id = Some(ctx.run_id);
         opts.reset = self.reset;
@@ -137,11 +143,13 @@ impl Task for IngestBronzeTask {
             .with_metric("bronze_rows", summary.bronze_rows())
             .with_metric("dlq_rows", summary.dlq_rows())
             .with_metric("seconds", summary.seconds);
+        let lake = crate::lake::lake_root(&ctx.home);
+        outcome = outcome.with_output(Dataset::table(&lake, crate::ingest::AUDIT_TABLE));
         for t in &summary.topics {
-            outcome = outcome.with_metric(
-                &format!("{}_version", t.table),
-                t.bronze_version,
-            );
+            outcome = outcome
+                .with_input(Dataset::kafka(&opts.bootstrap, &t.topic))
+                .with_output(Dataset::table(&lake, &t.table));
+            outcome = outcome.with_metric(&format!("{}_version", t.table), t.bronze_version);
             let ranges: serde_json::Map<String, serde_json::Value> = t
                 .ranges
                 .iter()

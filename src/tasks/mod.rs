@@ -5,8 +5,8 @@ mod aggregate_gold;
 mod context;
 pub mod ingest_bronze;
 mod noop;
-mod quality_check;
 mod publish_staged;
+mod quality_check;
 mod shell;
 mod transform_silver;
 
@@ -30,15 +30,28 @@ pub trait Task: Send + Sync + std::fmt::Debug {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError>;
 }
 
-/// What a successful attempt reports; stored as the attempt's metrics JSON.
+/// What a successful attempt reports: metrics (stored as the attempt's metrics JSON) and the
+/// datasets it read and wrote (for OpenLineage).
 #[derive(Debug, Default, Clone)]
 pub struct TaskOutcome {
     pub metrics: serde_json::Map<String, serde_json::Value>,
+    pub inputs: Vec<crate::lineage::openlineage::Dataset>,
+    pub outputs: Vec<crate::lineage::openlineage::Dataset>,
 }
 
 impl TaskOutcome {
     pub fn with_metric(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         self.metrics.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn with_input(mut self, d: crate::lineage::openlineage::Dataset) -> Self {
+        self.inputs.push(d);
+        self
+    }
+
+    pub fn with_output(mut self, d: crate::lineage::openlineage::Dataset) -> Self {
+        self.outputs.push(d);
         self
     }
 }

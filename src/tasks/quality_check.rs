@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
 use crate::lake::{GateOutcome, LakeError, gate_and_publish, lake_root};
+use crate::lineage::openlineage::Dataset;
 use crate::quality::{self, CheckResult, Frames, Outcome, Severity, TableExpectations};
 
 /// `params:` of a quality_check task.
@@ -332,7 +333,18 @@ impl Task for QualityCheckTask {
                 blocking.join("; ")
             )));
         }
-        Ok(TaskOutcome::default()
+        // OpenLineage: the gate reads every table it checks and writes the ones it published.
+        let lake = crate::lake::lake_root(&ctx.home);
+        let mut outcome = TaskOutcome::default();
+        for t in &self.tables {
+            outcome = outcome.with_input(Dataset::table(&lake, t));
+        }
+        for p in &published {
+            if let Some(t) = p["table"].as_str() {
+                outcome = outcome.with_output(Dataset::table(&lake, t));
+            }
+        }
+        Ok(outcome
             .with_metric("tables", self.tables.len())
             .with_metric("checks", passed + warned + failed + errors)
             .with_metric("passed", passed)

@@ -308,7 +308,9 @@ async fn pipeline_health(home: &Path, run: &GoldRun) -> Result<(), TransformErro
             by_category.insert(t, n);
         }
     }
-    let lag = newest_us.map(|n| (run.now_us - n) as f64 / 1e6);
+    // Producers' clocks may run a little ahead (bronze accepts event times up to now + 1h): a
+    // newest event "in the future" means silver is fully fresh, not negatively late.
+    let lag = newest_us.map(|n| ((run.now_us - n) as f64 / 1e6).max(0.0));
     let row = df!(
         "run_id" => [run.run_id],
         "computed_at" => [run.now_us],

@@ -231,6 +231,9 @@ pub async fn transform_entity(
         .filter(is_bad.clone())
         .collect()
         .map_err(pl(&bronze_name, "rules"))?;
+    // The quarantine table exists from the first silver run on, empty when nothing was refused:
+    // its gate checks it, and "no table" must mean "silver never ran", not "all rows were good".
+    super::schema::silver_quarantine().open(home).await?;
     if bad.height() > 0 {
         report.quarantined = quarantine_rows(
             home,

@@ -26,7 +26,7 @@ fn repo() -> PathBuf {
 }
 
 /// An Env whose home has the repo's schemas registered (the embedded registry).
-fn env_with_schemas(bootstrap: &str) -> Env {
+pub fn env_with_schemas(bootstrap: &str) -> Env {
     let env = Env::new();
     std::os::unix::fs::symlink(repo().join("schemas"), env.dir.path().join("schemas")).unwrap();
     std::os::unix::fs::symlink(
@@ -44,7 +44,7 @@ fn env_with_schemas(bootstrap: &str) -> Env {
 }
 
 /// `flowctl produce` through the real binary; returns its JSON summary.
-fn produce(env: &Env, bootstrap: &str, topic: &str, count: u64, bad: f64, seed: u64) -> Value {
+pub fn produce(env: &Env, bootstrap: &str, topic: &str, count: u64, bad: f64, seed: u64) -> Value {
     let out = env
         .cmd(&[
             "produce",
@@ -105,8 +105,14 @@ async fn landed(home: &Path, topic: &str, table: &str) -> Landed {
             .await
             .unwrap();
         for b in t.read_all().unwrap() {
-            let p = b.column_by_name("_kafka_partition").unwrap().as_primitive::<Int32Type>();
-            let o = b.column_by_name("_kafka_offset").unwrap().as_primitive::<Int64Type>();
+            let p = b
+                .column_by_name("_kafka_partition")
+                .unwrap()
+                .as_primitive::<Int32Type>();
+            let o = b
+                .column_by_name("_kafka_offset")
+                .unwrap()
+                .as_primitive::<Int64Type>();
             bronze.extend((0..b.num_rows()).map(|i| (p.value(i), o.value(i))));
         }
     }
@@ -117,8 +123,14 @@ async fn landed(home: &Path, topic: &str, table: &str) -> Landed {
         .unwrap();
     for b in t.read_all().unwrap() {
         let src = b.column_by_name("source_topic").unwrap().as_string::<i32>();
-        let p = b.column_by_name("source_partition").unwrap().as_primitive::<Int32Type>();
-        let o = b.column_by_name("original_offset").unwrap().as_primitive::<Int64Type>();
+        let p = b
+            .column_by_name("source_partition")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        let o = b
+            .column_by_name("original_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
         let c = b.column_by_name("error_type").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
             if src.value(i) == topic {
@@ -164,7 +176,8 @@ fn dlq_records(bootstrap: &str, dlq: &str, source_topic: &str) -> Vec<(i32, i64,
         .unwrap();
     let (lo, hi) = c.fetch_watermarks(dlq, 0, Duration::from_secs(15)).unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(dlq, 0, Offset::Offset(lo)).unwrap();
+    tpl.add_partition_offset(dlq, 0, Offset::Offset(lo))
+        .unwrap();
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
     let mut read = lo;
@@ -205,7 +218,11 @@ async fn fault_mix_lands_exactly_once_by_category_and_python_reads_it() {
     let dlq = unique("dlq-mix");
     let summary = produce(&env, &bootstrap, &topic, 6000, 0.2, 11);
     let sent = summary["sent"].as_u64().unwrap();
-    let out = ingest(&env, &bootstrap, &["--topics", &topic, "--dlq-topic", &dlq, "--json"]);
+    let out = ingest(
+        &env,
+        &bootstrap,
+        &["--topics", &topic, "--dlq-topic", &dlq, "--json"],
+    );
     assert!(out.status.success(), "ingest: {}", stderr(&out));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["topics"][0]["records"].as_u64(), Some(sent));
@@ -219,8 +236,14 @@ async fn fault_mix_lands_exactly_once_by_category_and_python_reads_it() {
             *want.entry(category(fault).into()).or_default() += n.as_u64().unwrap();
         }
     }
-    assert!(want.len() >= 7, "the mix covers at least seven categories: {want:?}");
-    assert_eq!(l.categories, want, "DLQ categories match the injected faults");
+    assert!(
+        want.len() >= 7,
+        "the mix covers at least seven categories: {want:?}"
+    );
+    assert_eq!(
+        l.categories, want,
+        "DLQ categories match the injected faults"
+    );
 
     // The DLQ topic holds the same records, once each, with the same categories.
     let topic_dlq = dlq_records(&bootstrap, &dlq, &topic);
@@ -228,28 +251,46 @@ async fn fault_mix_lands_exactly_once_by_category_and_python_reads_it() {
     dlq_pos.sort_unstable();
     let mut audit = l.audit.clone();
     audit.sort_unstable();
-    assert_eq!(dlq_pos, audit, "DLQ topic and audit table hold the same records");
+    assert_eq!(
+        dlq_pos, audit,
+        "DLQ topic and audit table hold the same records"
+    );
 
     // Another engine reads the same counts and positions.
-    let parts: Vec<String> = (0..3).map(|p| flowctl::ingest::app_id(&table, &topic, p)).collect();
+    let parts: Vec<String> = (0..3)
+        .map(|p| flowctl::ingest::app_id(&table, &topic, p))
+        .collect();
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let py = python_read(&env.home().join("lake").join(&table), &refs);
     assert_eq!(py["rows"].as_u64(), Some(l.bronze.len() as u64));
-    assert_eq!(py["distinct_partition_offsets"].as_u64(), Some(l.bronze.len() as u64));
+    assert_eq!(
+        py["distinct_partition_offsets"].as_u64(),
+        Some(l.bronze.len() as u64)
+    );
     assert_eq!(py["partition_columns"], serde_json::json!(["event_date"]));
     let max_offsets: u64 = parts
         .iter()
         .map(|a| py["txns"][a].as_i64().expect("a txn per partition") as u64 + 1)
         .sum();
-    assert_eq!(max_offsets, sent, "txn versions are the last offsets of each partition");
+    assert_eq!(
+        max_offsets, sent,
+        "txn versions are the last offsets of each partition"
+    );
 
     // A second ingest finds nothing new and writes nothing.
-    let again = ingest(&env, &bootstrap, &["--topics", &topic, "--dlq-topic", &dlq, "--json"]);
+    let again = ingest(
+        &env,
+        &bootstrap,
+        &["--topics", &topic, "--dlq-topic", &dlq, "--json"],
+    );
     assert!(again.status.success(), "{}", stderr(&again));
     let s: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(s["topics"][0]["records"].as_u64(), Some(0));
     let l2 = landed(&env.home(), &topic, &table).await;
-    assert_eq!((l2.bronze.len(), l2.audit.len()), (l.bronze.len(), l.audit.len()));
+    assert_eq!(
+        (l2.bronze.len(), l2.audit.len()),
+        (l.bronze.len(), l.audit.len())
+    );
 }
 
 /// Sends raw records (no Avro, no registry): what a misbehaving producer does.
@@ -292,9 +333,18 @@ async fn a_topic_of_garbage_ends_entirely_in_the_dlq() {
     assert_eq!(l.categories["WRONG_MAGIC_BYTE"], 125);
     assert_eq!(l.categories["DESERIALIZATION_ERROR"], 250);
     // The bronze table still moved its position: a rerun reads nothing again.
-    let again = ingest(&env, &bootstrap, &["--topics", &topic, "--dlq-topic", &dlq, "--json"]);
+    let again = ingest(
+        &env,
+        &bootstrap,
+        &["--topics", &topic, "--dlq-topic", &dlq, "--json"],
+    );
     let s: Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(s["topics"][0]["records"].as_u64(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        s["topics"][0]["records"].as_u64(),
+        Some(0),
+        "{}",
+        stderr(&again)
+    );
 }
 
 /// Waits until `table` has at least `version`, or panics after `limit`.
@@ -357,7 +407,11 @@ async fn kill_nine_twice_then_rerun_loses_and_duplicates_nothing() {
     // The DLQ topic too holds each bad record once.
     let dlq_recs = dlq_records(&bootstrap, &dlq, &topic);
     let uniq: HashSet<(i32, i64)> = dlq_recs.iter().map(|(p, o, _)| (*p, *o)).collect();
-    assert_eq!(uniq.len(), dlq_recs.len(), "no DLQ record was produced twice");
+    assert_eq!(
+        uniq.len(),
+        dlq_recs.len(),
+        "no DLQ record was produced twice"
+    );
     assert_eq!(uniq.len(), l.audit.len());
 }
 
@@ -384,12 +438,18 @@ async fn a_recreated_topic_fails_loudly_until_an_explicit_reset() {
     let env = env_with_schemas(&bootstrap);
     let topic = unique("orders-recreated");
     let dlq = unique("dlq-recreated");
-    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 1).await.unwrap();
-    let first = produce(&env, &bootstrap, &topic, 300, 0.0, 3)["sent"].as_u64().unwrap();
+    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 1)
+        .await
+        .unwrap();
+    let first = produce(&env, &bootstrap, &topic, 300, 0.0, 3)["sent"]
+        .as_u64()
+        .unwrap();
     let out = ingest(&env, &bootstrap, &["--topics", &topic, "--dlq-topic", &dlq]);
     assert!(out.status.success(), "{}", stderr(&out));
     recreate(&bootstrap, &topic);
-    let second = produce(&env, &bootstrap, &topic, 40, 0.0, 4)["sent"].as_u64().unwrap();
+    let second = produce(&env, &bootstrap, &topic, 40, 0.0, 4)["sent"]
+        .as_u64()
+        .unwrap();
     let out = ingest(&env, &bootstrap, &["--topics", &topic, "--dlq-topic", &dlq]);
     assert_eq!(out.status.code(), Some(1), "stdout {}", stdout(&out));
     let err = stderr(&out);
@@ -403,11 +463,21 @@ async fn a_recreated_topic_fails_loudly_until_an_explicit_reset() {
         assert!(err.contains(needle), "error names {needle:?}: {err}");
     }
     let table = flowctl::ingest::bronze_table(&topic);
-    assert_eq!(landed(&env.home(), &topic, &table).await.bronze.len() as u64, first);
+    assert_eq!(
+        landed(&env.home(), &topic, &table).await.bronze.len() as u64,
+        first
+    );
     let out = ingest(
         &env,
         &bootstrap,
-        &["--topics", &topic, "--dlq-topic", &dlq, "--reset-offsets", "earliest"],
+        &[
+            "--topics",
+            &topic,
+            "--dlq-topic",
+            &dlq,
+            "--reset-offsets",
+            "earliest",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let l = landed(&env.home(), &topic, &table).await;
@@ -423,8 +493,17 @@ async fn v2_columns_are_added_to_a_v1_table_and_older_rows_read_null() {
     let produce_version = |version: &str, seed: &str| {
         let out = env
             .cmd(&[
-                "produce", "--topic", &topic, "--count", "200", "--seed", seed,
-                "--schema-version", version, "--bad-ratio", "0",
+                "produce",
+                "--topic",
+                &topic,
+                "--count",
+                "200",
+                "--seed",
+                seed,
+                "--schema-version",
+                version,
+                "--bad-ratio",
+                "0",
             ])
             .env("FLOWCTL_KAFKA_BOOTSTRAP", &bootstrap)
             .output()
@@ -438,16 +517,31 @@ async fn v2_columns_are_added_to_a_v1_table_and_older_rows_read_null() {
     // The table is born with the v1 reader schema (the latest the subject has then).
     produce_version("v1", "1");
     ingest_ok();
-    let path = env.home().join("lake").join(flowctl::ingest::bronze_table(&topic));
-    let t = LakeTable::open_or_create(&path, &empty_schema(), &[]).await.unwrap();
-    assert!(t.arrow_schema().unwrap().field_with_name("channel").is_err());
+    let path = env
+        .home()
+        .join("lake")
+        .join(flowctl::ingest::bronze_table(&topic));
+    let t = LakeTable::open_or_create(&path, &empty_schema(), &[])
+        .await
+        .unwrap();
+    assert!(
+        t.arrow_schema()
+            .unwrap()
+            .field_with_name("channel")
+            .is_err()
+    );
     // v2 arrives: its columns are added, v1 rows already there read null.
     produce_version("v2", "2");
     ingest_ok();
-    let t = LakeTable::open_or_create(&path, &empty_schema(), &[]).await.unwrap();
+    let t = LakeTable::open_or_create(&path, &empty_schema(), &[])
+        .await
+        .unwrap();
     let mut by_schema: BTreeMap<i32, (usize, usize)> = BTreeMap::new();
     for b in t.read_all().unwrap() {
-        let ids = b.column_by_name("_schema_id").unwrap().as_primitive::<Int32Type>();
+        let ids = b
+            .column_by_name("_schema_id")
+            .unwrap()
+            .as_primitive::<Int32Type>();
         let channel = b.column_by_name("channel").unwrap();
         for i in 0..b.num_rows() {
             let e = by_schema.entry(ids.value(i)).or_default();
@@ -456,7 +550,11 @@ async fn v2_columns_are_added_to_a_v1_table_and_older_rows_read_null() {
         }
     }
     let counts: Vec<(usize, usize)> = by_schema.values().copied().collect();
-    assert_eq!(counts, vec![(200, 0), (200, 200)], "v1 rows: channel null; v2 rows: set");
+    assert_eq!(
+        counts,
+        vec![(200, 0), (200, 200)],
+        "v1 rows: channel null; v2 rows: set"
+    );
 }
 
 /// A free loopback port.
@@ -468,29 +566,32 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A broker of the test's own (sqlite storage, so data survives a restart).
-struct PrivateBroker {
+/// A broker of the test's own: topics no other test writes to; with sqlite storage its data
+/// survives a restart.
+pub struct PrivateBroker {
     home: tempfile::TempDir,
-    bootstrap: String,
+    pub bootstrap: String,
+    storage: &'static str,
 }
 
 impl PrivateBroker {
-    fn start() -> PrivateBroker {
+    pub fn start(storage: &'static str) -> PrivateBroker {
         let b = PrivateBroker {
             home: tempfile::tempdir().unwrap(),
             bootstrap: format!("127.0.0.1:{}", free_port()),
+            storage,
         };
         b.script("start");
         b
     }
 
-    fn script(&self, action: &str) {
+    pub fn script(&self, action: &str) {
         let out = Command::new("bash")
             .arg(repo().join("scripts/broker.sh"))
             .arg(action)
             .env("FLOWCTL_HOME", self.home.path())
             .env("FLOWCTL_KAFKA_BOOTSTRAP", &self.bootstrap)
-            .env("BROKER_STORAGE", "sqlite")
+            .env("BROKER_STORAGE", self.storage)
             .output()
             .unwrap();
         assert!(
@@ -510,11 +611,13 @@ impl Drop for PrivateBroker {
 
 #[tokio::test]
 async fn a_broker_restart_mid_ingest_is_retried_and_completes_exactly_once() {
-    let broker = PrivateBroker::start();
+    let broker = PrivateBroker::start("sqlite");
     let bootstrap = broker.bootstrap.clone();
     let env = env_with_schemas(&bootstrap);
     let topic = "orders-restart";
-    let sent = produce(&env, &bootstrap, topic, 40_000, 0.05, 9)["sent"].as_u64().unwrap();
+    let sent = produce(&env, &bootstrap, topic, 40_000, 0.05, 9)["sent"]
+        .as_u64()
+        .unwrap();
     env.flow(
         "ingest_only",
         "name: ingest_only\nretries:\n  count: 6\n  delay: 1s\n  backoff: 1\ntasks:\n  \
@@ -552,7 +655,10 @@ async fn a_broker_restart_mid_ingest_is_retried_and_completes_exactly_once() {
     let (_, run) = env.json(&["runs", "show", &id]);
     assert_eq!(crate::common::task_state(&run, "ingest"), "success");
     let attempts = crate::common::attempts(&run, "ingest");
-    assert!(attempts.len() >= 2, "the outage failed an attempt: {attempts:?}");
+    assert!(
+        attempts.len() >= 2,
+        "the outage failed an attempt: {attempts:?}"
+    );
     let l = landed(&env.home(), topic, &table).await;
     assert_exactly_once(&l, sent);
 }
@@ -563,12 +669,23 @@ async fn follow_keeps_ingesting_and_ctrl_c_commits_and_exits_cleanly() {
     let env = env_with_schemas(&bootstrap);
     let topic = unique("orders-follow");
     let dlq = unique("dlq-follow");
-    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 2).await.unwrap();
-    let first = produce(&env, &bootstrap, &topic, 500, 0.1, 1)["sent"].as_u64().unwrap();
+    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 2)
+        .await
+        .unwrap();
+    let first = produce(&env, &bootstrap, &topic, 500, 0.1, 1)["sent"]
+        .as_u64()
+        .unwrap();
     let child = env
         .cmd(&[
-            "ingest", "--topics", &topic, "--dlq-topic", &dlq, "--follow",
-            "--commit-interval", "300ms", "--json",
+            "ingest",
+            "--topics",
+            &topic,
+            "--dlq-topic",
+            &dlq,
+            "--follow",
+            "--commit-interval",
+            "300ms",
+            "--json",
         ])
         .env("FLOWCTL_KAFKA_BOOTSTRAP", &bootstrap)
         .stdout(Stdio::piped())
@@ -578,7 +695,9 @@ async fn follow_keeps_ingesting_and_ctrl_c_commits_and_exits_cleanly() {
     let table = flowctl::ingest::bronze_table(&topic);
     // Events produced while it runs are picked up too.
     std::thread::sleep(Duration::from_millis(500));
-    let second = produce(&env, &bootstrap, &topic, 700, 0.1, 2)["sent"].as_u64().unwrap();
+    let second = produce(&env, &bootstrap, &topic, 700, 0.1, 2)["sent"]
+        .as_u64()
+        .unwrap();
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let l = landed(&env.home(), &topic, &table).await;
@@ -593,7 +712,12 @@ async fn follow_keeps_ingesting_and_ctrl_c_commits_and_exits_cleanly() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "Ctrl-C exits 0: {}", stderr(&out));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(s["topics"][0]["end"].as_str().unwrap().contains("stopped on request"));
+    assert!(
+        s["topics"][0]["end"]
+            .as_str()
+            .unwrap()
+            .contains("stopped on request")
+    );
     let l = landed(&env.home(), &topic, &table).await;
     assert_exactly_once(&l, first + second);
 }

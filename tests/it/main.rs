@@ -2,13 +2,14 @@
 
 mod browser;
 mod common;
-mod contracts;
+pub mod contracts;
 mod core_cli;
 mod dag_props;
 mod docker_files;
 mod executor;
-mod ingest;
-mod lake;
+pub mod ingest;
+pub mod lake;
+mod lineage;
 mod pipeline;
 mod quality;
 mod recovery;
