@@ -109,7 +109,12 @@ fn read_dlq(
                     header("source_partition").and_then(|v| v.parse().ok()),
                     header("original_offset").and_then(|v| v.parse().ok()),
                 ) else {
-                    tracing::warn!(dlq_topic, partition = p, offset = o, "DLQ record without source headers: skipped");
+                    tracing::warn!(
+                        dlq_topic,
+                        partition = p,
+                        offset = o,
+                        "DLQ record without source headers: skipped"
+                    );
                     continue;
                 };
                 out.push(DeadLetter {

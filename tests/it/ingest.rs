@@ -736,7 +736,9 @@ async fn replaying_the_dlq_after_a_fix_lands_each_event_once() {
     }
     let topic = unique("orders-replay");
     let dlq = unique("dlq-replay");
-    let sent = produce(&env, &bootstrap, &topic, 3000, 0.2, 21)["sent"].as_u64().unwrap();
+    let sent = produce(&env, &bootstrap, &topic, 3000, 0.2, 21)["sent"]
+        .as_u64()
+        .unwrap();
     let out = ingest(&env, &bootstrap, &["--topics", &topic, "--dlq-topic", &dlq]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = flowctl::ingest::bronze_table(&topic);
@@ -761,7 +763,11 @@ async fn replaying_the_dlq_after_a_fix_lands_each_event_once() {
         assert!(out.status.success(), "replay: {}", stderr(&out));
         let s: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(s["read"].as_u64(), Some(before.audit.len() as u64), "{s}");
-        assert_eq!(s["landed"][&topic].as_u64().unwrap_or(0), expect_landed, "{s}");
+        assert_eq!(
+            s["landed"][&topic].as_u64().unwrap_or(0),
+            expect_landed,
+            "{s}"
+        );
         s
     };
     let first = replay(fixable);
@@ -771,15 +777,29 @@ async fn replaying_the_dlq_after_a_fix_lands_each_event_once() {
         .values()
         .map(|v| v.as_u64().unwrap())
         .sum();
-    assert_eq!(still + fixable, before.audit.len() as u64, "the rest still fails");
+    assert_eq!(
+        still + fixable,
+        before.audit.len() as u64,
+        "the rest still fails"
+    );
     let after = landed(&env.home(), &topic, &table).await;
-    assert_eq!(after.bronze.len() as u64, before.bronze.len() as u64 + fixable);
+    assert_eq!(
+        after.bronze.len() as u64,
+        before.bronze.len() as u64 + fixable
+    );
     let uniq: HashSet<(i32, i64)> = after.bronze.iter().copied().collect();
-    assert_eq!(uniq.len(), after.bronze.len(), "no position twice in bronze");
+    assert_eq!(
+        uniq.len(),
+        after.bronze.len(),
+        "no position twice in bronze"
+    );
 
     // Replaying again lands nothing: the replay position is committed with the rows.
     let second = replay(0);
-    assert_eq!(second["already_replayed"].as_u64(), Some(before.audit.len() as u64));
+    assert_eq!(
+        second["already_replayed"].as_u64(),
+        Some(before.audit.len() as u64)
+    );
     let again = landed(&env.home(), &topic, &table).await;
     assert_eq!(again.bronze.len(), after.bronze.len());
 }
