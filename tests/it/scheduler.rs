@@ -67,13 +67,22 @@ fn catchup_fires_every_missed_second_exactly_once_across_a_crash() {
 fn without_catchup_a_restart_fires_once_for_the_missed_windows() {
     let env = Env::new();
     env.flow("tick", &EVERY_SECOND.replace("CATCHUP", "false"));
+    // Polls instead of fixed sleeps: on a loaded machine the first fire can take a while.
+    let wait_until = |pred: &dyn Fn(&[DateTime<Utc>]) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !pred(&fire_times(&env)) {
+            assert!(std::time::Instant::now() < deadline, "the scheduler never fired");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     let s = Server::start(&env, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until(&|t| !t.is_empty());
     s.kill();
     let before = fire_times(&env);
+    let last_before = *before.iter().max().expect("fired before the restart");
     std::thread::sleep(Duration::from_millis(3000));
     let s = Server::start(&env, &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(&|t| t.iter().any(|x| *x > last_before));
     s.kill();
     let after = fire_times(&env);
     let distinct: BTreeSet<_> = after.iter().collect();
@@ -82,7 +91,6 @@ fn without_catchup_a_restart_fires_once_for_the_missed_windows() {
         after.len(),
         "a window fired twice: {after:?}"
     );
-    let last_before = *before.iter().max().expect("fired before the restart");
     let new: Vec<_> = after.iter().filter(|t| **t > last_before).collect();
     // About 3 windows were missed; catch-up fired only the latest (plus at most the live tick
     // that may land in the 300 ms the server ran).
