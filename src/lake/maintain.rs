@@ -96,8 +96,8 @@ impl MaintainError {
 pub struct OptimizeOptions {
     /// Files below this size (bytes) are compacted; new files roll over at about this size.
     pub target_size: u64,
-    /// Z-order by these columns; every file of a partition is rewritten then, not only the
-    /// small ones, since the point is the order across files.
+    /// Z-order by these columns; every file of a partition that has small files is rewritten
+    /// then, not only the small ones, since the point is the order across files.
     pub zorder: Vec<String>,
 }
 
@@ -188,14 +188,28 @@ pub fn plan_optimize(table: &LakeTable, options: OptimizeOptions) -> Result<Opti
     let mut partitions = Vec::new();
     for (_, group) in groups {
         let zorder = !options.zorder.is_empty();
-        let mut candidates: Vec<FileInfo> = group
-            .into_iter()
-            .filter(|f| zorder || (f.size as u64) < options.target_size)
-            .collect();
-        // One small file alone is already as compact as it gets (z-order rewrites it anyway).
-        if candidates.len() < 2 && !(zorder && candidates.len() == 1) {
-            continue;
-        }
+        let small = group
+            .iter()
+            .filter(|f| (f.size as u64) < options.target_size)
+            .count();
+        // Z-order rewrites a whole partition, but only one that has new small files and more
+        // than one file: a partition already compacted is left alone, so a daily run does not
+        // rewrite the whole table every day. Plain compaction rewrites the small files, when
+        // there are at least two of them (one small file alone is as compact as it gets).
+        let mut candidates: Vec<FileInfo> = if zorder {
+            if group.len() < 2 || small == 0 {
+                continue;
+            }
+            group
+        } else {
+            if small < 2 {
+                continue;
+            }
+            group
+                .into_iter()
+                .filter(|f| (f.size as u64) < options.target_size)
+                .collect()
+        };
         candidates.sort_by(|a, b| a.path.cmp(&b.path));
         partitions.push(PartitionPlan {
             partition_values: candidates[0].partition_values.clone(),
