@@ -12,6 +12,7 @@ mod lake;
 mod pipeline;
 mod recovery;
 mod scheduler;
+mod tables;
 mod server;
 mod transform;
 mod validation;
