@@ -63,7 +63,11 @@ pub async fn optimize(home: &Path, a: OptimizeArgs) -> anyhow::Result<u8> {
         .map_err(|e| UsageError(format!("--target-size: {e}")))?;
     let mut t = open_table(home, &a.table).await?;
     let options = OptimizeOptions {
-        target_size: if target == 0 { DEFAULT_TARGET_SIZE } else { target },
+        target_size: if target == 0 {
+            DEFAULT_TARGET_SIZE
+        } else {
+            target
+        },
         zorder: a.zorder.iter().map(|c| c.trim().to_string()).collect(),
     };
     let report = maintain::optimize(&mut t, options)
@@ -88,7 +92,11 @@ pub async fn optimize(home: &Path, a: OptimizeArgs) -> anyhow::Result<u8> {
             report.files_removed,
             report.files_added,
             report.partitions_compacted,
-            if report.partitions_compacted == 1 { "" } else { "s" },
+            if report.partitions_compacted == 1 {
+                ""
+            } else {
+                "s"
+            },
             human_bytes(report.bytes_removed),
             human_bytes(report.bytes_added),
             report.rows_rewritten,

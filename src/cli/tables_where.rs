@@ -70,7 +70,10 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
             continue;
         }
         let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
-        if let Some(op) = ["==", "!=", "<>", "<=", ">="].into_iter().find(|o| *o == two) {
+        if let Some(op) = ["==", "!=", "<>", "<=", ">="]
+            .into_iter()
+            .find(|o| *o == two)
+        {
             out.push((Tok::Op(op), at));
             i += 2;
             continue;
@@ -87,7 +90,9 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
                 let mut j = i + 1;
                 loop {
                     match chars.get(j) {
-                        None => return Err(format!("unterminated {c}…{c} starting at column {at}")),
+                        None => {
+                            return Err(format!("unterminated {c}…{c} starting at column {at}"));
+                        }
                         // A doubled quote inside is the quote itself (SQL style).
                         Some(&q) if q == c && chars.get(j + 1) == Some(&c) => {
                             s.push(c);
@@ -100,7 +105,14 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
                         }
                     }
                 }
-                out.push((if c == '`' { Tok::Quoted(s) } else { Tok::Str(s) }, at));
+                out.push((
+                    if c == '`' {
+                        Tok::Quoted(s)
+                    } else {
+                        Tok::Str(s)
+                    },
+                    at,
+                ));
                 i = j + 1;
                 continue;
             }
@@ -180,8 +192,14 @@ impl Parser {
             .map(|(t, _)| format!(" after {}", describe(t)))
             .unwrap_or_default();
         match self.toks.get(self.pos) {
-            Some((t, c)) => format!("expected {what}{after} at column {c}, found {}", describe(t)),
-            None => format!("expected {what}{after} at column {} (end of input)", self.end),
+            Some((t, c)) => format!(
+                "expected {what}{after} at column {c}, found {}",
+                describe(t)
+            ),
+            None => format!(
+                "expected {what}{after} at column {} (end of input)",
+                self.end
+            ),
         }
     }
 
@@ -219,9 +237,10 @@ impl Parser {
 
     fn column(&mut self) -> Result<String, String> {
         match self.peek().cloned() {
-            Some(Tok::Ident(s)) if !["and", "or", "not", "is", "in", "null"]
-                .iter()
-                .any(|k| s.eq_ignore_ascii_case(k)) =>
+            Some(Tok::Ident(s))
+                if !["and", "or", "not", "is", "in", "null"]
+                    .iter()
+                    .any(|k| s.eq_ignore_ascii_case(k)) =>
             {
                 self.pos += 1;
                 Ok(s)
@@ -244,7 +263,10 @@ impl Parser {
                 } else if let Ok(f) = clean.parse::<f64>() {
                     Value::Float(f)
                 } else {
-                    return Err(format!("`{n}` at column {} is not a number", self.col_here()));
+                    return Err(format!(
+                        "`{n}` at column {} is not a number",
+                        self.col_here()
+                    ));
                 }
             }
             Some(Tok::Ident(s)) if s.eq_ignore_ascii_case("true") => Value::Bool(true),
@@ -324,7 +346,8 @@ pub fn parse(text: &str) -> Result<Pred, String> {
 /// A literal for comparing with a column of type `dtype` (strings become dates/timestamps for
 /// temporal columns).
 fn literal(column: &str, v: &Value, dtype: &DataType) -> Result<Expr, String> {
-    let mismatch = |what: &str| format!("--where: column {column} is {dtype}, not comparable with {what}");
+    let mismatch =
+        |what: &str| format!("--where: column {column} is {dtype}, not comparable with {what}");
     match v {
         Value::Str(s) => match dtype {
             DataType::String => Ok(lit(s.clone())),
@@ -343,7 +366,10 @@ fn literal(column: &str, v: &Value, dtype: &DataType) -> Result<Expr, String> {
 fn column_type<'a>(schema: &'a Schema, name: &str) -> Result<&'a DataType, String> {
     schema.get(name).ok_or_else(|| {
         let names: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
-        format!("--where: no column `{name}` (columns: {})", names.join(", "))
+        format!(
+            "--where: no column `{name}` (columns: {})",
+            names.join(", ")
+        )
     })
 }
 
@@ -465,13 +491,25 @@ mod tests {
             "--where: expected a value after `>` at column 10, found `and`"
         );
         assert!(parse("a = 'x").unwrap_err().contains("unterminated"));
-        assert!(parse("a = 1 b = 2").unwrap_err().contains("expected `and`, `or` or the end"));
+        assert!(
+            parse("a = 1 b = 2")
+                .unwrap_err()
+                .contains("expected `and`, `or` or the end")
+        );
         assert!(parse("(a = 1").unwrap_err().contains("expected `)`"));
         assert!(parse("a is 3").unwrap_err().contains("expected `null`"));
         assert!(parse("a = null").unwrap_err().contains("use `is null`"));
         assert!(parse("a in 1").unwrap_err().contains("expected `(`"));
-        assert!(parse("= 3").unwrap_err().contains("expected a column name at column 1"));
-        assert!(parse("a ; 3").unwrap_err().contains("unexpected `;` at column 3"));
+        assert!(
+            parse("= 3")
+                .unwrap_err()
+                .contains("expected a column name at column 1")
+        );
+        assert!(
+            parse("a ; 3")
+                .unwrap_err()
+                .contains("unexpected `;` at column 3")
+        );
     }
 
     #[test]
@@ -499,7 +537,10 @@ mod tests {
         assert_eq!(rows("not (n < 6)"), ["d"]);
         assert_eq!(rows("name not in ('a')"), ["b", "c", "d"]);
         let err = compile("missing = 1", frame.schema()).unwrap_err();
-        assert!(err.contains("no column `missing`") && err.contains("name, n, x"), "{err}");
+        assert!(
+            err.contains("no column `missing`") && err.contains("name, n, x"),
+            "{err}"
+        );
         let err = compile("n = 'x'", frame.schema()).unwrap_err();
         assert!(err.contains("column n is i64"), "{err}");
     }

@@ -66,7 +66,10 @@ pub fn list_tables(lake: &Path) -> Result<Vec<String>, LakeError> {
     Ok(names)
 }
 
-fn run_id_of(info: &HashMap<String, serde_json::Value>, user_metadata: Option<&str>) -> Option<i64> {
+fn run_id_of(
+    info: &HashMap<String, serde_json::Value>,
+    user_metadata: Option<&str>,
+) -> Option<i64> {
     if let Some(v) = info.get("flowctl_run_id") {
         if let Some(n) = v.as_i64() {
             return Some(n);

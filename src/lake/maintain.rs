@@ -146,7 +146,10 @@ pub struct OptimizeReport {
 }
 
 /// Plans a compaction of `table`'s current snapshot.
-pub fn plan_optimize(table: &LakeTable, options: OptimizeOptions) -> Result<OptimizePlan, MaintainError> {
+pub fn plan_optimize(
+    table: &LakeTable,
+    options: OptimizeOptions,
+) -> Result<OptimizePlan, MaintainError> {
     let name = table.path().display().to_string();
     if options.target_size == 0 {
         return Err(MaintainError::Invalid {
@@ -369,7 +372,10 @@ async fn commit_swap(
         let base = table.version();
         let props = CommitProperties::default()
             .with_metadata([("operationMetrics".to_string(), metrics.clone())]);
-        let snapshot = table.table.snapshot().map_err(delta_err(&path, "snapshot"))?;
+        let snapshot = table
+            .table
+            .snapshot()
+            .map_err(delta_err(&path, "snapshot"))?;
         let operation = DeltaOperation::Optimize {
             predicate: None,
             target_size: options.target_size as i64,
@@ -458,7 +464,10 @@ pub fn files_on_disk(root: &Path) -> Result<Vec<String>, LakeError> {
 /// Deletes the files that no version within `retain` needs (delta-rs `vacuum`, lite mode: only
 /// files the log removed; files of the current version are never candidates). Refuses a
 /// retention below [`MIN_RETENTION`] unless `force`.
-pub async fn vacuum(table: &mut LakeTable, options: VacuumOptions) -> Result<VacuumReport, MaintainError> {
+pub async fn vacuum(
+    table: &mut LakeTable,
+    options: VacuumOptions,
+) -> Result<VacuumReport, MaintainError> {
     let path = table.path().to_path_buf();
     if options.retain < MIN_RETENTION && !options.force {
         return Err(MaintainError::RetentionTooShort {
@@ -469,10 +478,11 @@ pub async fn vacuum(table: &mut LakeTable, options: VacuumOptions) -> Result<Vac
     }
     table.refresh().await?;
     let before = files_on_disk(&path)?;
-    let retention = chrono::Duration::from_std(options.retain).map_err(|e| MaintainError::Invalid {
-        table: path.display().to_string(),
-        detail: format!("retention out of range: {e}"),
-    })?;
+    let retention =
+        chrono::Duration::from_std(options.retain).map_err(|e| MaintainError::Invalid {
+            table: path.display().to_string(),
+            detail: format!("retention out of range: {e}"),
+        })?;
     let (new_table, metrics) = table
         .table
         .clone()
@@ -576,6 +586,10 @@ mod tests {
         assert_eq!(parse_size("1048576"), Ok(1_048_576));
         assert_eq!(parse_size("2 KiB"), Ok(2048));
         assert!(parse_size("MiB").unwrap_err().contains("expected a number"));
-        assert!(parse_size("3 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_size("3 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
     }
 }

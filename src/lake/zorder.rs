@@ -13,7 +13,10 @@ use deltalake::arrow::compute::{SortOptions, take_record_batch};
 use deltalake::arrow::error::ArrowError;
 
 /// The interleaved key of every row of `batch` over `columns` (names; must exist).
-pub(super) fn zorder_keys(batch: &RecordBatch, columns: &[String]) -> Result<Vec<u128>, ArrowError> {
+pub(super) fn zorder_keys(
+    batch: &RecordBatch,
+    columns: &[String],
+) -> Result<Vec<u128>, ArrowError> {
     let rows = batch.num_rows();
     if columns.is_empty() || rows == 0 {
         return Ok(vec![0; rows]);
@@ -64,7 +67,10 @@ pub(super) fn zorder_keys(batch: &RecordBatch, columns: &[String]) -> Result<Vec
 }
 
 /// `batch` with its rows in Z-order over `columns` (stable: equal keys keep their order).
-pub(super) fn zorder_sort(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch, ArrowError> {
+pub(super) fn zorder_sort(
+    batch: &RecordBatch,
+    columns: &[String],
+) -> Result<RecordBatch, ArrowError> {
     let keys = zorder_keys(batch, columns)?;
     let mut idx: Vec<u32> = (0..batch.num_rows() as u32).collect();
     idx.sort_by_key(|&i| keys[i as usize]);

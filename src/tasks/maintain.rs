@@ -78,7 +78,9 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
             )));
         }
         TablesParam::List(l) if l.is_empty() => {
-            return Err(err("params.tables: name at least one table (or `all`)".into()));
+            return Err(err(
+                "params.tables: name at least one table (or `all`)".into()
+            ));
         }
         TablesParam::List(l) => Some(l),
     };

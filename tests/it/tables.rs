@@ -108,7 +108,15 @@ async fn tables_optimize_keeps_content_cuts_files_and_time_travel_still_works() 
     let t = LakeTable::open(&path).await.unwrap();
     assert_eq!(t.read_df_at(10).await.unwrap().height(), 400);
     assert!(sorted(t.read_df_at(30).await.unwrap()).equals_missing(&before));
-    let (code, v) = env.json(&["tables", "show", "events", "--version", "10", "--limit", "0"]);
+    let (code, v) = env.json(&[
+        "tables",
+        "show",
+        "events",
+        "--version",
+        "10",
+        "--limit",
+        "0",
+    ]);
     assert_eq!(code, 0);
     assert_eq!(v["row_count"], 400);
 
@@ -117,7 +125,11 @@ async fn tables_optimize_keeps_content_cuts_files_and_time_travel_still_works() 
     assert_eq!(code, 0);
     assert!(v["optimize"]["version"].is_null(), "{v}");
     let out = env.run(&["tables", "optimize", "events"]);
-    assert!(stdout(&out).contains("nothing to compact"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing to compact"),
+        "{}",
+        stdout(&out)
+    );
 
     // History shows the OPTIMIZE commit with its metrics; other engines read the same rows.
     let (_, h) = env.json(&["tables", "history", "events", "--limit", "2"]);
@@ -155,7 +167,11 @@ async fn tables_optimize_small_target_and_zorder() {
 
     let out = env.run(&["tables", "optimize", "z", "--zorder", "nope"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot z-order by nope"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot z-order by nope"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.run(&["tables", "optimize", "z", "--target-size", "12 parsecs"]);
     assert_eq!(out.status.code(), Some(2));
     let out = env.run(&["tables", "optimize", "missing"]);
@@ -208,22 +224,50 @@ async fn tables_vacuum_never_deletes_live_files() {
     // Below the minimum without --force: refused, exit 2.
     let out = env.run(&["tables", "vacuum", "v", "--retain", "0s"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("below the safe minimum"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("below the safe minimum"),
+        "{}",
+        stderr(&out)
+    );
     // The default retention (7 days) deletes nothing: the files were removed just now.
     let (code, v) = env.json(&["tables", "vacuum", "v"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["vacuum"]["deleted"].as_array().unwrap().len(), 0);
     // Dry run lists the 36 old files and deletes nothing.
-    let (code, v) = env.json(&["tables", "vacuum", "v", "--retain", "0s", "--force", "--dry-run"]);
+    let (code, v) = env.json(&[
+        "tables",
+        "vacuum",
+        "v",
+        "--retain",
+        "0s",
+        "--force",
+        "--dry-run",
+    ]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["vacuum"]["deleted"].as_array().unwrap().len(), 36, "{v}");
     assert_eq!(maintain::files_on_disk(&path).unwrap().len(), on_disk);
-    let out = env.run(&["tables", "vacuum", "v", "--retain", "0s", "--force", "--dry-run"]);
-    assert!(stdout(&out).contains("would delete 36 of 39"), "{}", stdout(&out));
+    let out = env.run(&[
+        "tables",
+        "vacuum",
+        "v",
+        "--retain",
+        "0s",
+        "--force",
+        "--dry-run",
+    ]);
+    assert!(
+        stdout(&out).contains("would delete 36 of 39"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = env.run(&["tables", "vacuum", "v", "--retain", "0s", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("files on disk 39 → 3"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("files on disk 39 → 3"),
+        "{}",
+        stdout(&out)
+    );
     let t = LakeTable::open(&path).await.unwrap();
     live_files_exist(&path, &t);
     assert_eq!(maintain::files_on_disk(&path).unwrap().len(), 3);
@@ -235,7 +279,8 @@ async fn tables_vacuum_never_deletes_live_files() {
     assert_eq!(code, 0, "{v}");
     let version = v["checkpoint"]["version"].as_i64().unwrap();
     assert!(
-        path.join(format!("_delta_log/{version:020}.checkpoint.parquet")).exists(),
+        path.join(format!("_delta_log/{version:020}.checkpoint.parquet"))
+            .exists(),
         "{v}"
     );
     assert_eq!(
@@ -255,8 +300,15 @@ async fn tables_show_history_and_list() {
 
     // --where / --columns / --limit / --json.
     let (code, v) = env.json(&[
-        "tables", "show", "orders", "--where", "status = 'PAID' and amount >= 100 or id in (1, 2)",
-        "--columns", "id,status", "--limit", "0",
+        "tables",
+        "show",
+        "orders",
+        "--where",
+        "status = 'PAID' and amount >= 100 or id in (1, 2)",
+        "--columns",
+        "id,status",
+        "--limit",
+        "0",
     ]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["columns"], serde_json::json!(["id", "status"]));
@@ -271,10 +323,32 @@ async fn tables_show_history_and_list() {
     want.extend([1, 2]);
     want.sort();
     assert_eq!(ids, want);
-    let (_, v) = env.json(&["tables", "show", "orders", "--where", "status is null", "--limit", "3"]);
+    let (_, v) = env.json(&[
+        "tables",
+        "show",
+        "orders",
+        "--where",
+        "status is null",
+        "--limit",
+        "3",
+    ]);
     assert_eq!(v["row_count"], 3);
-    assert!(v["rows"].as_array().unwrap().iter().all(|r| r.get("status").is_none_or(|s| s.is_null())));
-    let (_, v) = env.json(&["tables", "show", "orders", "--where", "event_date = '2024-10-04'", "--limit", "0"]);
+    assert!(
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("status").is_none_or(|s| s.is_null()))
+    );
+    let (_, v) = env.json(&[
+        "tables",
+        "show",
+        "orders",
+        "--where",
+        "event_date = '2024-10-04'",
+        "--limit",
+        "0",
+    ]);
     // Day 20_000 is 2024-10-04: ids ≡ 0 (mod 3).
     assert_eq!(v["row_count"], 14, "{v}");
     let out = env.run(&["tables", "show", "orders", "--where", "amount >"]);
@@ -285,12 +359,26 @@ async fn tables_show_history_and_list() {
         stderr(&out)
     );
     // Text output: a header row, aligned rows, a footer.
-    let out = env.run(&["tables", "show", "orders", "--limit", "2", "--columns", "id,amount"]);
+    let out = env.run(&[
+        "tables",
+        "show",
+        "orders",
+        "--limit",
+        "2",
+        "--columns",
+        "id,amount",
+    ]);
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("id") && lines[0].contains("amount"), "{text}");
+    assert!(
+        lines[0].starts_with("id") && lines[0].contains("amount"),
+        "{text}"
+    );
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines[3].contains("2 rows of orders at version 4; --limit 2 reached"), "{text}");
+    assert!(
+        lines[3].contains("2 rows of orders at version 4; --limit 2 reached"),
+        "{text}"
+    );
 
     // Time travel: --version and --as-of.
     let (_, v) = env.json(&["tables", "show", "orders", "--version", "2", "--limit", "0"]);
@@ -298,7 +386,11 @@ async fn tables_show_history_and_list() {
     assert_eq!(v["version"], 2);
     let out = env.run(&["tables", "show", "orders", "--version", "9"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("versions are 0..=4"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("versions are 0..=4"),
+        "{}",
+        stderr(&out)
+    );
     let (_, h) = env.json(&["tables", "history", "orders"]);
     let commits = h["commits"].as_array().unwrap();
     assert_eq!(commits.len(), 5);
@@ -306,18 +398,32 @@ async fn tables_show_history_and_list() {
     assert_eq!(commits[0]["run_id"], 42);
     let v2_time = commits[2]["timestamp"].as_str().unwrap().to_string();
     assert_eq!(commits[2]["version"], 2);
-    let (code, v) = env.json(&["tables", "show", "orders", "--as-of", &v2_time, "--limit", "0"]);
+    let (code, v) = env.json(&[
+        "tables", "show", "orders", "--as-of", &v2_time, "--limit", "0",
+    ]);
     assert_eq!(code, 0, "{v}");
     assert!(v["version"].as_i64().unwrap() >= 2, "{v}");
     assert_eq!(
         v["row_count"].as_i64().unwrap(),
         v["version"].as_i64().unwrap() * 10
     );
-    let (_, v) = env.json(&["tables", "show", "orders", "--as-of", "2999-01-01", "--limit", "0"]);
+    let (_, v) = env.json(&[
+        "tables",
+        "show",
+        "orders",
+        "--as-of",
+        "2999-01-01",
+        "--limit",
+        "0",
+    ]);
     assert_eq!(v["version"], 4);
     let out = env.run(&["tables", "show", "orders", "--as-of", "2001-01-01"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("before the table's first commit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("before the table's first commit"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.run(&["tables", "show", "orders", "--as-of", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
     let out = env.run(&["tables", "history", "orders"]);
@@ -374,12 +480,23 @@ async fn tables_maintain_task_reports_files_before_and_after() {
         let out = env.run(&["flows", "validate", file.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{f}: {}", stderr(&out));
     }
-    let out = env.run(&["flows", "validate", env.flows().join("bad2.yaml").to_str().unwrap()]);
-    assert!(stderr(&out).contains("below the safe minimum"), "{}", stderr(&out));
+    let out = env.run(&[
+        "flows",
+        "validate",
+        env.flows().join("bad2.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("below the safe minimum"),
+        "{}",
+        stderr(&out)
+    );
 
     // The shipped maintenance flow validates.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = env
-        .run(&["flows", "validate", root.join("flows/lake_maintenance.yaml").to_str().unwrap()]);
+    let out = env.run(&[
+        "flows",
+        "validate",
+        root.join("flows/lake_maintenance.yaml").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
