@@ -14,6 +14,9 @@ mod lineage;
 pub mod output;
 mod runs;
 mod serve;
+mod tables;
+mod tables_maint;
+mod tables_where;
 
 use std::process::ExitCode;
 
@@ -76,6 +79,10 @@ enum Command {
     Replay(ingest::ReplayArgs),
     /// Which runs and input versions made a table version, back to Kafka offsets.
     Lineage(lineage::LineageArgs),
+    /// Delta tables in the lake: list, history, show (time travel), optimize, vacuum,
+    /// checkpoint.
+    #[command(subcommand)]
+    Tables(tables::TablesCmd),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -137,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Flows(cmd) => flows::run(&cfg, cmd),
         Command::Checks(a) => checks::run(&cfg, a).await,
         Command::Bench(cmd) => bench::run(&cfg, cmd).await,
+        Command::Tables(cmd) => tables::run(&cfg, cmd).await,
         Command::Schemas(cmd) => exit(contracts::schemas(cmd, &cfg.db).await?),
         Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg.db).await?),
         Command::Produce(a) => exit(contracts::produce(a, &cfg.db).await?),
@@ -157,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Flows(_)
                 | Command::Checks(_)
                 | Command::Bench(_)
+                | Command::Tables(_)
                 | Command::Schemas(_)
                 | Command::Registry(_)
                 | Command::Produce(_)

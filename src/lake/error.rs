@@ -45,4 +45,6 @@ pub enum LakeError {
     },
     #[error("staging file {path}: {detail}")]
     Staging { path: String, detail: String },
+    #[error("table {table}: time travel: {detail}")]
+    TimeTravel { table: String, detail: String },
 }

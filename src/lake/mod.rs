@@ -10,14 +10,18 @@
 mod bronze_decode;
 mod error;
 mod frame;
+mod inspect;
+pub mod maintain;
 mod read;
 mod scan;
 mod stage;
 mod table;
+mod zorder;
 
 pub use bronze_decode::{BronzeDecoder, DecodeFault, DecodeOutcome, KafkaRecord, RecordError};
 pub use error::LakeError;
 pub use frame::{batches_to_df, conform, df_to_batch};
+pub use inspect::{CommitDetail, FileInfo, TableStats, list_tables};
 pub use scan::DataFile;
 pub use stage::{
     GateOutcome, GateSubject, StageMode, StageSpec, StagedCommit, gate_and_publish, stage, staged,

@@ -11,21 +11,24 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::error::LakeError;
+use super::scan::DataFile;
 use super::table::LakeTable;
 
 impl LakeTable {
     /// Every row of the current version, in the table's schema (partition columns included).
     pub fn read_all(&self) -> Result<Vec<RecordBatch>, LakeError> {
+        self.read_files(&self.files()?)
+    }
+
+    /// Every row of `files` (paths relative to the table folder), in the table's schema with the
+    /// partition columns filled in from each file's partition values. Compaction reads the
+    /// files it rewrites through this.
+    pub fn read_files(&self, files: &[DataFile]) -> Result<Vec<RecordBatch>, LakeError> {
         let schema = self.arrow_schema()?;
         let table_name = self.path.display().to_string();
-        let snap = self.table.snapshot().map_err(|source| LakeError::Delta {
-            table: table_name.clone(),
-            step: "snapshot",
-            source: Box::new(source),
-        })?;
         let mut out = Vec::new();
-        for file in snap.log_data().iter() {
-            let rel = file.path().to_string();
+        for file in files {
+            let rel = file.path.clone();
             let full = self.path.join(&rel);
             let read_err = |detail: String| LakeError::Read {
                 table: table_name.clone(),
@@ -36,7 +39,7 @@ impl LakeTable {
             let reader = ParquetRecordBatchReaderBuilder::try_new(f)
                 .and_then(|b| b.build())
                 .map_err(|e| read_err(e.to_string()))?;
-            let parts = file.partition_values_map();
+            let parts = &file.partition_values;
             for batch in reader {
                 let batch = batch.map_err(|e| read_err(e.to_string()))?;
                 let rows = batch.num_rows();

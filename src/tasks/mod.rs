@@ -4,6 +4,7 @@
 mod aggregate_gold;
 mod context;
 pub mod ingest_bronze;
+mod maintain;
 mod noop;
 mod publish_staged;
 mod quality_check;
@@ -109,6 +110,7 @@ impl TaskRegistry {
         r.register("transform_silver", transform_silver::build);
         r.register("aggregate_gold", aggregate_gold::build);
         r.register("publish_staged", publish_staged::build);
+        r.register("maintain", maintain::build);
         r
     }
 

@@ -15,6 +15,7 @@ mod quality;
 mod recovery;
 mod scheduler;
 mod server;
+mod tables;
 mod transform;
 mod validation;
 mod web_api;
