@@ -527,8 +527,8 @@ mod tests {
                 .unwrap()
                 .str()
                 .unwrap()
-                .into_no_null_iter()
-                .map(str::to_string)
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
                 .collect::<Vec<_>>()
         };
         assert_eq!(rows("n > 3"), ["b", "d"]);
