@@ -18,7 +18,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,7 +26,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::IngestError;
-use super::source::{RawBatch, RawRecord, watermarks};
+use super::source::{IngestConsumer, RawBatch, RawRecord, watermarks};
 use crate::contracts::broker::client_config;
 
 /// The audit table's name under the lake.
@@ -232,7 +232,7 @@ fn dlq_err(topic: &str, detail: String) -> IngestError {
 /// partition → last offset an audit commit accounts for; a partition absent from it is read
 /// from its start). Those records came from a batch whose audit commit never happened.
 pub fn produced_after(
-    consumer: &BaseConsumer,
+    consumer: &IngestConsumer,
     dlq_topic: &str,
     partitions: &[i32],
     recorded: &BTreeMap<i32, i64>,

@@ -10,13 +10,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::IngestError;
-use super::source::{RawBatch, RawRecord, consumer, partitions, watermarks};
+use super::source::{IngestConsumer, RawBatch, RawRecord, consumer, partitions, watermarks};
 use super::topic::TopicState;
 use super::validate::Rules;
 use crate::contracts::registry::Registry;
@@ -54,7 +54,7 @@ struct DeadLetter {
 }
 
 fn read_dlq(
-    c: &BaseConsumer,
+    c: &IngestConsumer,
     dlq_topic: &str,
     from: &BTreeMap<i32, i64>,
 ) -> Result<Vec<DeadLetter>, IngestError> {

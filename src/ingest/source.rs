@@ -107,14 +107,31 @@ pub type SourceTx = tokio::sync::mpsc::Sender<(usize, SourceMsg)>;
 /// A running consumer thread. Dropping it stops the thread (which also ends on its own when
 /// the receiving side is gone).
 pub struct Source {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<IngestConsumer>,
     stop: Arc<AtomicBool>,
     topic: String,
 }
 
+/// librdkafka reports partition EOF (which ingest asks for, to end bounded batches) through the
+/// client's error callback as well; the default context logs each at ERROR. This one does not.
+pub struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
+/// The consumer type ingest uses.
+pub type IngestConsumer = BaseConsumer<QuietEof>;
+
 /// A consumer for `group` on `bootstrap`, configured for explicit assignment and no automatic
 /// offset handling.
-pub fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
+pub fn consumer(bootstrap: &str, group: &str) -> Result<IngestConsumer, KafkaError> {
     client_config(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -124,11 +141,11 @@ pub fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError
         .set("allow.auto.create.topics", "false")
         .set("queued.min.messages", "200000")
         .set("fetch.wait.max.ms", "100")
-        .create()
+        .create_with_context(QuietEof)
 }
 
 /// The topic's partitions, sorted. Errors when the topic does not exist.
-pub fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, IngestError> {
+pub fn partitions(consumer: &IngestConsumer, topic: &str) -> Result<Vec<i32>, IngestError> {
     let md = consumer
         .fetch_metadata(Some(topic), META_TIMEOUT)
         .map_err(|e| IngestError::Kafka {
@@ -149,7 +166,7 @@ pub fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, Inge
 
 /// `(low, high)` watermarks of one partition.
 pub fn watermarks(
-    consumer: &BaseConsumer,
+    consumer: &IngestConsumer,
     topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), IngestError> {
@@ -166,7 +183,7 @@ impl Source {
     /// Assigns the planned partitions and starts the consumer thread. Partitions whose start is
     /// already at their target are not assigned at all.
     pub fn start(
-        consumer: BaseConsumer,
+        consumer: IngestConsumer,
         plan: SourcePlan,
         index: usize,
         tx: SourceTx,
@@ -242,7 +259,7 @@ fn kafka(topic: &str, step: &'static str, e: KafkaError) -> IngestError {
 }
 
 /// The consumer thread's loop.
-fn run(consumer: &BaseConsumer, plan: SourcePlan, stop: &AtomicBool, index: usize, tx: &SourceTx) {
+fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, index: usize, tx: &SourceTx) {
     let started = Instant::now();
     // partition → (next offset expected, target)
     let mut open: BTreeMap<i32, (i64, Option<i64>)> = plan
