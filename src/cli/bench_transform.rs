@@ -21,7 +21,7 @@ use crate::transform::{Entity, TransformError};
 /// 2025-11-01T00:00:00Z: the first simulated event time.
 const T0_MS: i64 = 1_761_955_200_000;
 const DAYS: i64 = 14;
-const CHUNK: usize = 200_000;
+const CHUNK: usize = 50_000;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchTransformArgs {

@@ -30,8 +30,12 @@ fn column_to_series(name: &str, chunks: &[ArrayRef]) -> Result<Series, LakeError
         let (array, schema) = to_ffi(&chunk.to_data())?;
         // SAFETY: arrow-rs and polars-arrow both define these as the C Data Interface's
         // `#[repr(C)]` ArrowArray / ArrowSchema; the release callbacks travel with them.
-        let (array, schema): (pffi::ArrowArray, pffi::ArrowSchema) =
-            unsafe { (std::mem::transmute(array), std::mem::transmute(schema)) };
+        let (array, schema): (pffi::ArrowArray, pffi::ArrowSchema) = unsafe {
+            (
+                std::mem::transmute::<FFI_ArrowArray, pffi::ArrowArray>(array),
+                std::mem::transmute::<FFI_ArrowSchema, pffi::ArrowSchema>(schema),
+            )
+        };
         let field = unsafe { pffi::import_field_from_c(&schema) }.map_err(bridge_err)?;
         let imported = unsafe { pffi::import_array_from_c(array, field.dtype().clone()) }
             .map_err(bridge_err)?;
@@ -84,8 +88,12 @@ pub fn df_to_batch(df: &DataFrame, target: Option<&SchemaRef>) -> Result<RecordB
         let schema = pffi::export_field_to_c(&pfield);
         let array = pffi::export_array_to_c(array);
         // SAFETY: as in `column_to_series`, the other way round.
-        let (array, schema): (FFI_ArrowArray, FFI_ArrowSchema) =
-            unsafe { (std::mem::transmute(array), std::mem::transmute(schema)) };
+        let (array, schema): (FFI_ArrowArray, FFI_ArrowSchema) = unsafe {
+            (
+                std::mem::transmute::<pffi::ArrowArray, FFI_ArrowArray>(array),
+                std::mem::transmute::<pffi::ArrowSchema, FFI_ArrowSchema>(schema),
+            )
+        };
         let data = unsafe { from_ffi(array, &schema) }?;
         let field = Field::try_from(&schema)?;
         fields.push(field.with_nullable(true));

@@ -350,3 +350,107 @@ async fn pipeline_health(home: &Path, run: &GoldRun) -> Result<(), TransformErro
     stage(home, def.name, &table, [batch], spec).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn orders() -> LazyFrame {
+        df!(
+            "event_date" => [1i32, 1, 1, 1, 2],
+            "campaign_id" => [Some("c1"), None, Some("c1"), Some("c1"), None],
+            "currency" => ["EUR", "EUR", "EUR", "EUR", "USD"],
+            "amount" => [10.10, 5.0, 0.2, 99.0, 1.25],
+            "customer_id" => ["a", "b", "a", "c", "d"],
+            "status" => ["PAID", "CREATED", "SHIPPED", "CANCELLED", "PAID"],
+        )
+        .unwrap()
+        .lazy()
+    }
+
+    #[test]
+    fn revenue_skips_cancelled_and_rounds_after_summing() {
+        let df = daily_revenue(orders())
+            .sort(["event_date", "campaign_id"], Default::default())
+            .collect()
+            .unwrap();
+        assert_eq!(df.height(), 3);
+        let camp: Vec<_> = df
+            .column("campaign_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(camp, [Some("(none)"), Some("c1"), Some("(none)")]);
+        let n: Vec<_> = df
+            .column("orders")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(n, [1, 2, 1]);
+        let rev: Vec<_> = df
+            .column("revenue")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(rev, [5.0, 10.3, 1.25]);
+        let avg: Vec<_> = df
+            .column("avg_order_value")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(avg, [5.0, 5.15, 1.25]);
+        let cust: Vec<_> = df
+            .column("distinct_customers")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(cust, [1, 1, 1]);
+    }
+
+    #[test]
+    fn rates_count_successes_and_guard_zero_views() {
+        let pays = df!(
+            "event_date" => [1i32, 1, 1],
+            "method" => ["card", "card", "card"],
+            "status" => ["FAILED", "CAPTURED", "AUTHORIZED"],
+        )
+        .unwrap();
+        let df = payment_success_rate(pays.lazy()).collect().unwrap();
+        let rate = df.column("success_rate").unwrap().f64().unwrap().get(0);
+        assert_eq!(rate, Some(2.0 / 3.0));
+        let clicks = df!(
+            "event_date" => [1i32, 1, 1],
+            "campaign_id" => [None::<&str>, None, Some("c")],
+            "action" => ["purchase", "click", "view"],
+        )
+        .unwrap();
+        let df = campaign_engagement(clicks.lazy())
+            .sort(["campaign_id"], Default::default())
+            .collect()
+            .unwrap();
+        let conv: Vec<_> = df
+            .column("conversion_rate")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        // "(none)" has a purchase but no view: 0, not infinity.
+        assert_eq!(conv, [0.0, 0.0]);
+    }
+}

@@ -202,7 +202,19 @@ pub async fn transform_entity(
     let def = entity.silver();
     let silver = def.open(home).await?;
     let app_id = txn_app_id(def.name, &bronze_name);
-    let from = silver.txn_version(&app_id).await?.unwrap_or(-1);
+    let mut from = silver.txn_version(&app_id).await?.unwrap_or(-1);
+    if entity == Entity::Orders {
+        // Orders feed two tables, published by the gate one after the other: if the items
+        // lag behind (their publish failed), redo the increment from there. Re-running it on
+        // silver_orders changes nothing (dedup keeps the rows already there).
+        let items_def = silver_order_items();
+        let items = items_def.open(home).await?;
+        let items_from = items
+            .txn_version(&txn_app_id(items_def.name, &bronze_name))
+            .await?
+            .unwrap_or(-1);
+        from = from.min(items_from);
+    }
     let mut report = EntityReport {
         entity: entity.name(),
         bronze_version: bronze.version(),
@@ -326,7 +338,10 @@ pub async fn transform_entity(
         run_id: run.run_id,
     };
     let target = silver.arrow_schema()?;
-    let batch = df_to_batch(&merged, Some(&target))?;
+    // Only the table's columns cross the bridge (not `items` or the merge marker).
+    let columns = target.fields().iter().map(|f| f.name().as_str());
+    let table_rows = merged.select(columns).map_err(pl(def.name, "columns"))?;
+    let batch = df_to_batch(&table_rows, Some(&target))?;
     stage(home, def.name, &silver, [batch], spec.clone()).await?;
     report.staged.push(def.name.to_string());
 

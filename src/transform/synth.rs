@@ -122,7 +122,9 @@ impl BronzeWriter {
     /// Encodes `events` (each with the id of the schema it follows) and appends the ones that
     /// reach bronze as one commit; returns the new table version and how many rows it added.
     pub async fn append(&mut self, events: &[(u32, &Event)]) -> Result<(i64, usize), LakeError> {
-        let mut frames: Vec<(Option<&str>, i32, i64, i64, Vec<u8>)> = Vec::new();
+        // (key, partition, offset, timestamp ms, framed payload)
+        type Frame<'e> = (Option<&'e str>, i32, i64, i64, Vec<u8>);
+        let mut frames: Vec<Frame<'_>> = Vec::new();
         for (id, e) in events {
             if !reaches_bronze(e) {
                 continue;

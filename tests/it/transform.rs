@@ -214,7 +214,9 @@ type RevenueRow = (i64, f64, f64, i64);
 fn expected_revenue(
     orders: &BTreeMap<String, &Event>,
 ) -> BTreeMap<(i32, String, String), RevenueRow> {
-    let mut acc: BTreeMap<(i32, String, String), (i64, i64, BTreeSet<String>)> = BTreeMap::new();
+    // (orders, cents, customers) per (day, campaign, currency)
+    type Acc = (i64, i64, BTreeSet<String>);
+    let mut acc: BTreeMap<(i32, String, String), Acc> = BTreeMap::new();
     for e in orders.values() {
         let f = fields(e);
         let status = string(f["status"]).unwrap();
