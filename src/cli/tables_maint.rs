@@ -1,6 +1,7 @@
 //! `flowctl tables optimize|vacuum|checkpoint`: the maintenance operations of
 //! [`crate::lake::maintain`] on one table, printing files before/after.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use clap::Args;
@@ -137,8 +138,10 @@ pub async fn vacuum(home: &Path, a: VacuumArgs) -> anyhow::Result<u8> {
             report.files_on_disk_before,
             report.live_files
         );
+        // Written through a lock that ignores errors: `| head` closing the pipe is not a failure.
+        let mut out = std::io::stdout().lock();
         for f in &report.deleted {
-            println!("  {f}");
+            let _ = writeln!(out, "  {f}");
         }
     } else {
         println!(

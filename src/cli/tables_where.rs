@@ -523,12 +523,12 @@ mod tests {
         let rows = |w: &str| {
             let e = compile(w, frame.schema()).unwrap();
             let out = frame.clone().lazy().filter(e).collect().unwrap();
-            out.column("name")
-                .unwrap()
-                .str()
-                .unwrap()
-                .iter()
-                .map(|v| v.unwrap_or_default().to_string())
+            let names = out.column("name").unwrap();
+            (0..out.height())
+                .map(|i| match names.get(i).unwrap() {
+                    polars::prelude::AnyValue::String(s) => s.to_string(),
+                    other => other.to_string(),
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(rows("n > 3"), ["b", "d"]);
