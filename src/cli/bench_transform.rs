@@ -104,6 +104,7 @@ async fn run_flowctl(home: &Path) -> anyhow::Result<Timings> {
         run_id: Some(1),
         now_us: (T0_MS + (DAYS + 1) * 86_400_000) * 1000,
         schema_versions: [(1, 1), (2, 2)].into_iter().collect(),
+        backfill: None,
     };
     let mut staged_tables = Vec::new();
     let mut silver_rows = 0;

@@ -259,7 +259,13 @@ fn kafka(topic: &str, step: &'static str, e: KafkaError) -> IngestError {
 }
 
 /// The consumer thread's loop.
-fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, index: usize, tx: &SourceTx) {
+fn run(
+    consumer: &IngestConsumer,
+    plan: SourcePlan,
+    stop: &AtomicBool,
+    index: usize,
+    tx: &SourceTx,
+) {
     let started = Instant::now();
     // partition → (next offset expected, target)
     let mut open: BTreeMap<i32, (i64, Option<i64>)> = plan

@@ -119,14 +119,62 @@ async fn schema_versions(home: &Path, ctx: &TaskContext) -> HashMap<i32, i32> {
     out
 }
 
+/// The run's `from` / `to` params (YYYY-MM-DD, either may be empty) as an inclusive range of
+/// days since the epoch; `None` when both are empty (a normal incremental run).
+fn backfill_range(ctx: &TaskContext) -> Result<Option<(i32, i32)>, TaskError> {
+    let day = |key: &str| -> Result<Option<i32>, TaskError> {
+        match ctx
+            .params
+            .get(key)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
+            None => Ok(None),
+            Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| {
+                    Some(
+                        (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
+                            as i32,
+                    )
+                })
+                .map_err(|e| {
+                    TaskError::User(format!("param {key}={s:?}: expected YYYY-MM-DD ({e})"))
+                }),
+        }
+    };
+    match (day("from")?, day("to")?) {
+        (None, None) => Ok(None),
+        (f, t) => {
+            let (f, t) = (f.unwrap_or(0), t.unwrap_or(i32::MAX / 2));
+            if f > t {
+                return Err(TaskError::User(format!(
+                    "backfill range is empty: from {} is after to {}",
+                    crate::transform::date_string(f),
+                    crate::transform::date_string(t)
+                )));
+            }
+            Ok(Some((f, t)))
+        }
+    }
+}
+
 #[async_trait]
 impl Task for TransformSilverTask {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
         let home = ctx.home.clone();
+        let backfill = backfill_range(ctx)?;
+        if let Some((from, to)) = backfill {
+            ctx.log.info(format!(
+                "backfill: rebuilding silver for event dates {} ..= {} from all of bronze",
+                crate::transform::date_string(from),
+                crate::transform::date_string(to)
+            ));
+        }
         let run = SilverRun {
             run_id: Some(ctx.run_id),
             now_us: chrono::Utc::now().timestamp_micros(),
             schema_versions: schema_versions(&home, ctx).await,
+            backfill,
         };
         let entities = self.entities.clone();
         let log = ctx.log.clone();

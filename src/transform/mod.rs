@@ -6,6 +6,7 @@
 //! running the same input twice produces the same tables. Every output is *staged*
 //! ([`crate::lake::stage`]) and becomes visible only when its gate publishes it.
 
+mod backfill;
 pub mod gold;
 mod quarantine;
 pub mod rules;

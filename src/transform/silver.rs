@@ -33,6 +33,9 @@ pub struct SilverRun {
     pub now_us: i64,
     /// Orders writer schema id → schema version (1|2), from the registry.
     pub schema_versions: HashMap<i32, i32>,
+    /// A backfill: rebuild the silver rows of these event dates (days since the epoch,
+    /// inclusive) from all of bronze instead of processing the next increment.
+    pub backfill: Option<(i32, i32)>,
 }
 
 /// What one entity's increment did.
@@ -53,7 +56,7 @@ pub struct EntityReport {
     pub staged: Vec<String>,
 }
 
-const SRC: &str = "_src";
+pub(super) const SRC: &str = "_src";
 
 fn trim(c: &str) -> Expr {
     col(c).str().strip_chars(lit(NULL)).alias(c)
@@ -73,7 +76,7 @@ fn utc_us(c: &str) -> Expr {
 }
 
 /// Bronze rows (rules passed) → silver columns, plus `items` for orders.
-fn normalise(
+pub(super) fn normalise(
     entity: Entity,
     lf: LazyFrame,
     bronze_version: i64,
@@ -168,7 +171,7 @@ fn normalise(
     lf.select(cols)
 }
 
-fn dates_of(df: &DataFrame, table: &str) -> Result<BTreeSet<i32>, TransformError> {
+pub(super) fn dates_of(df: &DataFrame, table: &str) -> Result<BTreeSet<i32>, TransformError> {
     let days = df
         .column("event_date")
         .and_then(|c| c.cast(&DataType::Int32))
@@ -181,7 +184,7 @@ fn dates_of(df: &DataFrame, table: &str) -> Result<BTreeSet<i32>, TransformError
         .collect())
 }
 
-fn date_lit(days: &BTreeSet<i32>) -> Expr {
+pub(super) fn date_lit(days: &BTreeSet<i32>) -> Expr {
     let s = Series::new("d".into(), days.iter().copied().collect::<Vec<i32>>());
     lit(s).implode(false)
 }
@@ -221,6 +224,9 @@ pub async fn transform_entity(
         from_version: from,
         ..Default::default()
     };
+    if let Some(range) = run.backfill {
+        return super::backfill::rebuild(home, entity, run, range, &bronze, report).await;
+    }
     if from >= bronze.version() {
         return Ok(report);
     }
@@ -365,7 +371,7 @@ pub async fn transform_entity(
 
 /// The order-items rows of the rebuilt partitions: winners that came from the increment are
 /// exploded from their `items`; winners already in silver keep their existing item rows.
-async fn order_items(
+pub(super) async fn order_items(
     home: &Path,
     merged: &DataFrame,
     affected: &BTreeSet<i32>,

@@ -65,6 +65,7 @@ async fn orders_dedup_quarantine_and_idempotence() {
         run_id: Some(1),
         now_us: T0 * 1000,
         schema_versions: HashMap::from([(11, 1), (12, 2)]),
+        backfill: None,
     };
     let r = transform_entity(home, Entity::Orders, &run).await.unwrap();
     let in_bronze: Vec<&Event> = evs

@@ -71,7 +71,10 @@ fn without_catchup_a_restart_fires_once_for_the_missed_windows() {
     let wait_until = |pred: &dyn Fn(&[DateTime<Utc>]) -> bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !pred(&fire_times(&env)) {
-            assert!(std::time::Instant::now() < deadline, "the scheduler never fired");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the scheduler never fired"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
