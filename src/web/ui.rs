@@ -412,6 +412,22 @@ pub async fn flows_page(
     }))
 }
 
+fn input_text(i: &crate::lineage::Input) -> String {
+    match i {
+        crate::lineage::Input::Kafka {
+            topic,
+            partition,
+            from_offset,
+            to_offset,
+        } => format!("Kafka {topic}[{partition}] offsets {from_offset}..={to_offset}"),
+        crate::lineage::Input::Table {
+            table,
+            from_version,
+            to_version,
+        } => format!("{table} versions {from_version}..={to_version}"),
+    }
+}
+
 pub async fn tables_page(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -432,6 +448,25 @@ pub async fn tables_page(
                         span class="muted" { "Live files" } span { (t.files) }
                         span class="muted" { "Rows" } span { (t.row_count.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into())) }
                         span class="muted" { "Schema" } span { @for (n, ty) in &t.schema { code { (n) ": " (ty) } " " } }
+                    }
+                    @if let Ok(l) = crate::lineage::trace(&s.home.join("lake"), &t.name, None) {
+                        div class="lineage" {
+                            h3 { "Lineage of v" (l.version) }
+                            @if l.commit_inputs.is_empty() && l.tables.is_empty() && l.kafka.is_empty() {
+                                span class="muted" { "No recorded inputs." }
+                            }
+                            ul {
+                                @for i in &l.commit_inputs {
+                                    li { "this version's commit read " (input_text(i)) }
+                                }
+                                @for src in &l.tables {
+                                    li { "reflects " code { (src.table) } " up to v" (src.version) }
+                                }
+                                @for k in l.kafka_sources() {
+                                    li { "reflects Kafka " code { (k.topic) "[" (k.partition) "]" } " offsets ..=" (k.to_offset) }
+                                }
+                            }
+                        }
                     }
                     table {
                         thead { tr { th { "Version" } th { "Committed" } th { "Operation" } th { "Written by run" } } }

@@ -106,4 +106,18 @@ fn a_flow_emits_valid_openlineage_events_and_bronze_lineage_reaches_kafka() {
     );
     let missing = env.run(&["lineage", &table, "--version", "999"]);
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+
+    // The UI's table page shows it.
+    let server = crate::server::Server::start(&env, &[]);
+    let html = ureq::get(&server.url("/tables"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(html.contains("Lineage of v"), "{html}");
+    assert!(
+        html.contains(&format!("reflects Kafka <code>{topic}[0]</code>")),
+        "the table page names the Kafka source"
+    );
 }

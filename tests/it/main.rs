@@ -14,7 +14,7 @@ mod pipeline;
 mod quality;
 mod recovery;
 mod scheduler;
-mod server;
+pub mod server;
 mod tables;
 mod transform;
 mod validation;
