@@ -500,3 +500,83 @@ async fn tables_maintain_task_reports_files_before_and_after() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Timestamps, binaries and nested lists (what bronze holds) render as text and JSON, and a
+/// `--where` on a timestamp column takes a string literal.
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_show_renders_timestamps_binaries_and_lists() {
+    use deltalake::arrow::array::{Array as _, BinaryArray, ListArray, TimestampMicrosecondArray};
+    use deltalake::arrow::datatypes::{Int32Type, TimeUnit};
+    let env = Env::new();
+    let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+        Some(vec![Some(1), Some(2)]),
+        None,
+        Some(vec![]),
+    ]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("key", DataType::Binary, true),
+        Field::new("items", list.data_type().clone(), true),
+    ]));
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(
+                // 2025-01-01T00:00:00Z, +1 day, +2 days
+                TimestampMicrosecondArray::from(vec![
+                    1_735_689_600_000_000,
+                    1_735_776_000_000_000,
+                    1_735_862_400_000_000,
+                ])
+                .with_timezone("UTC"),
+            ),
+            Arc::new(BinaryArray::from(vec![Some(&b"k1"[..]), None, Some(b"k3")])),
+            Arc::new(list),
+        ],
+    )
+    .unwrap();
+    let path = lake_root(&env.home()).join("bronze_like");
+    let mut t = LakeTable::open_or_create(&path, &schema, &[])
+        .await
+        .unwrap();
+    t.append([b], None).await.unwrap();
+
+    let (code, v) = env.json(&[
+        "tables",
+        "show",
+        "bronze_like",
+        "--where",
+        "event_time >= '2025-01-02T00:00:00Z'",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["row_count"], 2, "{v}");
+    let (code, v) = env.json(&[
+        "tables",
+        "show",
+        "bronze_like",
+        "--where",
+        "event_time < '2025-01-02'",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["row_count"], 1, "{v}");
+    assert_eq!(v["rows"][0]["id"], 1);
+    assert_eq!(v["rows"][0]["items"], serde_json::json!([1, 2]), "{v}");
+    assert!(
+        v["rows"][0]["event_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2025-01-01"),
+        "{v}"
+    );
+    let out = env.run(&["tables", "show", "bronze_like"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("2025-01-01"), "{text}");
+    assert_eq!(text.lines().count(), 5, "{text}");
+}
