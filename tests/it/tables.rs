@@ -164,6 +164,18 @@ async fn tables_optimize_small_target_and_zorder() {
     assert!((3..60).contains(&after_files), "{v}");
     assert_eq!(r["zorder"], serde_json::json!(["status", "amount"]));
     assert!(before.equals_missing(&rows(&path).await));
+    // Stable: the same command right after finds nothing to rewrite.
+    let (code, v) = env.json(&[
+        "tables",
+        "optimize",
+        "z",
+        "--target-size",
+        "16KiB",
+        "--zorder",
+        "status,amount",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert!(v["optimize"]["version"].is_null(), "{v}");
 
     let out = env.run(&["tables", "optimize", "z", "--zorder", "nope"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
