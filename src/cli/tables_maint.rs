@@ -80,8 +80,8 @@ pub async fn optimize(home: &Path, a: OptimizeArgs) -> anyhow::Result<u8> {
     }
     match report.version {
         None => println!(
-            "{}: nothing to compact at version {} ({} files, none of them small and together \
-             in a partition)",
+            "{}: nothing to compact at version {} ({} files; no partition has two or more \
+             files below half the target size)",
             a.table, report.read_version, report.files_before
         ),
         Some(v) => println!(

@@ -14,7 +14,7 @@
 //! its SQL parser to every build. String literals compared with date or timestamp columns are
 //! parsed as dates/timestamps (`event_date >= '2025-01-01'`).
 
-use polars::prelude::{DataType, Expr, PlSmallStr, Schema, col, lit};
+use polars::prelude::{DataType, Expr, PlSmallStr, Schema, TimeUnit, col, lit};
 
 /// A parsed predicate, before it meets a table's schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -343,6 +343,29 @@ pub fn parse(text: &str) -> Result<Pred, String> {
     Ok(pred)
 }
 
+/// A date or timestamp literal → microseconds since the epoch (UTC). Parsed here rather than
+/// by a Polars cast, which turns text it cannot parse into null (a silently empty result).
+fn parse_micros(text: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let s = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_micros());
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
 /// A literal for comparing with a column of type `dtype` (strings become dates/timestamps for
 /// temporal columns).
 fn literal(column: &str, v: &Value, dtype: &DataType) -> Result<Expr, String> {
@@ -351,7 +374,28 @@ fn literal(column: &str, v: &Value, dtype: &DataType) -> Result<Expr, String> {
     match v {
         Value::Str(s) => match dtype {
             DataType::String => Ok(lit(s.clone())),
-            DataType::Date | DataType::Datetime(_, _) => Ok(lit(s.clone()).cast(dtype.clone())),
+            DataType::Date => {
+                let day = parse_micros(s)
+                    .ok_or_else(|| {
+                        format!("--where: '{s}' is not a date (YYYY-MM-DD) for column {column}")
+                    })?
+                    .div_euclid(86_400_000_000);
+                Ok(lit(day as i32).cast(DataType::Date))
+            }
+            DataType::Datetime(unit, _) => {
+                let micros = parse_micros(s).ok_or_else(|| {
+                    format!(
+                        "--where: '{s}' is not a timestamp (RFC 3339, `YYYY-MM-DD HH:MM:SS` UTC or \
+                         a date) for column {column}"
+                    )
+                })?;
+                let value = match unit {
+                    TimeUnit::Milliseconds => micros.div_euclid(1000),
+                    TimeUnit::Microseconds => micros,
+                    TimeUnit::Nanoseconds => micros.saturating_mul(1000),
+                };
+                Ok(lit(value).cast(dtype.clone()))
+            }
             _ => Err(mismatch(&format!("the string '{s}'"))),
         },
         Value::Int(i) if dtype.is_primitive_numeric() => Ok(lit(*i)),
@@ -436,112 +480,5 @@ pub fn columns(list: &str, schema: &Schema) -> Result<Vec<PlSmallStr>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use polars::prelude::{IntoLazy, df};
-
-    fn s(x: &str) -> Value {
-        Value::Str(x.into())
-    }
-
-    #[test]
-    fn parses_comparisons_and_precedence() {
-        let p = parse("a = 'x' or b > 3 and c is not null").unwrap();
-        assert_eq!(
-            p,
-            Pred::Or(
-                Box::new(Pred::Cmp("a".into(), Op::Eq, s("x"))),
-                Box::new(Pred::And(
-                    Box::new(Pred::Cmp("b".into(), Op::Gt, Value::Int(3))),
-                    Box::new(Pred::IsNull("c".into(), true)),
-                )),
-            )
-        );
-        assert_eq!(
-            parse("NOT (x in (1, 2.5, 'q')) AND `my col` <> 'it''s'").unwrap(),
-            Pred::And(
-                Box::new(Pred::Not(Box::new(Pred::In(
-                    "x".into(),
-                    vec![Value::Int(1), Value::Float(2.5), s("q")],
-                    false
-                )))),
-                Box::new(Pred::Cmp("my col".into(), Op::Ne, s("it's"))),
-            )
-        );
-        assert_eq!(
-            parse("n not in (-1) and f <= -2.5e3 and ok = true").unwrap(),
-            Pred::And(
-                Box::new(Pred::And(
-                    Box::new(Pred::In("n".into(), vec![Value::Int(-1)], true)),
-                    Box::new(Pred::Cmp("f".into(), Op::Le, Value::Float(-2500.0))),
-                )),
-                Box::new(Pred::Cmp("ok".into(), Op::Eq, Value::Bool(true))),
-            )
-        );
-    }
-
-    #[test]
-    fn errors_say_what_and_where() {
-        assert_eq!(
-            parse("amount >").unwrap_err(),
-            "--where: expected a value after `>` at column 9 (end of input)"
-        );
-        assert_eq!(
-            parse("amount > and").unwrap_err(),
-            "--where: expected a value after `>` at column 10, found `and`"
-        );
-        assert!(parse("a = 'x").unwrap_err().contains("unterminated"));
-        assert!(
-            parse("a = 1 b = 2")
-                .unwrap_err()
-                .contains("expected `and`, `or` or the end")
-        );
-        assert!(parse("(a = 1").unwrap_err().contains("expected `)`"));
-        assert!(parse("a is 3").unwrap_err().contains("expected `null`"));
-        assert!(parse("a = null").unwrap_err().contains("use `is null`"));
-        assert!(parse("a in 1").unwrap_err().contains("expected `(`"));
-        assert!(
-            parse("= 3")
-                .unwrap_err()
-                .contains("expected a column name at column 1")
-        );
-        assert!(
-            parse("a ; 3")
-                .unwrap_err()
-                .contains("unexpected `;` at column 3")
-        );
-    }
-
-    #[test]
-    fn expressions_filter_a_frame() {
-        let frame = df! {
-            "name" => ["a", "b", "c", "d"],
-            "n" => [Some(1i64), Some(5), None, Some(9)],
-            "x" => [0.5f64, 1.5, 2.5, 3.5],
-        }
-        .unwrap();
-        let rows = |w: &str| {
-            let e = compile(w, frame.schema()).unwrap();
-            let out = frame.clone().lazy().filter(e).collect().unwrap();
-            let names = out.column("name").unwrap();
-            (0..out.height())
-                .map(|i| match names.get(i).unwrap() {
-                    polars::prelude::AnyValue::String(s) => s.to_string(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(rows("n > 3"), ["b", "d"]);
-        assert_eq!(rows("n is null or name = 'a'"), ["a", "c"]);
-        assert_eq!(rows("name in ('a', 'd') and x >= 1"), ["d"]);
-        assert_eq!(rows("not (n < 6)"), ["d"]);
-        assert_eq!(rows("name not in ('a')"), ["b", "c", "d"]);
-        let err = compile("missing = 1", frame.schema()).unwrap_err();
-        assert!(
-            err.contains("no column `missing`") && err.contains("name, n, x"),
-            "{err}"
-        );
-        let err = compile("n = 'x'", frame.schema()).unwrap_err();
-        assert!(err.contains("column n is i64"), "{err}");
-    }
-}
+#[path = "tables_where_tests.rs"]
+mod tests;

@@ -41,6 +41,12 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The shortest retention vacuum accepts without `force`: a reader that started within the
 /// last hour on an older version (time travel, a long query) still finds its files.
 pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+/// A file is "small" (worth compacting) below this size. Half the target, not the target: the
+/// writer rolls files on an estimate of the encoded size, so compacted files land somewhat
+/// below the target and must not count as small again (that would rewrite them every run).
+pub fn small_below(target_size: u64) -> u64 {
+    target_size / 2
+}
 /// Rows handed to the writer at a time, so it can roll files at the target size.
 const WRITE_CHUNK_ROWS: usize = 16 * 1024;
 /// Commit attempts when other writers keep committing between our re-read and our commit.
@@ -94,10 +100,11 @@ impl MaintainError {
 /// How to compact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptimizeOptions {
-    /// Files below this size (bytes) are compacted; new files roll over at about this size.
+    /// New files roll over at about this size (bytes); files below half of it are compacted
+    /// ([`small_below`]).
     pub target_size: u64,
-    /// Z-order by these columns; every file of a partition that has small files is rewritten
-    /// then, not only the small ones, since the point is the order across files.
+    /// Z-order by these columns; every file of a partition that has two or more small files is
+    /// rewritten then, not only the small ones, since the point is the order across files.
     pub zorder: Vec<String>,
 }
 
@@ -191,27 +198,19 @@ pub fn plan_optimize(
     let mut partitions = Vec::new();
     for (_, group) in groups {
         let zorder = !options.zorder.is_empty();
-        let small = group
-            .iter()
-            .filter(|f| (f.size as u64) < options.target_size)
-            .count();
-        // Z-order rewrites a whole partition, but only one that has new small files and more
-        // than one file: a partition already compacted is left alone, so a daily run does not
-        // rewrite the whole table every day. Plain compaction rewrites the small files, when
-        // there are at least two of them (one small file alone is as compact as it gets).
+        let is_small = |f: &FileInfo| (f.size as u64) < small_below(options.target_size);
+        let small = group.iter().filter(|f| is_small(f)).count();
+        // Only a partition with at least two small files is rewritten (one small file alone is
+        // as compact as it gets), so a run right after another finds nothing to do. Plain
+        // compaction rewrites the small files; Z-order the whole partition (the order is across
+        // files), which happens again only once new small files have arrived.
+        if small < 2 {
+            continue;
+        }
         let mut candidates: Vec<FileInfo> = if zorder {
-            if group.len() < 2 || small == 0 {
-                continue;
-            }
             group
         } else {
-            if small < 2 {
-                continue;
-            }
-            group
-                .into_iter()
-                .filter(|f| (f.size as u64) < options.target_size)
-                .collect()
+            group.into_iter().filter(|f| is_small(f)).collect()
         };
         candidates.sort_by(|a, b| a.path.cmp(&b.path));
         partitions.push(PartitionPlan {
@@ -326,7 +325,7 @@ impl OptimizePlan {
             "numRemovedBytes": report.bytes_removed,
             "numAddedBytes": report.bytes_added,
             "partitionsOptimized": report.partitions_compacted,
-            "numBatches": report.rows_rewritten,
+            "numRowsRewritten": report.rows_rewritten,
             "zOrderBy": self.options.zorder,
         });
         let result = commit_swap(table, &removed, actions, &self.options, metrics).await;
