@@ -180,6 +180,11 @@ pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
         "ingest failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // With FLOWCTL_LOG set (e.g. flowctl=debug) the ingest's own diagnostics, such as the
+    // per-micro-batch phase timings, are shown.
+    if std::env::var_os("FLOWCTL_LOG").is_some() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let records = s["topics"][0]["records"].as_u64().unwrap_or(0);
     let secs = s["seconds"].as_f64().unwrap_or(f64::NAN);

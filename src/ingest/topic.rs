@@ -235,7 +235,9 @@ impl TopicState {
                 payload: raw.payload(r),
             })
             .collect();
+        let t_decode = Instant::now();
         let out = self.decoder.decode(&records, now_us)?;
+        let decode_s = t_decode.elapsed().as_secs_f64();
         let mut bad: Vec<BadRecord> = out
             .errors
             .iter()
@@ -251,6 +253,7 @@ impl TopicState {
         let offset_of = |i: usize| (raw.records[i].partition, raw.records[i].offset);
         let mut good = None;
         let mut replayed_good = 0u64;
+        let t_rules = Instant::now();
         if let Some(batch) = &out.batch {
             let failures = self.rules.failures(batch, now)?;
             let mut keep = Vec::with_capacity(batch.num_rows());
@@ -282,6 +285,8 @@ impl TopicState {
             let kept = filter_record_batch(batch, &mask).map_err(crate::lake::LakeError::from)?;
             good = Some(conform(&kept, &self.table_schema)?);
         }
+        let rules_s = t_rules.elapsed().as_secs_f64();
+        let t_dlq = Instant::now();
         let before = bad.len();
         bad.retain(|b| {
             let (p, o) = offset_of(b.index);
@@ -328,6 +333,8 @@ impl TopicState {
                 .inc_by(bad.len() as u64);
         }
 
+        let dlq_s = t_dlq.elapsed().as_secs_f64();
+        let t_commit = Instant::now();
         let txns: Vec<AppTxn> = last
             .iter()
             .map(|(&p, &o)| AppTxn {
@@ -336,6 +343,15 @@ impl TopicState {
             })
             .collect();
         self.summary.bronze_version = self.bronze.append_txns(good, &txns, ctx.run_id).await?;
+        tracing::debug!(
+            topic = %self.topic,
+            records = raw.records.len(),
+            decode_s,
+            rules_s,
+            dlq_s,
+            bronze_commit_s = t_commit.elapsed().as_secs_f64(),
+            "micro-batch"
+        );
         self.summary.commits += 1;
 
         let mut next = BTreeMap::new();

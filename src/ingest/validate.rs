@@ -65,7 +65,16 @@ impl Rules {
         let Some(t) = &self.table else {
             return Ok(vec![None; batch.num_rows()]);
         };
-        let mut df = batches_to_df(&batch.schema(), std::slice::from_ref(batch))?;
+        // Only the columns the rules read cross into Polars (not the nested items).
+        let wanted = t.rule_columns();
+        let indices: Vec<usize> = wanted
+            .iter()
+            .filter_map(|c| batch.schema().index_of(c).ok())
+            .collect();
+        let projected = batch
+            .project(&indices)
+            .map_err(crate::lake::LakeError::from)?;
+        let mut df = batches_to_df(&projected.schema(), std::slice::from_ref(&projected))?;
         // A rule on a column the writer schema lacks (v1 orders have no `channel`) sees nulls:
         // a `missing` rule then fails every row, an `invalid` rule passes them.
         for _ in 0..64 {

@@ -214,6 +214,18 @@ impl TableExpectations {
         rows::failed_rules(self, df, now)
     }
 
+    /// The columns the row rules read, in first-use order: a caller can hand the evaluator just
+    /// these (ingest skips converting nested payload columns no rule looks at).
+    pub fn rule_columns(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.rules {
+            if !out.contains(&r.column) {
+                out.push(r.column.clone());
+            }
+        }
+        out
+    }
+
     /// The row rules as Polars expressions, in file order: `(rule name, true where the row
     /// breaks it)`, for transforms that filter or route rows inside their own lazy plan.
     pub fn rule_exprs(
