@@ -332,11 +332,10 @@ fn run(
                     e.0 = off + 1;
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if bounded {
-                    open.remove(&p);
-                }
+            Some(Err(KafkaError::PartitionEOF(p))) if bounded => {
+                open.remove(&p);
             }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
                 // Transport errors are retried by librdkafka itself; a partition that stays
                 // silent ends the run as stalled below.
