@@ -12,7 +12,6 @@ use polars::prelude::{AnyValue, col};
 use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
-use crate::contracts::registry::Registry;
 use crate::lake::{LakeTable, lake_root};
 use crate::transform::silver::{SilverRun, transform_entity};
 use crate::transform::{Entity, TransformError};
@@ -89,19 +88,8 @@ async fn schema_versions(home: &Path, ctx: &TaskContext) -> HashMap<i32, i32> {
         },
         Err(_) => Vec::new(),
     };
-    let db = std::env::var_os("FLOWCTL_DB")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| home.join("state.db"));
-    let store = match crate::store::Store::open(&db).await {
-        Ok(s) => s,
-        Err(e) => {
-            ctx.log.info(format!(
-                "schema versions: registry unavailable ({e}); inferring"
-            ));
-            return out;
-        }
-    };
-    let registry = Registry::from_env(store);
+    // The run's registry (embedded in the state DB or remote): tasks never open the store.
+    let registry = &ctx.registry;
     for id in ids {
         match registry.schema_by_id(id as i64).await {
             Ok(text) => {
