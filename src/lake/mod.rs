@@ -28,3 +28,37 @@ pub use stage::{
     staging_dir,
 };
 pub use table::{AppTxn, Commit, LakeTable, lake_root};
+
+/// Test data shared by the lake's unit tests: `id`, `name`, `event_date` partitioned tables.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    pub fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("event_date", DataType::Date32, true),
+        ]))
+    }
+
+    /// Rows `ids`, named `n<id>`, spread over `days` event dates from day 20_000.
+    pub fn batch(ids: std::ops::Range<i64>, days: i64) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids.clone())),
+                Arc::new(StringArray::from_iter_values(
+                    ids.clone().map(|i| format!("n{i}")),
+                )),
+                Arc::new(Date32Array::from_iter_values(
+                    ids.map(|i| 20_000 + (i % days) as i32),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+}

@@ -203,34 +203,8 @@ pub(super) fn scan_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::fixtures::{batch, schema};
     use crate::lake::lake_root;
-    use deltalake::arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray};
-    use deltalake::arrow::datatypes::Field;
-    use std::sync::Arc;
-
-    fn schema() -> Arc<ArrowSchema> {
-        Arc::new(ArrowSchema::new(vec![
-            Field::new("id", ArrowType::Int64, true),
-            Field::new("name", ArrowType::Utf8, true),
-            Field::new("event_date", ArrowType::Date32, true),
-        ]))
-    }
-
-    fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
-        RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(ids.clone())),
-                Arc::new(StringArray::from_iter_values(
-                    ids.clone().map(|i| format!("n{i}")),
-                )),
-                Arc::new(Date32Array::from_iter_values(
-                    ids.map(|i| 20_000 + (i % 3) as i32),
-                )),
-            ],
-        )
-        .unwrap()
-    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn scan_matches_read_and_time_travel_sees_old_versions() {
@@ -239,8 +213,8 @@ mod tests {
         let mut t = LakeTable::open_or_create(&path, &schema(), &["event_date"])
             .await
             .unwrap();
-        t.append([batch(0..30)], None).await.unwrap();
-        t.append([batch(30..40)], None).await.unwrap();
+        t.append([batch(0..30, 3)], None).await.unwrap();
+        t.append([batch(30..40, 3)], None).await.unwrap();
         let df = t.scan().unwrap().collect().unwrap();
         assert_eq!(df.height(), 40);
         assert_eq!(df.get_column_names(), ["id", "name", "event_date"]);

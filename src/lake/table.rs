@@ -306,33 +306,9 @@ impl LakeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deltalake::arrow::array::{Date32Array, Int64Array, StringArray};
+    use crate::lake::fixtures::{batch, schema};
+    use deltalake::arrow::array::{Date32Array, Int64Array};
     use deltalake::arrow::datatypes::{DataType, Field};
-
-    fn schema() -> Arc<ArrowSchema> {
-        Arc::new(ArrowSchema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("name", DataType::Utf8, true),
-            Field::new("event_date", DataType::Date32, true),
-        ]))
-    }
-
-    fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
-        RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(ids.clone())),
-                Arc::new(StringArray::from_iter_values(
-                    ids.clone().map(|i| format!("n{i}")),
-                )),
-                // Two days: 20_000 and 20_001.
-                Arc::new(Date32Array::from_iter_values(
-                    ids.map(|i| 20_000 + (i % 2) as i32),
-                )),
-            ],
-        )
-        .unwrap()
-    }
 
     fn txn(app: &str, version: i64) -> Option<AppTxn> {
         Some(AppTxn {
@@ -350,9 +326,15 @@ mod tests {
             .unwrap();
         assert_eq!(t.version(), 0);
         assert_eq!(t.txn_version("orders-0").await.unwrap(), None);
-        let v = t.append([batch(0..10)], txn("orders-0", 9)).await.unwrap();
+        let v = t
+            .append([batch(0..10, 2)], txn("orders-0", 9))
+            .await
+            .unwrap();
         assert_eq!(v, 1);
-        let v = t.append([batch(10..15)], txn("orders-1", 4)).await.unwrap();
+        let v = t
+            .append([batch(10..15, 2)], txn("orders-1", 4))
+            .await
+            .unwrap();
         assert_eq!(v, 2);
 
         let again = LakeTable::open_or_create(&path, &schema(), &["event_date"])
@@ -410,14 +392,14 @@ mod tests {
                 }
             }
         }
-        assert!(append_once(&mut t, batch(0..10), 9).await);
+        assert!(append_once(&mut t, batch(0..10, 2), 9).await);
         // A second process (same table, fresh handle) replays the same and an older batch.
         let mut t2 = LakeTable::open_or_create(&path, &schema(), &[])
             .await
             .unwrap();
-        assert!(!append_once(&mut t2, batch(0..10), 9).await);
-        assert!(!append_once(&mut t2, batch(0..5), 4).await);
-        assert!(append_once(&mut t2, batch(10..12), 11).await);
+        assert!(!append_once(&mut t2, batch(0..10, 2), 9).await);
+        assert!(!append_once(&mut t2, batch(0..5, 2), 4).await);
+        assert!(append_once(&mut t2, batch(10..12, 2), 11).await);
         t.refresh().await.unwrap();
         assert_eq!(t.txn_version("app").await.unwrap(), Some(11));
         assert_eq!(t.row_count().unwrap(), 12);
