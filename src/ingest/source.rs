@@ -21,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::IngestError;
 use crate::contracts::broker::client_config;
+use crate::lake::KafkaRecord;
 
 /// How long a metadata or watermark request may take.
 const META_TIMEOUT: Duration = Duration::from_secs(15);
@@ -50,6 +51,21 @@ impl RawBatch {
     pub fn payload(&self, r: &RawRecord) -> &[u8] {
         &self.arena[r.payload.clone()]
     }
+    /// The records as the bronze decoder takes them, borrowing from the arena.
+    pub fn kafka_records<'a>(&'a self, topic: &'a str) -> Vec<KafkaRecord<'a>> {
+        self.records
+            .iter()
+            .map(|r| KafkaRecord {
+                topic,
+                partition: r.partition,
+                offset: r.offset,
+                key: self.key(r),
+                timestamp_ms: r.timestamp_ms,
+                payload: self.payload(r),
+            })
+            .collect()
+    }
+
     /// The highest offset per partition in this batch.
     pub fn last_offsets(&self) -> BTreeMap<i32, i64> {
         let mut m = BTreeMap::new();

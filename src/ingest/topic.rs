@@ -19,7 +19,7 @@ use crate::contracts::generate::SchemaVersion;
 use crate::contracts::produce::schema_for;
 use crate::contracts::registry::{Registry, RegistryError};
 use crate::contracts::wire;
-use crate::lake::{AppTxn, BronzeDecoder, KafkaRecord, LakeTable, conform, lake_root};
+use crate::lake::{AppTxn, BronzeDecoder, LakeTable, conform, lake_root};
 use crate::metrics;
 
 /// The bronze table of a topic: `bronze_<topic>`, with anything but letters, digits and `_`
@@ -223,18 +223,7 @@ impl TopicState {
         self.learn_schemas(&raw, ctx.registry).await?;
         let now = Utc::now();
         let now_us = now.timestamp_micros();
-        let records: Vec<KafkaRecord<'_>> = raw
-            .records
-            .iter()
-            .map(|r| KafkaRecord {
-                topic: &self.topic,
-                partition: r.partition,
-                offset: r.offset,
-                key: raw.key(r),
-                timestamp_ms: r.timestamp_ms,
-                payload: raw.payload(r),
-            })
-            .collect();
+        let records = raw.kafka_records(&self.topic);
         let t_decode = Instant::now();
         let out = self.decoder.decode(&records, now_us)?;
         let decode_s = t_decode.elapsed().as_secs_f64();
@@ -396,18 +385,7 @@ impl TopicState {
     ) -> Result<(u64, BTreeMap<String, u64>), IngestError> {
         self.learn_schemas(&raw, registry).await?;
         let now = Utc::now();
-        let records: Vec<KafkaRecord<'_>> = raw
-            .records
-            .iter()
-            .map(|r| KafkaRecord {
-                topic: &self.topic,
-                partition: r.partition,
-                offset: r.offset,
-                key: raw.key(r),
-                timestamp_ms: r.timestamp_ms,
-                payload: raw.payload(r),
-            })
-            .collect();
+        let records = raw.kafka_records(&self.topic);
         let out = self.decoder.decode(&records, now.timestamp_micros())?;
         let mut still: BTreeMap<String, u64> = BTreeMap::new();
         for e in &out.errors {

@@ -70,7 +70,28 @@ fn run_id_of(
     info: &HashMap<String, serde_json::Value>,
     user_metadata: Option<&str>,
 ) -> Option<i64> {
-    if let Some(v) = info.get("flowctl_run_id") {
+    run_from(
+        info.get("flowctl_run_id"),
+        user_metadata.or_else(|| info.get("userMetadata").and_then(|v| v.as_str())),
+    )
+}
+
+/// The flowctl run recorded in a `commitInfo` object of the Delta log (the same rule as
+/// [`CommitDetail::run_id`]), for readers that parse the log's JSON themselves.
+pub fn commit_run_id(commit_info: &serde_json::Value) -> Option<i64> {
+    run_from(
+        commit_info.get("flowctl_run_id"),
+        commit_info.get("userMetadata").and_then(|v| v.as_str()),
+    )
+}
+
+/// `flowctl_run_id` (a number or a numeric string), else `run=<id>` among the comma-, space- or
+/// semicolon-separated parts of `userMetadata`.
+fn run_from(
+    flowctl_run_id: Option<&serde_json::Value>,
+    user_metadata: Option<&str>,
+) -> Option<i64> {
+    if let Some(v) = flowctl_run_id {
         if let Some(n) = v.as_i64() {
             return Some(n);
         }
@@ -78,8 +99,8 @@ fn run_id_of(
             return Some(n);
         }
     }
-    let meta = user_metadata.or_else(|| info.get("userMetadata").and_then(|v| v.as_str()))?;
-    meta.split([',', ' '])
+    user_metadata?
+        .split([',', ' ', ';'])
         .find_map(|part| part.strip_prefix("run="))
         .and_then(|s| s.parse().ok())
 }

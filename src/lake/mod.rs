@@ -21,7 +21,7 @@ mod zorder;
 pub use bronze_decode::{BronzeDecoder, DecodeFault, DecodeOutcome, KafkaRecord, RecordError};
 pub use error::LakeError;
 pub use frame::{batches_to_df, conform, df_to_batch};
-pub use inspect::{CommitDetail, FileInfo, TableStats, list_tables};
+pub use inspect::{CommitDetail, FileInfo, TableStats, commit_run_id, list_tables};
 pub use scan::DataFile;
 pub use stage::{
     GateOutcome, GateSubject, StageMode, StageSpec, StagedCommit, gate_and_publish, stage, staged,

@@ -166,25 +166,7 @@ impl LakeTable {
         batches: impl IntoIterator<Item = RecordBatch>,
         txn: Option<AppTxn>,
     ) -> Result<i64, LakeError> {
-        let mut writer =
-            RecordBatchWriter::for_table(&self.table).map_err(delta(&self.path, "append"))?;
-        if let Some(t) = txn {
-            writer = writer.with_commit_properties(
-                CommitProperties::default()
-                    .with_application_transaction(Transaction::new(t.app_id, t.version)),
-            );
-        }
-        for batch in batches {
-            writer
-                .write(batch)
-                .await
-                .map_err(delta(&self.path, "append"))?;
-        }
-        let version = writer
-            .flush_and_commit(&mut self.table)
-            .await
-            .map_err(delta(&self.path, "commit"))?;
-        Ok(version as i64)
+        self.append_txns(batches, txn.as_slice(), None).await
     }
 
     /// Appends `batches` as one commit carrying every transaction in `txns` (e.g. one per Kafka

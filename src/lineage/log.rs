@@ -24,20 +24,6 @@ pub struct CommitEntry {
     pub files_removed: usize,
 }
 
-fn run_of(ci: &Value) -> Option<i64> {
-    ci.get("flowctl_run_id")
-        .and_then(Value::as_i64)
-        .or_else(|| {
-            ci.get("userMetadata")
-                .and_then(Value::as_str)
-                .and_then(|s| {
-                    s.split([',', ' ', ';'])
-                        .find_map(|p| p.strip_prefix("run="))
-                })
-                .and_then(|r| r.parse().ok())
-        })
-}
-
 /// Parses one commit file's text.
 pub fn parse_commit(version: i64, text: &str) -> CommitEntry {
     let mut e = CommitEntry {
@@ -60,7 +46,7 @@ pub fn parse_commit(version: i64, text: &str) -> CommitEntry {
                 .get("operation")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            e.run_id = run_of(ci);
+            e.run_id = crate::lake::commit_run_id(ci);
         } else if let Some(t) = v.get("txn") {
             if let (Some(app), Some(ver)) = (
                 t.get("appId").and_then(Value::as_str),

@@ -134,17 +134,7 @@ fn read_table(dir: &Path) -> Option<TableInfo> {
                     .get("operation")
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                info.run_id = ci
-                    .get("flowctl_run_id")
-                    .and_then(Value::as_i64)
-                    .or_else(|| {
-                        ci.get("userMetadata")
-                            .and_then(Value::as_str)
-                            .and_then(|m| {
-                                m.split_whitespace()
-                                    .find_map(|kv| kv.strip_prefix("run=")?.parse().ok())
-                            })
-                    });
+                info.run_id = crate::lake::commit_run_id(ci);
             }
         }
         versions.push(info);
