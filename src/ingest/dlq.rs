@@ -138,12 +138,18 @@ pub struct DlqProducer {
 pub type SourcePos = (String, i32, i64);
 
 impl DlqProducer {
-    pub fn new(bootstrap: &str, topic: &str) -> Result<DlqProducer, IngestError> {
+    /// `timeout`: how long a DLQ record may wait for the broker before its batch fails (and the
+    /// attempt with it, to be retried).
+    pub fn new(
+        bootstrap: &str,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<DlqProducer, IngestError> {
         let producer = client_config(bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", "60000")
+            .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
             .create()
             .map_err(|e| dlq_err(topic, e.to_string()))?;
         Ok(DlqProducer {

@@ -53,6 +53,8 @@ pub struct IngestOptions {
     pub commit_interval: Duration,
     /// A bounded run whose partition stays silent this long before its target fails as stalled.
     pub idle_timeout: Duration,
+    /// How long a DLQ send may wait for the broker before the batch fails (default 60 s).
+    pub dlq_timeout: Duration,
     /// Explicit repair of out-of-range stored positions.
     pub reset: Option<Reset>,
     /// The flow run, recorded in commit metadata.
@@ -75,6 +77,7 @@ impl IngestOptions {
             follow: false,
             commit_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
+            dlq_timeout: Duration::from_secs(60),
             reset: None,
             run_id: None,
         }

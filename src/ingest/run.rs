@@ -97,7 +97,7 @@ pub async fn ingest(
 
     // The DLQ: what was produced after the last audit commit must not be produced again.
     ensure_topic(&opts.bootstrap, &opts.dlq_topic, 1).await?;
-    let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic)?;
+    let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
     let (bootstrap, group, dlq_topic) = (
         opts.bootstrap.clone(),
         opts.group.clone(),

@@ -31,6 +31,8 @@ struct IngestConfig {
     batch_records: Option<usize>,
     /// How long a partition may stay silent before its target (e.g. `30s`).
     idle_timeout: Option<String>,
+    /// How long a DLQ send may wait for the broker before the attempt fails (e.g. `60s`).
+    dlq_timeout: Option<String>,
     /// `earliest` | `latest`: explicit repair of out-of-range stored offsets.
     reset_offsets: Option<String>,
 }
@@ -43,6 +45,7 @@ pub struct IngestBronzeTask {
     max_duration: Option<Duration>,
     batch_records: Option<usize>,
     idle_timeout: Option<Duration>,
+    dlq_timeout: Option<Duration>,
     reset: Option<Reset>,
 }
 
@@ -90,6 +93,7 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
         max_duration: duration(params, "max_duration", cfg.max_duration.as_deref())?,
         batch_records: cfg.batch_records.filter(|n| *n > 0),
         idle_timeout: duration(params, "idle_timeout", cfg.idle_timeout.as_deref())?,
+        dlq_timeout: duration(params, "dlq_timeout", cfg.dlq_timeout.as_deref())?,
         reset,
     }))
 }
@@ -117,6 +121,9 @@ impl Task for IngestBronzeTask {
         }
         if let Some(d) = self.idle_timeout {
             opts.idle_timeout = d;
+        }
+        if let Some(d) = self.dlq_timeout {
+            opts.dlq_timeout = d;
         }
         ctx.log.info(format!(
             "ingesting {} from {} into bronze (DLQ topic {})",

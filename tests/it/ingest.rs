@@ -622,7 +622,7 @@ async fn a_broker_restart_mid_ingest_is_retried_and_completes_exactly_once() {
         "ingest_only",
         "name: ingest_only\nretries:\n  count: 6\n  delay: 1s\n  backoff: 1\ntasks:\n  \
          - id: ingest\n    kind: ingest_bronze\n    params:\n      topics: [orders-restart]\n      \
-         batch_records: 1000\n      idle_timeout: 4s\n",
+         batch_records: 1000\n      idle_timeout: 4s\n      dlq_timeout: 2s\n",
     );
     let child = env
         .cmd(&["trigger", "ingest_only", "--json"])
@@ -634,7 +634,8 @@ async fn a_broker_restart_mid_ingest_is_retried_and_completes_exactly_once() {
     let table = flowctl::ingest::bronze_table(topic);
     let table_path = env.home().join("lake").join(&table);
     wait_for_version(&table_path, 2, Duration::from_secs(120));
-    // Down for longer than the idle timeout: the attempt fails as stalled and is retried.
+    // Down for longer than the idle and DLQ timeouts: whether the outage hits the consumer (idle)
+    // or a DLQ send (every batch has bad records), the attempt fails and is retried.
     broker.script("stop");
     std::thread::sleep(Duration::from_secs(6));
     broker.script("start");
