@@ -1,91 +1,112 @@
 """The silver + gold logic of flowctl's transform_silver / aggregate_gold, in Python Polars, for
 `flowctl bench transform` to compare against. It reads the bronze Delta tables flowctl generated
-(with the `deltalake` package), applies the same row rules, normalisation, dedup by business key
+(with the `deltalake` package), applies the same row rules (read from the expectation files), normalisation, dedup by business key
 (latest event_time, then highest offset), order-item explosion and gold aggregates, and writes
 silver and gold Delta tables partitioned by event_date under --out.
 
 Prints one JSON line: seconds per layer, silver rows, gold revenue totals, peak memory.
 
-Usage: python3 benches/transform.py --lake LAKE_DIR --out OUT_DIR
+Silver's row rules are read from the same expectation files flowctl uses
+(`expectations/silver_<entity>.yaml`) and evaluated on the normalised rows, as flowctl does.
+
+Usage: python3 benches/transform.py --lake LAKE_DIR --out OUT_DIR --expectations DIR
 Needs: python3 -m pip install -r tests/python/requirements.txt
 """
 
 import argparse
 import json
-import resource
+import datetime
+import re
 import sys
 import time
 
 try:
     import polars as pl
+    import yaml
 except ImportError as e:  # pragma: no cover - the hint is the point
     print(f"{e}; install: python3 -m pip install -r tests/python/requirements.txt", file=sys.stderr)
     sys.exit(3)
 
-CURRENCIES = ["EUR", "USD", "GBP", "CHF", "JPY"]
-ORDER_STATUSES = ["CREATED", "PAID", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED"]
-CHANNELS = ["web", "app", "store", "partner"]
-ACTIONS = ["view", "click", "add_to_cart", "remove_from_cart", "checkout", "purchase"]
-DEVICES = ["desktop", "mobile", "tablet"]
-METHODS = ["card", "paypal", "bank_transfer", "gift_card"]
-PAY_STATUSES = ["AUTHORIZED", "CAPTURED", "FAILED", "REFUNDED"]
-EPOCH_2000_US = 946_684_800_000_000
-SLACK_US = 3_600_000_000
 KEYS = {"orders": "order_id", "clickstream": "event_id", "payments": "payment_id"}
+UNITS_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 
 
 def trimmed(c):
     return pl.col(c).str.strip_chars()
 
 
-def in_list(c, values):
-    return trimmed(c).is_in(values)
+def time_us(text):
+    """A bound of the expectation vocabulary (`2000-01-01`, `now + 1h`, RFC 3339) as µs since the
+    epoch: a literal, or for `now` an expression on the row's `_ingested_at` (silver judges a row
+    by when it was ingested, as flowctl does)."""
+    text = str(text).strip()
+    if text.startswith("now"):
+        rest = text[3:].replace(" ", "")
+        delta = 0
+        if rest:
+            m = re.fullmatch(r"([+-])(\d+)(ms|s|m|h|d)", rest)
+            if not m:
+                raise SystemExit(f"unsupported time bound {text!r}")
+            delta = int(m.group(2)) * UNITS_US[m.group(3)] * (1 if m.group(1) == "+" else -1)
+        return pl.col("_ingested_at").dt.cast_time_unit("us").cast(pl.Int64) + delta
+    dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return pl.lit(int(dt.timestamp() * 1_000_000))
 
 
-def not_blank(c):
-    return trimmed(c).str.len_chars() > 0
+def bound(c, dtype, value, op):
+    if dtype.is_numeric():
+        return op(pl.col(c).cast(pl.Float64), float(value))
+    if isinstance(dtype, pl.Datetime) and dtype.time_unit == "us":
+        return op(pl.col(c).cast(pl.Int64), time_us(value))
+    raise SystemExit(f"bound on {c} of type {dtype} is not supported here")
 
 
-def rules(entity):
-    if entity == "orders":
-        r = [
-            ("order_id_present", not_blank("order_id")),
-            ("customer_id_present", not_blank("customer_id")),
-            ("amount_positive", pl.col("amount") > 0),
-            ("currency_valid", in_list("currency", CURRENCIES)),
-            ("status_valid", in_list("status", ORDER_STATUSES)),
-            ("channel_valid", pl.col("channel").is_null() | in_list("channel", CHANNELS)),
-        ]
-    elif entity == "clickstream":
-        r = [
-            ("event_id_present", not_blank("event_id")),
-            ("session_id_present", not_blank("session_id")),
-            ("action_valid", in_list("action", ACTIONS)),
-            ("device_valid", in_list("device", DEVICES)),
-        ]
-    else:
-        r = [
-            ("payment_id_present", not_blank("payment_id")),
-            ("order_id_present", not_blank("order_id")),
-            ("amount_positive", pl.col("amount") > 0),
-            ("currency_valid", in_list("currency", CURRENCIES)),
-            ("method_valid", in_list("method", METHODS)),
-            ("status_valid", in_list("status", PAY_STATUSES)),
-        ]
-    t = pl.col("event_time").cast(pl.Int64)
-    r += [
-        ("event_time_not_null", pl.col("event_time").is_not_null()),
-        ("event_time_after_2000", t >= EPOCH_2000_US),
-        ("event_time_not_in_future", t <= pl.col("_ingested_at").cast(pl.Int64) + SLACK_US),
-    ]
-    return r
+def rules(entity, schema, expectations):
+    """The row rules of expectations/silver_<entity>.yaml as (name, "row breaks it") pairs, with
+    the semantics of flowctl's quality module (src/quality/rows.rs, expr.rs): a `missing` rule
+    makes its column required, and then an `invalid` rule on it fails missing values too."""
+    with open(f"{expectations}/silver_{entity}.yaml") as f:
+        spec = yaml.safe_load(f)
+    specs = spec.get("rules", [])
+    required = {r["missing"] for r in specs if "missing" in r}
+    out = []
+    for r in specs:
+        c = r.get("missing", r.get("invalid"))
+        dtype = schema[c]
+        missing = pl.col(c).is_null()
+        for v in r.get("missing_values", []):
+            missing = missing | (pl.col(c) == v if dtype == pl.String else pl.col(c).cast(pl.Float64) == float(v))
+        if "missing" in r:
+            out.append((r["name"], missing.fill_null(False)))
+            continue
+        conds = []
+        for key, op in [("valid_min", lambda a, b: a >= b), ("valid_max", lambda a, b: a <= b),
+                        ("valid_min_exclusive", lambda a, b: a > b), ("valid_max_exclusive", lambda a, b: a < b)]:
+            if key in r:
+                conds.append(bound(c, dtype, r[key], op))
+        if "valid_values" in r:
+            vals = r["valid_values"]
+            conds.append(pl.col(c).is_in([str(v) for v in vals]) if dtype == pl.String
+                         else pl.col(c).cast(pl.Float64).is_in([float(v) for v in vals]))
+        if "valid_regex" in r:
+            conds.append(pl.col(c).str.contains(r["valid_regex"]))
+        unsupported = set(r) - {"name", "category", "invalid", "severity", "missing_values", "valid_min", "valid_max",
+                                "valid_min_exclusive", "valid_max_exclusive", "valid_values", "valid_regex"}
+        if unsupported:
+            raise SystemExit(f"silver_{entity}.yaml rule {r['name']}: {sorted(unsupported)} not supported here")
+        ok = conds[0]
+        for x in conds[1:]:
+            ok = ok & x
+        ok = ok.fill_null(False)
+        fail = (missing | ~ok) if c in required else (~missing & ~ok)
+        out.append((r["name"], fail.fill_null(False)))
+    return out
 
 
-def failed_rules(entity):
-    parts = [
-        pl.when(p.fill_null(False)).then(pl.lit(None, dtype=pl.String)).otherwise(pl.lit(name))
-        for name, p in rules(entity)
-    ]
+def failed_rules(named):
+    parts = [pl.when(p).then(pl.lit(name)).otherwise(pl.lit(None, dtype=pl.String)) for name, p in named]
     joined = pl.concat_str(parts, separator=",", ignore_nulls=True)
     return pl.when(joined.str.len_chars() > 0).then(joined).otherwise(None)
 
@@ -95,7 +116,8 @@ def cents(e):
 
 
 def normalise(entity, lf, version):
-    lineage = [pl.col("_kafka_partition"), pl.col("_kafka_offset"), pl.lit(version, pl.Int64).alias("_bronze_version")]
+    lineage = [pl.col("_kafka_partition"), pl.col("_kafka_offset"), pl.lit(version, pl.Int64).alias("_bronze_version"),
+               pl.col("_row"), pl.col("_ingested_at")]
     if entity == "orders":
         guess = pl.when(pl.col("coupon_code").is_not_null() | (pl.col("channel") != "web")).then(2).otherwise(1)
         cols = [
@@ -122,23 +144,30 @@ def write(df, path, partition_by=("event_date",)):
     df.write_delta(path, mode="overwrite", delta_write_options={"partition_by": list(partition_by)})
 
 
-def silver(lake, out):
+def silver(lake, out, expectations):
     from deltalake import DeltaTable
 
     rows = 0
     for entity, key in KEYS.items():
         path = f"{lake}/bronze_{entity}"
         version = DeltaTable(path).version()
-        inc = pl.scan_delta(path).with_columns(failed_rules(entity).alias("_failed")).collect()
-        bad = inc.filter(pl.col("_failed").is_not_null())
+        # Silver's rules judge the normalised rows; quarantine records the bronze rows.
+        inc = pl.scan_delta(path).with_row_index("_row").collect()
+        norm = normalise(entity, inc.lazy(), version)
+        named = rules(entity, norm.collect_schema(), expectations)
+        norm = norm.with_columns(failed_rules(named).alias("_failed")).collect()
+        refused = norm.filter(pl.col("_failed").is_not_null()).select("_row", "_failed")
+        bad = inc.join(refused, on="_row")
         quarantine = bad.select(
             pl.lit(f"silver_{entity}").alias("target_table"), trimmed(key).alias("business_key"),
             pl.col("_failed").alias("failed_rules"), pl.lit(f"bronze_{entity}").alias("source_table"),
             pl.lit(version, pl.Int64).alias("source_version"), pl.col("_kafka_partition"), pl.col("_kafka_offset"),
-            pl.struct(pl.exclude("_failed", "_kafka_key")).struct.json_encode().alias("row_json"),
+            pl.struct(pl.exclude("_failed", "_kafka_key", "_row")).struct.json_encode().alias("row_json"),
         )
         good = (
-            normalise(entity, inc.lazy().filter(pl.col("_failed").is_null()), version)
+            norm.lazy()
+            .filter(pl.col("_failed").is_null())
+            .drop("_failed", "_row", "_ingested_at")
             .sort(["event_time", "_kafka_offset"], descending=[True, True], nulls_last=True)
             .unique(subset=[key], keep="first", maintain_order=True)
             .collect()
@@ -207,17 +236,28 @@ def gold(out):
     return int(revenue["orders"].sum()), float(revenue["revenue"].sum())
 
 
+def peak_mib():
+    """This process's peak resident memory. Not getrusage: ru_maxrss survives exec, so a child of
+    flowctl would report flowctl's peak when it is higher."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lake", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--expectations", required=True, help="the expectations/ dir (silver's row rules)")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    rows = silver(a.lake, a.out)
+    rows = silver(a.lake, a.out, a.expectations)
     t1 = time.perf_counter()
     orders, revenue = gold(a.out)
     t2 = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     print(json.dumps({
         "polars": pl.__version__, "silver_s": t1 - t0, "gold_s": t2 - t1, "silver_rows": rows,
         "revenue_orders": orders, "revenue": revenue, "peak_mib": peak,

@@ -14,6 +14,7 @@ use crate::contracts::generate::{Event, GenConfig, Generator, SchemaVersion};
 use crate::contracts::schema::builtin;
 use crate::lake::staged;
 use crate::transform::gold::{GoldRun, aggregate_gold};
+use crate::transform::rules::SilverRules;
 use crate::transform::silver::{SilverRun, transform_entity};
 use crate::transform::synth::BronzeWriter;
 use crate::transform::{Entity, TransformError};
@@ -81,6 +82,11 @@ async fn generate_kind(home: PathBuf, kind: EventKind, count: usize) -> anyhow::
     Ok(rows)
 }
 
+/// "Now" for both engines' rules: a day after the last simulated event.
+fn now_us() -> i64 {
+    (T0_MS + (DAYS + 1) * 86_400_000) * 1000
+}
+
 async fn publish_all(home: &Path, tables: &[String]) -> anyhow::Result<()> {
     for t in tables {
         if let Some(s) = staged(home, t)? {
@@ -98,12 +104,13 @@ struct Timings {
     revenue: f64,
 }
 
-async fn run_flowctl(home: &Path) -> anyhow::Result<Timings> {
+async fn run_flowctl(home: &Path, rules: SilverRules) -> anyhow::Result<Timings> {
     let started = Instant::now();
     let run = SilverRun {
         run_id: Some(1),
-        now_us: (T0_MS + (DAYS + 1) * 86_400_000) * 1000,
+        now_us: now_us(),
         schema_versions: [(1, 1), (2, 2)].into_iter().collect(),
+        rules,
         backfill: None,
     };
     let mut staged_tables = Vec::new();
@@ -170,11 +177,13 @@ async fn run_flowctl(home: &Path) -> anyhow::Result<Timings> {
     })
 }
 
-fn find_script(script: &Path) -> Option<PathBuf> {
-    if script.exists() {
-        return Some(script.to_path_buf());
+/// `path` as given, else relative to the source tree flowctl was built from (the bench is a
+/// developer's tool, run from the repo or from its build).
+fn find_in_repo(path: &Path) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path.to_path_buf());
     }
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script);
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
     beside.exists().then_some(beside)
 }
 
@@ -212,7 +221,10 @@ pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
         started.elapsed().as_secs_f64(),
         peak_rss_mib()
     );
-    let t = run_flowctl(&home).await?;
+    let expectations = find_in_repo(&crate::config::expectations_dir_from_env())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("expectations"));
+    let rules = SilverRules::load(&expectations)?;
+    let t = run_flowctl(&home, rules).await?;
     let total = t.silver_s + t.gold_s;
     println!(
         "{:<28} {:>10} {:>10} {:>10} {:>14} {:>12}",
@@ -233,7 +245,7 @@ pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
         code = 1;
     }
     if !args.no_python {
-        match find_script(&args.script) {
+        match find_in_repo(&args.script) {
             None => println!(
                 "  python: {} not found (run from the repo root)",
                 args.script.display()
@@ -245,6 +257,8 @@ pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
                     .arg(crate::lake::lake_root(&home))
                     .arg("--out")
                     .arg(tmp.join("python"))
+                    .arg("--expectations")
+                    .arg(&expectations)
                     .output()
                     .await?;
                 if !out.status.success() {

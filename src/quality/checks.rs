@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
-use super::model::{Check, Metric, Outcome, Severity, Stat, TypeName};
+use super::model::{Check, Metric, Now, Outcome, Severity, Stat, TypeName};
 use super::{CheckResult, QualityError, TableSource, expr, format_number};
 
 /// How many offending values a detail quotes.
@@ -166,7 +166,7 @@ fn measure(
             validity,
         } => {
             let dtype = dtype_of(df, column)?;
-            let mask = expr::invalid(column, dtype, missing_values, validity, now)?;
+            let mask = expr::invalid(column, dtype, missing_values, validity, &Now::At(now))?;
             let (n, samples) = count_where(df, mask, column)?;
             let what = format!("{n} of {rows} rows break `{}`", validity.describe(column));
             if matches!(c.metric, Metric::InvalidCount { .. }) {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
-use super::model::{Bound, Limit, Validity};
+use super::model::{Bound, Limit, Now, TimeBound, Validity};
 
 const MICROS_PER_SEC: i64 = 1_000_000;
 const SECS_PER_DAY: i64 = 86_400;
@@ -40,12 +40,7 @@ pub fn missing(column: &str, dtype: &DataType, missing_values: &[String]) -> Res
 
 /// True where a (non-missing) value meets every condition of `v`. Null in, null out: callers
 /// decide what a null means.
-pub fn valid(
-    column: &str,
-    dtype: &DataType,
-    v: &Validity,
-    now: DateTime<Utc>,
-) -> Result<Expr, String> {
+pub fn valid(column: &str, dtype: &DataType, v: &Validity, now: &Now) -> Result<Expr, String> {
     let c = col(column);
     let mut conds: Vec<Expr> = Vec::new();
     for (bound, is_min) in [(&v.min, true), (&v.max, false)] {
@@ -110,34 +105,50 @@ pub fn valid(
         .ok_or_else(|| "no validity condition".to_string())
 }
 
+/// A time bound as µs since the epoch: a literal, or per row when `now` is a column.
+fn bound_us(t: TimeBound, now: &Now) -> Expr {
+    let us = |t: DateTime<Utc>| t.timestamp() * MICROS_PER_SEC + t.timestamp_subsec_micros() as i64;
+    match (t, now) {
+        (TimeBound::Fixed(t), _) => lit(us(t)),
+        (t, Now::At(now)) => lit(us(t.resolve(*now))),
+        (TimeBound::Now(d), Now::Column(c)) => {
+            let delta = d.num_microseconds().unwrap_or(i64::MAX);
+            col(c.as_str())
+                .dt()
+                .cast_time_unit(TimeUnit::Microseconds)
+                .cast(DataType::Int64)
+                + lit(delta)
+        }
+    }
+}
+
 /// `column >= bound` (or `>`, `<=`, `<`), in the column's own units.
 fn compare(
     column: &str,
     dtype: &DataType,
     b: &Bound,
     is_min: bool,
-    now: DateTime<Utc>,
+    now: &Now,
 ) -> Result<Expr, String> {
     let (lhs, rhs) = match (&b.limit, dtype) {
         (Limit::Number(x), d) if d.is_primitive_numeric() => {
             (col(column).cast(DataType::Float64), lit(*x))
         }
         (Limit::Time(t), DataType::Datetime(unit, _)) => {
-            let t = t.resolve(now);
-            let us = t.timestamp() * MICROS_PER_SEC + t.timestamp_subsec_micros() as i64;
+            let us = bound_us(*t, now);
             let v = match unit {
-                TimeUnit::Milliseconds => us.div_euclid(1000),
+                TimeUnit::Milliseconds => us.floor_div(lit(1000i64)),
                 TimeUnit::Microseconds => us,
-                TimeUnit::Nanoseconds => us.saturating_mul(1000),
+                TimeUnit::Nanoseconds => us * lit(1000i64),
             };
-            (col(column).cast(DataType::Int64), lit(v))
+            (col(column).cast(DataType::Int64), v)
         }
         (Limit::Time(t), DataType::Date) => {
             // A date stands for its midnight (UTC).
-            let secs = t.resolve(now).timestamp();
+            let secs = bound_us(*t, now).floor_div(lit(MICROS_PER_SEC));
             (
                 col(column).cast(DataType::Int32).cast(DataType::Int64) * lit(SECS_PER_DAY),
-                lit(secs),
+                secs,
             )
         }
         (Limit::Number(_), d) => {
@@ -162,7 +173,7 @@ pub fn invalid(
     dtype: &DataType,
     missing_values: &[String],
     v: &Validity,
-    now: DateTime<Utc>,
+    now: &Now,
 ) -> Result<Expr, String> {
     let m = missing(column, dtype, missing_values)?;
     let ok = valid(column, dtype, v, now)?;

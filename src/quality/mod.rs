@@ -36,7 +36,7 @@ use chrono::{DateTime, Utc};
 use polars::prelude::{DataFrame, PolarsError};
 
 pub use lake_source::{read_lake_table, reference_frames};
-pub use model::{Outcome, Severity};
+pub use model::{Now, Outcome, Severity};
 pub use parse::{ExpectationError, ExpectationErrors, parse_file};
 
 use model::{Check, Metric, Rule};
@@ -228,12 +228,13 @@ impl TableExpectations {
 
     /// The row rules as Polars expressions, in file order: `(rule name, true where the row
     /// breaks it)`, for transforms that filter or route rows inside their own lazy plan.
+    /// `now` may be a column (see [`Now::Column`]).
     pub fn rule_exprs(
         &self,
         schema: &polars::prelude::Schema,
-        now: DateTime<Utc>,
+        now: impl Into<Now>,
     ) -> Result<Vec<(String, polars::prelude::Expr)>, QualityError> {
-        let exprs = rows::fail_exprs(self, schema, now)?;
+        let exprs = rows::fail_exprs(self, schema, &now.into())?;
         Ok(self
             .rules
             .iter()

@@ -76,6 +76,22 @@ impl TimeBound {
     }
 }
 
+/// What `now` in a time bound means for one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Now {
+    /// The evaluation's clock: the same instant for every row (checks, bronze rules).
+    At(DateTime<Utc>),
+    /// Per row, a timestamp column of the frame: silver judges a row by when it was ingested
+    /// (`_ingested_at`), so a rerun or a backfill months later judges it the same way.
+    Column(String),
+}
+
+impl From<DateTime<Utc>> for Now {
+    fn from(t: DateTime<Utc>) -> Now {
+        Now::At(t)
+    }
+}
+
 /// One side of a value range.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Limit {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
-use super::model::RuleKind;
+use super::model::{Now, RuleKind};
 use super::{QualityError, RowFailure, TableExpectations, expr};
 
 const FIRST: &str = "__first_failed_rule";
@@ -16,7 +16,7 @@ const ALL: &str = "__failed_rules";
 pub(super) fn fail_exprs(
     t: &TableExpectations,
     schema: &Schema,
-    now: DateTime<Utc>,
+    now: &Now,
 ) -> Result<Vec<Expr>, QualityError> {
     let mut fails = Vec::with_capacity(t.rules.len());
     for r in &t.rules {
@@ -63,7 +63,7 @@ pub(super) fn failed_rules(
     if t.rules.is_empty() || df.height() == 0 {
         return Ok(vec![None; df.height()]);
     }
-    let names: Vec<Expr> = fail_exprs(t, df.schema(), now)?
+    let names: Vec<Expr> = fail_exprs(t, df.schema(), &Now::At(now))?
         .into_iter()
         .zip(&t.rules)
         .map(|(f, r)| {
@@ -98,7 +98,7 @@ pub(super) fn row_failures(
     if t.rules.is_empty() || df.height() == 0 {
         return Ok(vec![None; df.height()]);
     }
-    let fails = fail_exprs(t, df.schema(), now)?;
+    let fails = fail_exprs(t, df.schema(), &Now::At(now))?;
     // Built from the last rule backwards, so the outermost `when` is the first rule.
     let mut first = lit(NULL).cast(DataType::UInt32);
     for (i, f) in fails.into_iter().enumerate().rev() {

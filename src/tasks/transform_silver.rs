@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
 use crate::lake::{LakeTable, lake_root};
+use crate::transform::rules::SilverRules;
 use crate::transform::silver::{SilverRun, transform_entity};
 use crate::transform::{Entity, TransformError};
 
@@ -54,6 +55,7 @@ pub(super) fn classify(e: TransformError) -> TaskError {
     match e {
         TransformError::Lake(l) => TaskError::External(l.to_string()),
         TransformError::NoBronze(t) => TaskError::User(t),
+        TransformError::Rules(r) => TaskError::User(format!("silver row rules: {r}")),
         other => TaskError::Internal(other.to_string()),
     }
 }
@@ -162,6 +164,8 @@ impl Task for TransformSilverTask {
             run_id: Some(ctx.run_id),
             now_us: chrono::Utc::now().timestamp_micros(),
             schema_versions: schema_versions(&home, ctx).await,
+            rules: SilverRules::load(&crate::config::expectations_dir_from_env())
+                .map_err(classify)?,
             backfill,
         };
         let entities = self.entities.clone();

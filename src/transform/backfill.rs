@@ -12,7 +12,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::rules::{failed_rules_expr, rules_for};
+use super::rules::INGESTED_AT;
 use super::schema::silver_order_items;
 use super::silver::{EntityReport, SRC, SilverRun, dates_of, normalise, order_items};
 use super::{Entity, TransformError, date_string, pl};
@@ -28,12 +28,21 @@ pub(super) async fn rebuild(
 ) -> Result<EntityReport, TransformError> {
     let def = entity.silver();
     let silver = def.open(home).await?;
-    let failed = failed_rules_expr(&rules_for(entity));
-    let all = bronze
-        .scan()?
-        .with_column(failed.alias("_failed"))
-        .filter(col("_failed").is_null());
-    let good = normalise(entity, all, bronze.version(), &run.schema_versions)
+    // Silver's rules as the incremental run applies them (on normalised rows); the rows they
+    // refuse were quarantined by the run that first saw them.
+    let mut normalised = normalise(
+        entity,
+        bronze.scan()?,
+        bronze.version(),
+        &run.schema_versions,
+        &[INGESTED_AT],
+    )?;
+    let schema = normalised
+        .collect_schema()
+        .map_err(pl(def.name, "normalising bronze"))?;
+    let failed = run.rules.failed_expr(entity, &schema)?;
+    let good = normalised
+        .filter(failed.is_null())
         .with_column(lit(1i32).alias(SRC))
         .collect()
         .map_err(pl(def.name, "normalising bronze"))?;
@@ -43,18 +52,7 @@ pub(super) async fn rebuild(
         d.clone().gt_eq(lit(from)).and(d.lt_eq(lit(to)))
     };
     let before = good.height();
-    let winners = good
-        .lazy()
-        .sort_by_exprs(
-            [col("event_time"), col("_kafka_offset")],
-            SortMultipleOptions::default()
-                .with_order_descending_multi([true, true])
-                .with_nulls_last(true)
-                .with_multithreaded(true),
-        )
-        .unique_stable(Some(cols([entity.key()])), UniqueKeepStrategy::First)
-        .collect()
-        .map_err(pl(def.name, "dedup"))?;
+    let winners = super::silver::dedup_latest(&good, entity.key(), def.name)?;
     report.duplicates_removed = before - winners.height();
     let in_range = winners
         .lazy()

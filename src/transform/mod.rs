@@ -82,6 +82,9 @@ pub enum TransformError {
     },
     #[error("bronze table {0} does not exist yet: nothing to transform")]
     NoBronze(String),
+    /// Silver's row rules could not be loaded or built from the expectation files.
+    #[error("silver row rules: {0}")]
+    Rules(String),
 }
 
 pub(crate) fn pl(

@@ -11,14 +11,14 @@ use crate::contracts::generate::{Event, GenConfig, Generator, SchemaVersion};
 use crate::contracts::schema::builtin;
 use crate::lake::{gate_and_publish, staged};
 use crate::transform::schema;
-use crate::transform::synth::{BronzeWriter, reaches_bronze};
+use crate::transform::synth::{BronzeWriter, reaches_bronze, reaches_silver};
 
 const T0: i64 = 1_763_900_000_000;
 
 fn key(e: &Event) -> Option<String> {
     match &e.value {
-        Value::Record(f) => f.iter().find_map(|(n, v)| match (n.as_str(), v) {
-            ("order_id", Value::String(s)) => Some(s.clone()),
+        Value::Record(f) => f.iter().find_map(|(n, v)| match v {
+            Value::String(s) if n == "order_id" => Some(s.clone()),
             _ => None,
         }),
         _ => None,
@@ -65,6 +65,10 @@ async fn orders_dedup_quarantine_and_idempotence() {
         run_id: Some(1),
         now_us: T0 * 1000,
         schema_versions: HashMap::from([(11, 1), (12, 2)]),
+        rules: crate::transform::rules::SilverRules::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations"),
+        )
+        .unwrap(),
         backfill: None,
     };
     let r = transform_entity(home, Entity::Orders, &run).await.unwrap();
@@ -75,10 +79,11 @@ async fn orders_dedup_quarantine_and_idempotence() {
         .collect();
     let clean: HashSet<String> = in_bronze
         .iter()
-        .filter(|e| e.fault.is_none())
+        .filter(|e| reaches_silver(e))
         .filter_map(|e| key(e))
         .collect();
-    let bad = in_bronze.iter().filter(|e| e.fault.is_some()).count();
+    let bad = in_bronze.iter().filter(|e| !reaches_silver(e)).count();
+    assert!(bad > 50, "the fault mix reaches silver's rules: {bad}");
     assert_eq!(r.rows_in, in_bronze.len());
     assert_eq!(r.quarantined, bad);
     assert_eq!(r.rows_staged, clean.len());
@@ -126,7 +131,7 @@ async fn orders_dedup_quarantine_and_idempotence() {
     let q = schema::silver_quarantine().open(home).await.unwrap();
     let replayed_bad = evs[..200]
         .iter()
-        .filter(|(_, e)| reaches_bronze(e) && e.fault.is_some())
+        .filter(|(_, e)| reaches_bronze(e) && !reaches_silver(e))
         .count();
     // Quarantine is keyed by bronze offset: the replay's bad rows are new rows.
     assert_eq!(q.row_count().unwrap(), bad + replayed_bad);
@@ -143,4 +148,102 @@ async fn orders_dedup_quarantine_and_idempotence() {
             .unwrap()
     };
     assert!(business(&df).equals_missing(&business(&after)));
+}
+
+/// Silver's rules are the expectation file's: a rule added to a copy of `silver_orders.yaml`
+/// quarantines exactly the rows that break it, under its name, and silver keeps none of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_added_to_the_expectation_file_quarantines_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let exp = dir.path().join("expectations");
+    std::fs::create_dir_all(&exp).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations");
+    let orders = std::fs::read_to_string(repo.join("silver_orders.yaml")).unwrap();
+    let orders = orders.replacen(
+        "rules:\n",
+        "rules:\n  - name: amount_at_most_300\n    category: VALUE_OUT_OF_RANGE\n    invalid: amount\n    valid_max: 300\n",
+        1,
+    );
+    std::fs::write(exp.join("silver_orders.yaml"), orders).unwrap();
+    let mut cfg = GenConfig::new(EventKind::Orders, 9, T0);
+    cfg.bad_ratio = 0.0;
+    let evs: Vec<Event> = Generator::new(cfg).take(600).collect();
+    let mut w = BronzeWriter::open(
+        &home,
+        EventKind::Orders,
+        &[(11, builtin::ORDERS_V1)],
+        T0 * 1000,
+    )
+    .await
+    .unwrap();
+    let refs: Vec<(u32, &Event)> = evs.iter().map(|e| (11, e)).collect();
+    w.append(&refs).await.unwrap();
+    let run = SilverRun {
+        run_id: Some(1),
+        now_us: T0 * 1000,
+        schema_versions: HashMap::from([(11, 1)]),
+        rules: crate::transform::rules::SilverRules::load(&exp).unwrap(),
+        backfill: None,
+    };
+    let r = transform_entity(&home, Entity::Orders, &run).await.unwrap();
+    let bronze = crate::lake::LakeTable::open(&crate::lake::lake_root(&home).join("bronze_orders"))
+        .await
+        .unwrap()
+        .scan()
+        .unwrap();
+    let over = bronze
+        .filter(
+            col("amount")
+                .round(2, RoundMode::HalfAwayFromZero)
+                .gt(lit(300.0)),
+        )
+        .collect()
+        .unwrap()
+        .height();
+    assert!(
+        over > 50 && over < 550,
+        "the generator's amounts straddle 300: {over}"
+    );
+    assert_eq!(r.quarantined, over);
+    let q = schema::silver_quarantine()
+        .open(&home)
+        .await
+        .unwrap()
+        .scan()
+        .unwrap()
+        .collect()
+        .unwrap();
+    let rules: HashSet<&str> = q
+        .column("failed_rules")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(rules, HashSet::from(["amount_at_most_300"]));
+    // Without the file, silver refuses to run rather than let everything through.
+    let kept = exp.join("kept.yaml.off");
+    std::fs::rename(exp.join("silver_orders.yaml"), &kept).unwrap();
+    let without = SilverRun {
+        rules: crate::transform::rules::SilverRules::load(&exp).unwrap(),
+        ..run.clone()
+    };
+    let err = transform_entity(&home, Entity::Orders, &without)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("silver_orders.yaml"), "{err}");
+
+    publish_all(&home).await;
+    let max = schema::silver_orders()
+        .open(&home)
+        .await
+        .unwrap()
+        .scan()
+        .unwrap()
+        .select([col("amount").max()])
+        .collect()
+        .unwrap();
+    assert!(max.column("amount").unwrap().f64().unwrap().get(0).unwrap() <= 300.0);
 }

@@ -33,6 +33,31 @@ pub fn reaches_bronze(e: &Event) -> bool {
     )
 }
 
+/// Whether an event that reached bronze also passes silver's rules (which judge the normalised
+/// row): a clean event, or an "unknown currency" that is a real one once trimmed and
+/// upper-cased (`usd`). Bronze's own rules refuse `usd` at ingest; this synthetic bronze is
+/// written without them.
+pub fn reaches_silver(e: &Event) -> bool {
+    reaches_bronze(e)
+        && match e.fault {
+            None => true,
+            Some(Fault::UnknownCurrency) => currency(e).is_some_and(|c| {
+                crate::contracts::domain::CURRENCIES.contains(&c.trim().to_uppercase().as_str())
+            }),
+            Some(_) => false,
+        }
+}
+
+fn currency(e: &Event) -> Option<&str> {
+    match &e.value {
+        apache_avro::types::Value::Record(f) => f.iter().find_map(|(n, v)| match v {
+            apache_avro::types::Value::String(s) if n == "currency" => Some(s.as_str()),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
 /// The Kafka partition of a key: FNV-1a, stable across builds.
 pub fn partition_of(key: Option<&str>) -> i32 {
     let mut h: u32 = 0x811c_9dc5;

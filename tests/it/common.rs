@@ -12,6 +12,20 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+/// Copies the repository's expectation files into `env`'s `expectations/` (beside its flows
+/// dir, where flowctl looks by default): tests that edit one edit their own copy.
+pub fn with_expectations(env: &Env) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations");
+    let dst = env.dir.path().join("expectations");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");

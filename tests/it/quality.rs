@@ -13,24 +13,10 @@ use flowctl::lake::{LakeTable, lake_root};
 use flowctl::store::Store;
 use serde_json::Value;
 
-use crate::common::{Env, attempts, run_id, stderr, stdout, task_state};
+use crate::common::{Env, attempts, run_id, stderr, stdout, task_state, with_expectations};
 
 /// 2025-11-23 as days since the epoch.
 const DAY: i32 = 20_415;
-
-/// The repository's expectation files, copied where the binary looks by default:
-/// `expectations/` beside the env's `flows/`.
-fn with_expectations(env: &Env) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations");
-    let dst = env.dir.path().join("expectations");
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "yaml") {
-            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-}
 
 /// Creates `table` under the env's lake with one appended batch (so it is at version 1).
 async fn write_table(env: &Env, table: &str, columns: Vec<(&str, ArrayRef)>) {
