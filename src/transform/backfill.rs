@@ -12,9 +12,8 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::rules::INGESTED_AT;
 use super::schema::silver_order_items;
-use super::silver::{EntityReport, SRC, SilverRun, dates_of, normalise, order_items};
+use super::silver::{EntityReport, SRC, SilverRun, dates_of, judged, order_items};
 use super::{Entity, TransformError, date_string, pl};
 use crate::lake::{LakeTable, StageMode, StageSpec, df_to_batch, stage};
 
@@ -30,19 +29,8 @@ pub(super) async fn rebuild(
     let silver = def.open(home).await?;
     // Silver's rules as the incremental run applies them (on normalised rows); the rows they
     // refuse were quarantined by the run that first saw them.
-    let mut normalised = normalise(
-        entity,
-        bronze.scan()?,
-        bronze.version(),
-        &run.schema_versions,
-        &[INGESTED_AT],
-    )?;
-    let schema = normalised
-        .collect_schema()
-        .map_err(pl(def.name, "normalising bronze"))?;
-    let failed = run.rules.failed_expr(entity, &schema)?;
-    let good = normalised
-        .filter(failed.is_null())
+    let good = judged(entity, bronze.scan()?, bronze.version(), run, &[])?
+        .filter(col("_failed").is_null())
         .with_column(lit(1i32).alias(SRC))
         .collect()
         .map_err(pl(def.name, "normalising bronze"))?;

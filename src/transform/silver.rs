@@ -66,6 +66,15 @@ fn trim(c: &str) -> Expr {
     col(c).str().strip_chars(lit(NULL)).alias(c)
 }
 
+/// Trimmed and upper-cased: `" usd "` is `USD`.
+fn currency() -> Expr {
+    col("currency")
+        .str()
+        .strip_chars(lit(NULL))
+        .str()
+        .to_uppercase()
+}
+
 fn round_cents(e: Expr) -> Expr {
     e.round(2, RoundMode::HalfAwayFromZero)
 }
@@ -131,11 +140,7 @@ pub(super) fn normalise(
                 trim("customer_id"),
                 trim("campaign_id"),
                 round_cents(col("amount")),
-                col("currency")
-                    .str()
-                    .strip_chars(lit(NULL))
-                    .str()
-                    .to_uppercase(),
+                currency(),
                 trim("status"),
                 col("channel")
                     .str()
@@ -168,11 +173,7 @@ pub(super) fn normalise(
             trim("payment_id"),
             trim("order_id"),
             round_cents(col("amount")),
-            col("currency")
-                .str()
-                .strip_chars(lit(NULL))
-                .str()
-                .to_uppercase(),
+            currency(),
             trim("method"),
             trim("status"),
             utc_us("event_time"),
@@ -182,6 +183,31 @@ pub(super) fn normalise(
     cols.extend(lineage);
     cols.extend(carry.iter().map(|c| col(*c)));
     Ok(lf.select(cols))
+}
+
+/// [`normalise`]d rows with `_failed`: the silver rules each breaks (null: none), judged with
+/// the run's rules on the normalised row.
+pub(super) fn judged(
+    entity: Entity,
+    bronze_rows: LazyFrame,
+    bronze_version: i64,
+    run: &SilverRun,
+    carry: &[&str],
+) -> Result<LazyFrame, TransformError> {
+    let mut carry = carry.to_vec();
+    carry.push(INGESTED_AT);
+    let mut normalised = normalise(
+        entity,
+        bronze_rows,
+        bronze_version,
+        &run.schema_versions,
+        &carry,
+    )?;
+    let schema = normalised
+        .collect_schema()
+        .map_err(pl(entity.silver().name, "normalising"))?;
+    let failed = run.rules.failed_expr(entity, &schema)?;
+    Ok(normalised.with_column(failed.alias("_failed")))
 }
 
 pub(super) fn dates_of(df: &DataFrame, table: &str) -> Result<BTreeSet<i32>, TransformError> {
@@ -338,19 +364,8 @@ pub async fn transform_entity(
     // Every row is normalised and judged by silver's rules; the dedup below passes over the
     // refused ones. Filtering them out here would copy every good row (orders' nested items
     // above all) once more, for the sake of a few rows.
-    let mut normalised = normalise(
-        entity,
-        inc.clone().lazy(),
-        bronze.version(),
-        &run.schema_versions,
-        &[ROW, INGESTED_AT],
-    )?;
-    let schema = normalised
-        .collect_schema()
-        .map_err(pl(def.name, "normalising"))?;
-    let failed = run.rules.failed_expr(entity, &schema)?;
-    let good = normalised
-        .with_columns([failed.alias("_failed"), lit(1i32).alias(SRC)])
+    let good = judged(entity, inc.clone().lazy(), bronze.version(), run, &[ROW])?
+        .with_column(lit(1i32).alias(SRC))
         .collect()
         .map_err(pl(def.name, "normalising"))?;
     let passed = || good.clone().lazy().filter(col("_failed").is_null());
