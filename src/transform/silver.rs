@@ -230,10 +230,9 @@ pub(super) fn date_lit(days: &BTreeSet<i32>) -> Expr {
 
 /// Keeps, per business key, the row with the latest `event_time`, then the highest Kafka
 /// offset, then the one already in silver (`_src` 0 before 1); rows with a non-null `_failed`
-/// (refused by the rules) are never kept. Only the narrow columns that
-/// decide are sorted, and the winners are then kept in their original order: sorting the
-/// whole frame moved every column (orders' nested `items` lists above all) twice, and was most
-/// of silver's time.
+/// (refused by the rules) are never kept. Only the narrow columns that decide are sorted, and
+/// the winners are then kept in their original order: sorting the whole frame moved every
+/// column (orders' nested `items` lists above all) twice, and was most of silver's time.
 pub(super) fn dedup_latest(
     all: &DataFrame,
     key: &str,
@@ -262,7 +261,6 @@ pub(super) fn dedup_latest(
         )
         .unique_stable(Some(cols([key])), UniqueKeepStrategy::First)
         .select([col("_i")])
-        .sort(["_i"], Default::default())
         .collect()
         .map_err(pl(table, "dedup"))?;
     let idx = winners
