@@ -71,7 +71,9 @@ pub async fn check_reachable(bootstrap: &str) -> Result<(), BrokerError> {
                 source,
             })?;
     let res = tokio::task::spawn_blocking(move || {
-        consumer.fetch_metadata(None, REACH_TIMEOUT).map(|_| ())
+        let res = consumer.fetch_metadata(None, REACH_TIMEOUT).map(|_| ());
+        drop_later(consumer);
+        res
     })
     .await
     .expect("metadata probe panicked");
@@ -83,12 +85,13 @@ pub async fn check_reachable(bootstrap: &str) -> Result<(), BrokerError> {
 }
 
 /// Creates `topic` with `partitions` partitions if it does not exist. An existing topic is
-/// fine whatever its partition count (the broker cannot add partitions anyway).
+/// fine whatever its partition count (the broker cannot add partitions anyway). Returns whether
+/// this call created it (a topic just created holds no record yet).
 pub async fn ensure_topic(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
-) -> Result<(), BrokerError> {
+) -> Result<bool, BrokerError> {
     let admin: AdminClient<DefaultClientContext> =
         client_config(bootstrap)
             .create()
@@ -110,11 +113,25 @@ pub async fn ensure_topic(
         .create_topics([&new], &opts)
         .await
         .map_err(|e| err(e.to_string()))?;
+    drop_later(admin);
+    let mut created = false;
     for r in results {
         match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => created = true,
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => return Err(err(code.to_string())),
         }
     }
-    Ok(())
+    Ok(created)
+}
+
+/// Drops a librdkafka client on a thread of its own: destroying one waits for its internal
+/// threads (around 100 ms), which nobody needs to wait for.
+pub fn drop_later<T: Send + 'static>(client: T) {
+    let spawned = std::thread::Builder::new()
+        .name("kafka-client-drop".into())
+        .spawn(move || drop(client));
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "no thread to drop a client on; it is leaked");
+    }
 }

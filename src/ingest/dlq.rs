@@ -21,7 +21,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -128,7 +128,8 @@ pub fn audit_batch(
         .map_err(|e| IngestError::Lake(crate::lake::LakeError::Arrow(e)))
 }
 
-/// Produces DLQ records with an idempotent producer.
+/// Produces DLQ records with an idempotent producer. Clones share the producer.
+#[derive(Clone)]
 pub struct DlqProducer {
     producer: FutureProducer,
     topic: String,
@@ -162,19 +163,23 @@ impl DlqProducer {
         &self.topic
     }
 
-    /// Sends the records of `bad` that are not in `skip`, waits for every delivery, and returns
-    /// the last offset written per DLQ partition (empty when nothing was sent).
-    pub async fn send(
+    /// Hands the records of `bad` that are not in `skip` to the producer without waiting for
+    /// the broker: the caller goes on with other work and waits with [`DlqProducer::delivered`]
+    /// before it commits the audit rows. Records are produced in call order (one idempotent
+    /// producer), so a later batch's records never get lower DLQ offsets than an earlier one's.
+    pub async fn enqueue(
         &self,
         source_topic: &str,
         raw: &RawBatch,
         bad: &[BadRecord],
         skip: &HashSet<SourcePos>,
-    ) -> Result<BTreeMap<i32, i64>, IngestError> {
+    ) -> Result<Deliveries, IngestError> {
         let mut pending = Vec::with_capacity(bad.len());
+        let mut pos = (source_topic.to_string(), 0, 0);
         for b in bad {
             let r = &raw.records[b.index];
-            if skip.contains(&(source_topic.to_string(), r.partition, r.offset)) {
+            (pos.1, pos.2) = (r.partition, r.offset);
+            if skip.contains(&pos) {
                 continue;
             }
             let (partition, offset) = (r.partition.to_string(), r.offset.to_string());
@@ -205,8 +210,17 @@ impl DlqProducer {
             };
             pending.push(delivery);
         }
+        Ok(Deliveries(pending))
+    }
+
+    /// Waits for every delivery of `pending` and returns the last offset written per DLQ
+    /// partition (empty when nothing was sent). The first failure fails the batch.
+    pub async fn delivered(
+        &self,
+        pending: Deliveries,
+    ) -> Result<BTreeMap<i32, i64>, IngestError> {
         let mut last = BTreeMap::new();
-        for f in pending {
+        for f in pending.0 {
             match f.await {
                 Ok(Ok(d)) => {
                     let e = last.entry(d.partition).or_insert(d.offset);
@@ -218,7 +232,19 @@ impl DlqProducer {
         }
         Ok(last)
     }
+
+    /// Waits (up to `timeout`) until nothing handed to the producer is still in flight: after a
+    /// failed batch, so that a retry reading the DLQ back on start sees every record produced.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(topic = %self.topic, error = %e, "DLQ producer flush");
+        }
+    }
 }
+
+/// DLQ records handed to the producer, not yet known to be written.
+#[derive(Default)]
+pub struct Deliveries(Vec<rdkafka::producer::DeliveryFuture>);
 
 fn hdr<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {

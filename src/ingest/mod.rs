@@ -7,10 +7,17 @@
 //! `bronze_dlq_audit`, then commit the good rows to bronze. Both commits carry the Kafka
 //! positions as Delta `txn` actions (see [`positions`]); on start the consumer seeks from them.
 //! Kafka group offsets are committed afterwards, for lag monitoring only.
+//!
+//! The work is pipelined ([`run`]): consumer threads read batch N+2 while the prepare stage
+//! decodes and validates batch N+1 (handing its bad records to the DLQ producer) and the commit
+//! stage writes batch N (waits for its DLQ deliveries, then the audit commit, then the bronze
+//! commit). Commits happen one batch at a time in read order, and the first failure stops them.
 
+mod commit;
 mod dlq;
 mod error;
 mod positions;
+mod prepare;
 mod replay;
 mod run;
 mod source;

@@ -1,21 +1,29 @@
-//! The ingest run: one consumer thread per topic, one loop that handles their micro-batches in
-//! arrival order (so the shared audit table and DLQ have a single writer), clean stop on cancel.
+//! The ingest run, a pipeline of three stages: one consumer thread per topic reads records
+//! into micro-batches; one loop prepares them in arrival order (decode, validate, hand bad
+//! records to the DLQ producer: [`super::prepare`]); one commit task writes them, strictly in
+//! the same order ([`super::commit`]: audit table, then bronze, one batch at a time, so the
+//! shared audit table and DLQ have a single writer). While batch N's Parquet files are written
+//! and committed, batch N+1 is decoded, and batch N+2 is read. Clean stop on cancel: what was
+//! read is committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
+use super::commit::Committer;
 use super::dlq::{
-    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, audit_schema, dlq_app_id, produced_after,
+    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, SourcePos, audit_schema, dlq_app_id,
+    produced_after,
 };
 use super::error::IngestError;
+use super::prepare::PrepContext;
 use super::source::{End, Source, SourceMsg, SourcePlan, consumer, partitions, watermarks};
-use super::topic::{BatchContext, TopicState};
+use super::topic::TopicState;
 use super::validate::Rules;
 use super::{IngestOptions, IngestSummary};
-use crate::contracts::broker::{check_reachable, ensure_topic};
+use crate::contracts::broker::{check_reachable, drop_later, ensure_topic};
 use crate::contracts::registry::Registry;
 use crate::lake::{LakeTable, lake_root};
 use crate::metrics;
@@ -95,143 +103,132 @@ pub async fn ingest(
         LakeTable::open_or_create(&lake.join(AUDIT_TABLE), &audit_schema(), &[AUDIT_PARTITION])
             .await?;
 
-    // The DLQ: what was produced after the last audit commit must not be produced again.
-    ensure_topic(&opts.bootstrap, &opts.dlq_topic, 1).await?;
-    let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
-    let (bootstrap, group, dlq_topic) = (
-        opts.bootstrap.clone(),
-        opts.group.clone(),
-        opts.dlq_topic.clone(),
-    );
-    let dlq_parts = {
-        let (b, g, t) = (bootstrap.clone(), group.clone(), dlq_topic.clone());
-        blocking(move || {
-            let c = consumer(&b, &g).map_err(|e| kafka_err(&t, e))?;
-            partitions(&c, &t)
-        })
-        .await?
-    };
-    let mut dlq_last = BTreeMap::new();
-    for &p in &dlq_parts {
-        if let Some(v) = audit.txn_version(&dlq_app_id(&dlq_topic, p)).await? {
-            dlq_last.insert(p, v);
+    let (bootstrap, group) = (opts.bootstrap.clone(), opts.group.clone());
+    // The DLQ is set up while the topics are planned (both wait on the broker, the DLQ
+    // longest when its topic is new).
+    let (dlq_setup, topics) = tokio::join!(dlq_setup(opts), async {
+        // Plan every topic, then start its consumer.
+        let (tx, rx) = tokio::sync::mpsc::channel(std::env::var("FLOWCTL_EXP_CHAN").ok().and_then(|v| v.parse().ok()).unwrap_or(4));
+        let mut preps = Vec::new();
+        let mut sinks = Vec::new();
+        let mut sources = Vec::new();
+        let mut total = 0u64;
+        for (index, topic) in opts.topics.iter().enumerate() {
+            let rules = Rules::for_table(opts.expectations_dir.as_deref(), topic)?;
+            let mut state = TopicState::open(topic, registry, &opts.home, rules).await?;
+            let (c, bounds) = {
+                let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
+                blocking(move || {
+                    let c = consumer(&b, &g).map_err(|e| kafka_err(&t, e))?;
+                    let mut bounds = BTreeMap::new();
+                    for p in partitions(&c, &t)? {
+                        bounds.insert(p, watermarks(&c, &t, p)?);
+                    }
+                    Ok((c, bounds))
+                })
+                .await?
+            };
+            state
+                .plan(&bounds, &mut audit, opts.reset, opts.run_id)
+                .await?;
+            let mut parts = BTreeMap::new();
+            for (p, plan) in &state.plans {
+                let high = bounds[p].1;
+                let target = (!opts.follow).then_some(high);
+                total += (high - plan.start).max(0) as u64;
+                metrics::get()
+                    .consumer_lag
+                    .with_label_values(&[topic.as_str(), &p.to_string()])
+                    .set(high - plan.start);
+                parts.insert(*p, (plan.start, target));
+            }
+            let plan = SourcePlan {
+                topic: topic.clone(),
+                partitions: parts,
+                batch_records: opts.batch_records,
+                batch_interval: if opts.follow {
+                    opts.commit_interval
+                } else {
+                    std::time::Duration::from_secs(2)
+                },
+                idle_timeout: opts.idle_timeout,
+                max_records: opts.max_records,
+                max_duration: opts.max_duration,
+            };
+            let source = Source::start(c, plan, index, tx.clone())?;
+            let (prep, sink) = state.split(index, source.group())?;
+            preps.push(prep);
+            sinks.push(sink);
+            sources.push(source);
         }
-    }
-    let dlq_skip = {
-        let (b, g, t, parts, rec) = (
-            bootstrap.clone(),
-            group.clone(),
-            dlq_topic.clone(),
-            dlq_parts.clone(),
-            dlq_last.clone(),
-        );
-        blocking(move || {
-            let c = consumer(&b, &g).map_err(|e| kafka_err(&t, e))?;
-            produced_after(&c, &t, &parts, &rec)
-        })
-        .await?
-    };
-    if !dlq_skip.is_empty() {
-        tracing::info!(
-            records = dlq_skip.len(),
-            "DLQ records from an interrupted batch will not be produced again"
-        );
-    }
-
-    // Plan every topic, then start its consumer.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let mut states = Vec::new();
-    let mut sources = Vec::new();
-    let mut total = 0u64;
-    for (index, topic) in opts.topics.iter().enumerate() {
-        let rules = Rules::for_table(opts.expectations_dir.as_deref(), topic)?;
-        let mut state = TopicState::open(topic, registry, &opts.home, rules).await?;
-        let (c, bounds) = {
-            let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
-            blocking(move || {
-                let c = consumer(&b, &g).map_err(|e| kafka_err(&t, e))?;
-                let mut bounds = BTreeMap::new();
-                for p in partitions(&c, &t)? {
-                    bounds.insert(p, watermarks(&c, &t, p)?);
-                }
-                Ok((c, bounds))
-            })
-            .await?
-        };
-        state
-            .plan(&bounds, &mut audit, opts.reset, opts.run_id)
-            .await?;
-        let mut parts = BTreeMap::new();
-        for (p, plan) in &state.plans {
-            let high = bounds[p].1;
-            let target = (!opts.follow).then_some(high);
-            total += (high - plan.start).max(0) as u64;
-            metrics::get()
-                .consumer_lag
-                .with_label_values(&[topic.as_str(), &p.to_string()])
-                .set(high - plan.start);
-            parts.insert(*p, (plan.start, target));
-        }
-        let plan = SourcePlan {
-            topic: topic.clone(),
-            partitions: parts,
-            batch_records: opts.batch_records,
-            batch_interval: if opts.follow {
-                opts.commit_interval
-            } else {
-                std::time::Duration::from_secs(2)
-            },
-            idle_timeout: opts.idle_timeout,
-            max_records: opts.max_records,
-            max_duration: opts.max_duration,
-        };
-        sources.push(Source::start(c, plan, index, tx.clone())?);
-        states.push(state);
-    }
-    drop(tx);
+        drop(tx);
+        Ok::<_, IngestError>((rx, preps, sinks, sources, total))
+    });
+    let (mut rx, mut preps, sinks, sources, total) = topics?;
+    let DlqSetup {
+        dlq,
+        last: dlq_last,
+        skip: dlq_skip,
+    } = dlq_setup?;
     if !opts.follow {
         progress.set_length(total);
     }
+    tracing::debug!(
+        setup_s = started.elapsed().as_secs_f64(),
+        "ingest planned; consuming"
+    );
 
-    let mut ctx = BatchContext {
+    // The commit stage runs on a thread of its own (Parquet encoding is CPU work that must not
+    // hold an async worker), driving its I/O on this runtime.
+    let (batches, committed) = tokio::sync::mpsc::channel(1);
+    let committer = Committer {
+        audit,
+        sinks,
+        dlq: dlq.clone(),
+        dlq_last,
+        run_id: opts.run_id,
+        follow: opts.follow,
+        progress: progress.clone(),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let mut commit_stage =
+        tokio::task::spawn_blocking(move || runtime.block_on(committer.run(committed)));
+
+    let ctx = PrepContext {
         registry,
-        audit: &mut audit,
         dlq: &dlq,
         dlq_skip: &dlq_skip,
-        dlq_last: &mut dlq_last,
         run_id: opts.run_id,
     };
+    let mut ends: Vec<Option<String>> = vec![None; preps.len()];
     let mut stopping = false;
     let mut failure: Option<IngestError> = None;
+    // The commit stage's result, when it ended before the prepare loop.
+    let mut early: Option<Result<Vec<_>, IngestError>> = None;
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 None => break,
-                Some((i, SourceMsg::Batch(batch))) => {
-                    let n = batch.records.len() as u64;
-                    let next = states[i].handle(batch, &mut ctx).await?;
-                    sources[i].commit_group(&next);
-                    for (p, o) in &next {
-                        let start_high = states[i].highs.get(p).copied().unwrap_or(*o);
-                        let high = if opts.follow {
-                            sources[i].high_watermark(*p).unwrap_or(start_high)
-                        } else {
-                            start_high
-                        };
-                        metrics::get()
-                            .consumer_lag
-                            .with_label_values(&[states[i].topic.as_str(), &p.to_string()])
-                            .set((high - o).max(0));
+                Some((i, SourceMsg::Batch(raw))) => {
+                    let prepared = match preps[i].prepare(&raw, &ctx).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                            break;
+                        }
+                    };
+                    sources[i].recycle(raw);
+                    if batches.send(prepared).await.is_err() {
+                        // The commit stage failed; its error is collected below.
+                        break;
                     }
-                    progress.inc(n);
                 }
                 Some((i, SourceMsg::End(end))) => {
-                    let s = &mut states[i];
-                    s.summary.end = Some(describe(&end));
+                    ends[i] = Some(describe(&end));
                     match end {
                         End::Stalled { partition, at, target } => {
                             failure.get_or_insert(IngestError::Stalled {
-                                topic: s.topic.clone(),
+                                topic: preps[i].topic.clone(),
                                 partition,
                                 at,
                                 target,
@@ -240,7 +237,7 @@ pub async fn ingest(
                         }
                         End::Failed(detail) => {
                             failure.get_or_insert(IngestError::Kafka {
-                                topic: s.topic.clone(),
+                                topic: preps[i].topic.clone(),
                                 step: "consume",
                                 detail,
                             });
@@ -249,6 +246,11 @@ pub async fn ingest(
                     }
                 }
             },
+            done = &mut commit_stage, if early.is_none() => {
+                // Only a failure ends the commit stage while batches may still come.
+                early = Some(done.expect("commit stage panicked"));
+                break;
+            }
             _ = cancel.cancelled(), if !stopping => {
                 stopping = true;
                 for s in &sources {
@@ -257,14 +259,104 @@ pub async fn ingest(
             }
         }
     }
-    progress.finish_and_clear();
-    if let Some(e) = failure {
-        return Err(e);
+    // Whatever ended the loop: stop reading, let the commit stage finish what it was given.
+    for s in &sources {
+        s.stop();
     }
+    drop(batches);
+    let committed = match early {
+        Some(r) => r,
+        None => commit_stage.await.expect("commit stage panicked"),
+    };
+    progress.finish_and_clear();
+    let result = match (committed, failure) {
+        (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+        (Ok(summaries), None) => Ok(summaries),
+    };
+    let summaries = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // Batches prepared but never committed may have DLQ records in flight: let them
+            // land before returning, so a retry reads them back on start (and skips them).
+            let d = dlq.clone();
+            let timeout = opts.dlq_timeout;
+            let _ = tokio::task::spawn_blocking(move || d.flush(timeout)).await;
+            return Err(e);
+        }
+    };
     Ok(IngestSummary {
-        topics: states.into_iter().map(|s| s.summary).collect(),
+        topics: summaries
+            .into_iter()
+            .zip(ends)
+            .map(|(mut s, end)| {
+                s.end = end;
+                s
+            })
+            .collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The DLQ side of an ingest, ready to use.
+struct DlqSetup {
+    dlq: DlqProducer,
+    /// Last DLQ offset per partition that an audit commit accounts for.
+    last: BTreeMap<i32, i64>,
+    /// Source positions of DLQ records produced after those offsets, by a batch that never
+    /// reached its audit commit: not to be produced again.
+    skip: HashSet<SourcePos>,
+}
+
+/// Creates the DLQ topic if needed, starts the producer and reads back what an interrupted
+/// run produced after its last audit commit. Reads the audit table (which exists by now)
+/// through a handle of its own, so it can run while the topics are planned.
+async fn dlq_setup(opts: &IngestOptions) -> Result<DlqSetup, IngestError> {
+    const NEW_DLQ_PARTITIONS: i32 = 1;
+    let created = ensure_topic(&opts.bootstrap, &opts.dlq_topic, NEW_DLQ_PARTITIONS).await?;
+    let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
+    let audit = LakeTable::open(&lake_root(&opts.home).join(AUDIT_TABLE)).await?;
+    // A topic this run created is empty: nothing to read back (and its metadata can take a
+    // moment to reach every client).
+    let (consumer, parts) = if created {
+        (None, (0..NEW_DLQ_PARTITIONS).collect())
+    } else {
+        let (b, g, t) = (
+            opts.bootstrap.clone(),
+            opts.group.clone(),
+            opts.dlq_topic.clone(),
+        );
+        blocking(move || {
+            let c = consumer(&b, &g).map_err(|e| kafka_err(&t, e))?;
+            let parts = partitions(&c, &t)?;
+            Ok((Some(c), parts))
+        })
+        .await?
+    };
+    let mut last = BTreeMap::new();
+    for &p in &parts {
+        if let Some(v) = audit.txn_version(&dlq_app_id(&opts.dlq_topic, p)).await? {
+            last.insert(p, v);
+        }
+    }
+    let skip = match consumer {
+        None => HashSet::new(),
+        Some(c) => {
+            let (t, recorded) = (opts.dlq_topic.clone(), last.clone());
+            blocking(move || {
+                let skip = produced_after(&c, &t, &parts, &recorded);
+                drop_later(c);
+                skip
+            })
+            .await?
+        }
+    };
+    if !skip.is_empty() {
+        tracing::info!(
+            records = skip.len(),
+            "DLQ records from an interrupted batch will not be produced again"
+        );
+    }
+    Ok(DlqSetup { dlq, last, skip })
 }
 
 fn kafka_err(topic: &str, e: rdkafka::error::KafkaError) -> IngestError {

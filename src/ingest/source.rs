@@ -45,6 +45,39 @@ pub struct RawBatch {
 }
 
 impl RawBatch {
+    /// An empty batch with room for `records` records of `bytes` bytes in all.
+    pub fn with_capacity(records: usize, bytes: usize) -> RawBatch {
+        RawBatch {
+            arena: Vec::with_capacity(bytes),
+            records: Vec::with_capacity(records),
+        }
+    }
+
+    /// Copies one record into the batch.
+    pub fn push(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        let key = key.map(|k| {
+            let s = self.arena.len();
+            self.arena.extend_from_slice(k);
+            s..self.arena.len()
+        });
+        let s = self.arena.len();
+        self.arena.extend_from_slice(payload);
+        self.records.push(RawRecord {
+            partition,
+            offset,
+            timestamp_ms,
+            key,
+            payload: s..self.arena.len(),
+        });
+    }
+
     pub fn key(&self, r: &RawRecord) -> Option<&[u8]> {
         r.key.clone().map(|k| &self.arena[k])
     }
@@ -126,6 +159,17 @@ pub struct Source {
     consumer: Arc<IngestConsumer>,
     stop: Arc<AtomicBool>,
     topic: String,
+    /// Handled batches go back to the thread, which refills them: the arena stays allocated
+    /// (and its pages mapped) instead of being freed and faulted in again for every batch.
+    recycle: std::sync::mpsc::SyncSender<RawBatch>,
+}
+
+/// What the commit stage needs of a topic's consumer: committing group offsets and reading
+/// high watermarks (both for lag monitoring only).
+#[derive(Clone)]
+pub struct GroupHandle {
+    consumer: Arc<IngestConsumer>,
+    topic: String,
 }
 
 /// librdkafka reports partition EOF (which ingest asks for, to end bounded batches) through the
@@ -134,7 +178,12 @@ pub struct QuietEof;
 
 impl rdkafka::ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
             tracing::error!("librdkafka: {error}: {reason}");
         }
     }
@@ -155,7 +204,7 @@ pub fn consumer(bootstrap: &str, group: &str) -> Result<IngestConsumer, KafkaErr
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
         .set("allow.auto.create.topics", "false")
-        .set("queued.min.messages", "200000")
+        .set("queued.min.messages", std::env::var("FLOWCTL_EXP_QMIN").unwrap_or("200000".into()))
         .set("fetch.wait.max.ms", "100")
         .create_with_context(QuietEof)
 }
@@ -217,11 +266,17 @@ impl Source {
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
         let topic = plan.topic.clone();
+        let (recycle, recycled) = std::sync::mpsc::sync_channel(2);
         {
             let (consumer, stop) = (consumer.clone(), stop.clone());
+            let out = Out {
+                index,
+                tx,
+                recycled,
+            };
             std::thread::Builder::new()
                 .name(format!("ingest-{}", plan.topic))
-                .spawn(move || run(&consumer, plan, &stop, index, &tx))
+                .spawn(move || run(&consumer, plan, &stop, &out))
                 .map_err(|e| IngestError::Kafka {
                     topic: topic.clone(),
                     step: "consumer thread",
@@ -232,6 +287,7 @@ impl Source {
             consumer,
             stop,
             topic,
+            recycle,
         })
     }
 
@@ -240,9 +296,24 @@ impl Source {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// Gives a handled batch back to the thread for reuse (dropped if it has enough).
+    pub fn recycle(&self, batch: RawBatch) {
+        let _ = self.recycle.try_send(batch);
+    }
+
+    /// The handle the commit stage uses for group offsets and lag.
+    pub fn group(&self) -> GroupHandle {
+        GroupHandle {
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
+        }
+    }
+}
+
+impl GroupHandle {
     /// Commits `next` offsets (partition → next offset to read) to the consumer group, for lag
     /// monitoring only. Best effort: the Delta log is the source of truth.
-    pub fn commit_group(&self, next: &BTreeMap<i32, i64>) {
+    pub fn commit(&self, next: &BTreeMap<i32, i64>) {
         let mut tpl = TopicPartitionList::new();
         for (&p, &o) in next {
             let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(o));
@@ -252,7 +323,8 @@ impl Source {
         }
     }
 
-    /// The current high watermark of a partition (for lag in follow mode).
+    /// The current high watermark of a partition (for lag in follow mode). Blocks for up to
+    /// the metadata timeout.
     pub fn high_watermark(&self, partition: i32) -> Option<i64> {
         watermarks(&self.consumer, &self.topic, partition)
             .ok()
@@ -274,14 +346,41 @@ fn kafka(topic: &str, step: &'static str, e: KafkaError) -> IngestError {
     }
 }
 
-/// The consumer thread's loop.
-fn run(
-    consumer: &IngestConsumer,
-    plan: SourcePlan,
-    stop: &AtomicBool,
+/// Where the consumer thread hands its batches, and gets them back.
+struct Out {
     index: usize,
-    tx: &SourceTx,
-) {
+    tx: SourceTx,
+    recycled: std::sync::mpsc::Receiver<RawBatch>,
+}
+
+impl Out {
+    /// Hands `b` over (blocking while the channel is full) and leaves an empty batch, a
+    /// recycled one when there is one, in its place. False when the receiver is gone.
+    fn send(&self, b: &mut RawBatch) -> bool {
+        if b.records.is_empty() {
+            return true;
+        }
+        let fresh = match self.recycled.try_recv() {
+            Ok(mut r) => {
+                r.arena.clear();
+                r.records.clear();
+                r
+            }
+            Err(_) => RawBatch::with_capacity(b.records.len(), b.arena.len()),
+        };
+        let full = std::mem::replace(b, fresh);
+        self.tx
+            .blocking_send((self.index, SourceMsg::Batch(full)))
+            .is_ok()
+    }
+}
+
+/// Messages handled between two looks at the clock while records keep arriving: reading the
+/// clock per record costs more than the rest of the loop.
+const CLOCK_EVERY: u32 = 1024;
+
+/// The consumer thread's loop.
+fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out) {
     let started = Instant::now();
     // partition → (next offset expected, target)
     let mut open: BTreeMap<i32, (i64, Option<i64>)> = plan
@@ -295,13 +394,8 @@ fn run(
     let mut batch_started = Instant::now();
     let mut last_message = Instant::now();
     let mut total: u64 = 0;
-    let send = |b: &mut RawBatch| -> bool {
-        if b.records.is_empty() {
-            return true;
-        }
-        tx.blocking_send((index, SourceMsg::Batch(std::mem::take(b))))
-            .is_ok()
-    };
+    // Messages since the clock was last read (CLOCK_EVERY).
+    let mut unclocked: u32 = 0;
     let end = loop {
         if stop.load(Ordering::SeqCst) {
             break End::Stopped;
@@ -309,38 +403,30 @@ fn run(
         if bounded && open.is_empty() {
             break End::CaughtUp;
         }
-        if plan.max_records.is_some_and(|m| total >= m)
-            || plan.max_duration.is_some_and(|d| started.elapsed() >= d)
-        {
+        if plan.max_records.is_some_and(|m| total >= m) {
             break End::Limit;
         }
+        // Whether a record was added to the batch.
+        let mut got = false;
         match consumer.poll(Duration::from_millis(50)) {
             None => {}
-            Some(Ok(m)) => {
-                last_message = Instant::now();
+            Some(Ok(m)) => 'msg: {
                 let (p, off) = (m.partition(), m.offset());
                 let Some(&(_, target)) = open.get(&p) else {
-                    continue;
+                    break 'msg;
                 };
                 if target.is_some_and(|t| off >= t) {
                     open.remove(&p);
-                    continue;
+                    break 'msg;
                 }
-                let key = m.key().map(|k| {
-                    let s = batch.arena.len();
-                    batch.arena.extend_from_slice(k);
-                    s..batch.arena.len()
-                });
-                let payload = m.payload().unwrap_or_default();
-                let s = batch.arena.len();
-                batch.arena.extend_from_slice(payload);
-                batch.records.push(RawRecord {
-                    partition: p,
-                    offset: off,
-                    timestamp_ms: m.timestamp().to_millis(),
-                    key,
-                    payload: s..batch.arena.len(),
-                });
+                got = true;
+                batch.push(
+                    p,
+                    off,
+                    m.timestamp().to_millis(),
+                    m.key(),
+                    m.payload().unwrap_or_default(),
+                );
                 total += 1;
                 if target.is_some_and(|t| off + 1 >= t) {
                     open.remove(&p);
@@ -363,16 +449,35 @@ fn run(
                 }
             }
         }
-        if batch.records.len() >= plan.batch_records
-            || (!batch.records.is_empty() && batch_started.elapsed() >= plan.batch_interval)
-        {
-            if !send(&mut batch) {
+        if got {
+            unclocked += 1;
+        }
+        let full = batch.records.len() >= plan.batch_records;
+        // Time matters only when the broker went quiet, or every CLOCK_EVERY messages.
+        let now = (full || !got || unclocked >= CLOCK_EVERY).then(Instant::now);
+        if let Some(now) = now {
+            if unclocked > 0 {
+                last_message = now;
+                unclocked = 0;
+            }
+            if plan.max_duration.is_some_and(|d| now - started >= d) {
+                break End::Limit;
+            }
+        }
+        let due = now.is_some_and(|now| now - batch_started >= plan.batch_interval);
+        if full || (!batch.records.is_empty() && due) {
+            if !out.send(&mut batch) {
                 return;
             }
+            // Time spent waiting for the downstream stages is not broker silence.
             batch_started = Instant::now();
+            last_message = batch_started;
+            continue;
         }
         if bounded
-            && last_message.elapsed() >= plan.idle_timeout
+            && !got
+            && let Some(now) = now
+            && now - last_message >= plan.idle_timeout
             && let Some((&p, &(at, Some(target)))) = open.iter().next()
         {
             break End::Stalled {
@@ -382,7 +487,7 @@ fn run(
             };
         }
     };
-    if send(&mut batch) {
-        let _ = tx.blocking_send((index, SourceMsg::End(end)));
+    if out.send(&mut batch) {
+        let _ = out.tx.blocking_send((out.index, SourceMsg::End(end)));
     }
 }

@@ -1,25 +1,23 @@
-//! One topic's ingest state: its decoder, bronze table, positions and counters, and the
-//! handling of one micro-batch (decode → validate → DLQ → audit commit → bronze commit).
+//! One topic's ingest state: its checker (decoder and rules), bronze table, positions and
+//! counters. An ingest splits it into its two pipeline stages ([`TopicState::split`]): the
+//! prepare side ([`super::prepare`]) and the commit side ([`super::commit`]).
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
+use std::collections::BTreeMap;
 
 use chrono::Utc;
-use deltalake::arrow::array::BooleanArray;
-use deltalake::arrow::compute::filter_record_batch;
-use deltalake::arrow::datatypes::SchemaRef;
 
-use super::dlq::{AUDIT_TABLE, BadRecord, DlqProducer, SourcePos, audit_batch, dlq_app_id};
+use super::commit::TopicSink;
+use super::dlq::AUDIT_TABLE;
 use super::error::IngestError;
 use super::positions::{self, Plan, Reset, Stored, app_id};
-use super::source::RawBatch;
+use super::prepare::{Checker, TopicPrep};
+use super::source::{GroupHandle, RawBatch};
 use super::validate::Rules;
 use crate::contracts::domain::EventKind;
 use crate::contracts::generate::SchemaVersion;
 use crate::contracts::produce::schema_for;
-use crate::contracts::registry::{Registry, RegistryError};
-use crate::contracts::wire;
-use crate::lake::{AppTxn, BronzeDecoder, LakeTable, conform, lake_root};
+use crate::contracts::registry::Registry;
+use crate::lake::{AppTxn, BronzeDecoder, LakeTable, bronze_writer_properties, lake_root};
 use crate::metrics;
 
 /// The bronze table of a topic: `bronze_<topic>`, with anything but letters, digits and `_`
@@ -56,12 +54,8 @@ pub struct TopicSummary {
 pub struct TopicState {
     pub topic: String,
     pub table_name: String,
-    decoder: BronzeDecoder,
-    /// Schema ids the registry does not know (asked once).
-    unknown_ids: HashSet<u32>,
+    checker: Checker,
     bronze: LakeTable,
-    table_schema: SchemaRef,
-    rules: Rules,
     pub plans: BTreeMap<i32, Plan>,
     /// High watermark per partition when the run started.
     pub highs: BTreeMap<i32, i64>,
@@ -116,11 +110,8 @@ impl TopicState {
                 ..Default::default()
             },
             table_name,
-            decoder,
-            unknown_ids: HashSet::new(),
+            checker: Checker::new(topic, decoder, table_schema, rules),
             bronze,
-            table_schema,
-            rules,
             plans: BTreeMap::new(),
             highs: BTreeMap::new(),
         })
@@ -182,192 +173,27 @@ impl TopicState {
         Ok(())
     }
 
-    /// Registers the writer schemas of ids seen in `raw` that the decoder does not know yet.
-    async fn learn_schemas(
-        &mut self,
-        raw: &RawBatch,
-        registry: &Registry,
-    ) -> Result<(), IngestError> {
-        let mut ids = HashSet::new();
-        for r in &raw.records {
-            if let Ok((id, _)) = wire::split(raw.payload(r))
-                && !self.decoder.knows(id)
-                && !self.unknown_ids.contains(&id)
-            {
-                ids.insert(id);
-            }
-        }
-        for id in ids {
-            match registry.schema_by_id(id as i64).await {
-                Ok(text) => {
-                    if let Err(e) = self.decoder.add_writer_schema(id, &text) {
-                        tracing::warn!(topic = %self.topic, id, error = %e, "writer schema does not resolve");
-                    }
-                }
-                Err(RegistryError::SchemaNotFound(_)) => {
-                    self.unknown_ids.insert(id);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Handles one micro-batch; returns the next offset per partition (for group commits).
-    pub async fn handle(
-        &mut self,
-        raw: RawBatch,
-        ctx: &mut BatchContext<'_>,
-    ) -> Result<BTreeMap<i32, i64>, IngestError> {
-        let started = Instant::now();
-        self.learn_schemas(&raw, ctx.registry).await?;
-        let now = Utc::now();
-        let now_us = now.timestamp_micros();
-        let records = raw.kafka_records(&self.topic);
-        let t_decode = Instant::now();
-        let out = self.decoder.decode(&records, now_us)?;
-        let decode_s = t_decode.elapsed().as_secs_f64();
-        let mut bad: Vec<BadRecord> = out
-            .errors
-            .iter()
-            .map(|e| BadRecord {
-                index: e.index,
-                error_type: e.fault.error_type().to_string(),
-                detail: e.detail.clone(),
-                rule: None,
-                schema_id: e.schema_id,
-            })
-            .collect();
-        let plans = &self.plans;
-        let offset_of = |i: usize| (raw.records[i].partition, raw.records[i].offset);
-        let mut good = None;
-        let mut replayed_good = 0u64;
-        let t_rules = Instant::now();
-        if let Some(batch) = &out.batch {
-            let failures = self.rules.failures(batch, now)?;
-            let mut keep = Vec::with_capacity(batch.num_rows());
-            for (row, failure) in failures.into_iter().enumerate() {
-                let index = out.decoded[row];
-                let (p, o) = offset_of(index);
-                match failure {
-                    Some(f) => {
-                        let schema_id = wire::split(raw.payload(&raw.records[index]))
-                            .ok()
-                            .map(|(id, _)| id);
-                        bad.push(BadRecord {
-                            index,
-                            error_type: f.category,
-                            detail: f.detail,
-                            rule: Some(f.rule),
-                            schema_id,
-                        });
-                        keep.push(false);
-                    }
-                    None => {
-                        let new = plans.get(&p).is_none_or(|pl| o > pl.bronze_done);
-                        replayed_good += u64::from(!new);
-                        keep.push(new);
-                    }
-                }
-            }
-            let mask = BooleanArray::from(keep);
-            let kept = filter_record_batch(batch, &mask).map_err(crate::lake::LakeError::from)?;
-            good = Some(conform(&kept, &self.table_schema)?);
-        }
-        let rules_s = t_rules.elapsed().as_secs_f64();
-        let t_dlq = Instant::now();
-        let before = bad.len();
-        bad.retain(|b| {
-            let (p, o) = offset_of(b.index);
-            plans.get(&p).is_none_or(|pl| o > pl.audit_done)
-        });
-        bad.sort_by_key(|b| b.index);
-        let good_rows = good.as_ref().map_or(0, |g| g.num_rows()) as u64;
-        self.summary.replayed += (before - bad.len()) as u64 + replayed_good;
-        let last = raw.last_offsets();
-
-        if !bad.is_empty() {
-            let produced = ctx.dlq.send(&self.topic, &raw, &bad, ctx.dlq_skip).await?;
-            for (p, o) in produced {
-                let e = ctx.dlq_last.entry(p).or_insert(o);
-                *e = (*e).max(o);
-            }
-            let rows = audit_batch(&self.topic, &raw, &bad, now_us, ctx.run_id)?;
-            let mut txns: Vec<AppTxn> = last
-                .iter()
-                .map(|(&p, &o)| AppTxn {
-                    app_id: app_id(AUDIT_TABLE, &self.topic, p),
-                    version: o,
-                })
-                .collect();
-            txns.extend(ctx.dlq_last.iter().map(|(&p, &o)| AppTxn {
-                app_id: dlq_app_id(ctx.dlq.topic(), p),
-                version: o,
-            }));
-            ctx.audit.append_txns([rows], &txns, ctx.run_id).await?;
-            self.summary.commits += 1;
-            let m = metrics::get();
-            for b in &bad {
-                *self
-                    .summary
-                    .dlq_by_category
-                    .entry(b.error_type.clone())
-                    .or_default() += 1;
-                m.dlq_events
-                    .with_label_values(&[self.topic.as_str(), b.error_type.as_str()])
-                    .inc();
-            }
-            m.rows_written
-                .with_label_values(&[AUDIT_TABLE])
-                .inc_by(bad.len() as u64);
-        }
-
-        let dlq_s = t_dlq.elapsed().as_secs_f64();
-        let t_commit = Instant::now();
-        let txns: Vec<AppTxn> = last
-            .iter()
-            .map(|(&p, &o)| AppTxn {
-                app_id: app_id(&self.table_name, &self.topic, p),
-                version: o,
-            })
-            .collect();
-        self.summary.bronze_version = self.bronze.append_txns(good, &txns, ctx.run_id).await?;
-        tracing::debug!(
-            topic = %self.topic,
-            records = raw.records.len(),
-            decode_s,
-            rules_s,
-            dlq_s,
-            bronze_commit_s = t_commit.elapsed().as_secs_f64(),
-            "micro-batch"
-        );
-        self.summary.commits += 1;
-
-        let mut next = BTreeMap::new();
-        for (&p, &o) in &last {
-            if let Some(pl) = self.plans.get_mut(&p) {
-                pl.bronze_done = pl.bronze_done.max(o);
-                pl.audit_done = pl.audit_done.max(o);
-            }
-            if let Some(r) = self.summary.ranges.get_mut(&p) {
-                r.1 = r.1.max(o + 1);
-            }
-            next.insert(p, o + 1);
-        }
-        self.summary.records += raw.records.len() as u64;
-        self.summary.bronze_rows += good_rows;
-        self.summary.dlq_rows += bad.len() as u64;
-        let m = metrics::get();
-        m.events_ingested
-            .with_label_values(&[self.topic.as_str()])
-            .inc_by(good_rows);
-        m.rows_written
-            .with_label_values(&[self.table_name.as_str()])
-            .inc_by(good_rows);
-        m.ingest_batch_duration
-            .with_label_values(&[self.topic.as_str()])
-            .observe(started.elapsed().as_secs_f64());
-        Ok(next)
+    /// Splits the state into the prepare stage's part (topic number `index`) and the commit
+    /// stage's, which reports group offsets through `group`.
+    pub fn split(self, index: usize, group: GroupHandle) -> Result<(TopicPrep, TopicSink), IngestError> {
+        let props = bronze_writer_properties(&self.checker.table_schema());
+        Ok((
+            TopicPrep {
+                index,
+                topic: self.topic.clone(),
+                checker: self.checker,
+                plans: self.plans,
+            },
+            TopicSink {
+                topic: self.topic,
+                table_name: self.table_name,
+                bronze: self.bronze,
+                highs: self.highs,
+                summary: self.summary,
+                group,
+                props,
+            },
+        ))
     }
 }
 
@@ -383,24 +209,18 @@ impl TopicState {
         txn: AppTxn,
         run_id: Option<i64>,
     ) -> Result<(u64, BTreeMap<String, u64>), IngestError> {
-        self.learn_schemas(&raw, registry).await?;
-        let now = Utc::now();
-        let records = raw.kafka_records(&self.topic);
-        let out = self.decoder.decode(&records, now.timestamp_micros())?;
+        let checked = self.checker.check(&raw, registry, Utc::now()).await?;
         let mut still: BTreeMap<String, u64> = BTreeMap::new();
-        for e in &out.errors {
+        for e in &checked.errors {
             *still.entry(e.fault.error_type().to_string()).or_default() += 1;
         }
         let mut good = None;
-        if let Some(batch) = &out.batch {
-            let failures = self.rules.failures(batch, now)?;
-            let keep: Vec<bool> = failures.iter().map(Option::is_none).collect();
-            for f in failures.into_iter().flatten() {
+        if let Some(batch) = &checked.batch {
+            let keep: Vec<bool> = checked.failures.iter().map(Option::is_none).collect();
+            for f in checked.failures.into_iter().flatten() {
                 *still.entry(f.category).or_default() += 1;
             }
-            let kept = filter_record_batch(batch, &BooleanArray::from(keep))
-                .map_err(crate::lake::LakeError::from)?;
-            good = Some(conform(&kept, &self.table_schema)?);
+            good = Some(self.checker.bronze_rows(batch, keep)?);
         }
         let landed = good.as_ref().map_or(0, |g| g.num_rows()) as u64;
         self.summary.bronze_version = self.bronze.append_txns(good, &[txn], run_id).await?;
@@ -416,16 +236,4 @@ impl TopicState {
     pub async fn replayed_up_to(&self, app_id: &str) -> Result<Option<i64>, IngestError> {
         Ok(self.bronze.txn_version(app_id).await?)
     }
-}
-
-/// What every topic's batches share: the audit table, the DLQ and the registry.
-pub struct BatchContext<'a> {
-    pub registry: &'a Registry,
-    pub audit: &'a mut LakeTable,
-    pub dlq: &'a DlqProducer,
-    /// DLQ records already produced by a batch that never reached its audit commit.
-    pub dlq_skip: &'a HashSet<SourcePos>,
-    /// Last offset produced per DLQ partition (recorded with every audit commit).
-    pub dlq_last: &'a mut BTreeMap<i32, i64>,
-    pub run_id: Option<i64>,
 }

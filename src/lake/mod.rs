@@ -7,6 +7,7 @@
 //! ([`LakeTable::txn_version`]) and skips or seeks past what is already committed. Nothing else in
 //! flowctl needs to know how Delta or Parquet work: it goes through this module.
 
+mod append;
 mod bronze_decode;
 mod error;
 mod frame;
@@ -18,6 +19,7 @@ mod stage;
 mod table;
 mod zorder;
 
+pub use append::{bronze_writer_properties, split_by_date};
 pub use bronze_decode::{BronzeDecoder, DecodeFault, DecodeOutcome, KafkaRecord, RecordError};
 pub use error::LakeError;
 pub use frame::{batches_to_df, conform, df_to_batch};

@@ -7,12 +7,16 @@
 //! reason, and decoding goes on with the next record: bad input never stops the batch.
 //!
 //! arrow-avro's `Decoder` appends a record's fields to its column builders one by one, so a
-//! body that fails half way leaves them misaligned. On such a failure the decoder is rebuilt and
-//! the good records since the last flush are decoded again (each good record at most once more).
-//! Framing faults (short message, wrong magic, unknown or incompatible schema id) are caught
-//! before the decoder sees the record and cost nothing extra.
+//! body that fails half way leaves them misaligned. So every body is first checked against its
+//! writer schema ([`shape`]: lengths, varints, union and enum indices, UTF-8, nothing left over)
+//! and one that does not fit is reported without reaching the decoder. Should a body that fits
+//! still fail in arrow-avro, the decoder is rebuilt and the good records since the last flush
+//! are decoded again (each good record at most once more). Framing faults (short message, wrong
+//! magic, unknown or incompatible schema id) are caught before the decoder sees the record and
+//! cost nothing extra.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow_avro::reader::{Decoder, ReaderBuilder};
@@ -27,13 +31,45 @@ use deltalake::arrow::record_batch::RecordBatch;
 
 use super::error::LakeError;
 use crate::contracts::wire::{self, WireError};
+use shape::{Shape, Verdict};
 
-/// Rows decoded between two flushes of the arrow-avro decoder.
+mod shape;
+
+/// Rows decoded between two flushes of the arrow-avro decoder: more than a micro-batch holds,
+/// so a batch of one writer schema comes out as one `RecordBatch` (smaller flushes would have
+/// to be concatenated: one more copy of every row). Builders grow as rows come, so a large
+/// limit costs no memory up front.
+#[cfg(not(test))]
+const DECODER_BATCH: usize = 1 << 20;
+/// Small in tests, so flushes in the middle of a call are exercised.
+#[cfg(test)]
 const DECODER_BATCH: usize = 8192;
 /// The payload column that `event_date` is derived from.
 const EVENT_TIME: &str = "event_time";
 const UTC: &str = "UTC";
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Hashes a schema id with one multiplication: the maps below are looked up several times per
+/// record, and SipHash would cost more than decoding some records.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<u32, BuildHasherDefault<IdHasher>>;
 
 /// One Kafka record as the consumer hands it over. Borrowed: decoding copies what it keeps.
 #[derive(Debug, Clone, Copy)]
@@ -101,12 +137,15 @@ pub struct DecodeOutcome {
 pub struct BronzeDecoder {
     reader: AvroSchema,
     store: SchemaStore,
-    known: HashSet<u32>,
+    known: IdSet,
     /// Writer schemas that do not resolve to the reader schema, with the reason.
-    mismatched: HashMap<u32, String>,
+    mismatched: IdMap<String>,
     /// One arrow-avro decoder per writer schema id: a decoder switching schemas between
     /// records must flush each time, which makes mixed v1/v2 input very slow.
-    decoders: HashMap<u32, Decoder>,
+    decoders: IdMap<Decoder>,
+    /// Per writer schema id, the structural check its bodies pass before they reach the
+    /// decoder (absent: a schema the check does not understand).
+    shapes: IdMap<Shape>,
     payload_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -185,9 +224,10 @@ impl BronzeDecoder {
         Ok(BronzeDecoder {
             reader,
             store: SchemaStore::new_with_type(FingerprintAlgorithm::Id),
-            known: HashSet::new(),
-            mismatched: HashMap::new(),
-            decoders: HashMap::new(),
+            known: IdSet::default(),
+            mismatched: IdMap::default(),
+            decoders: IdMap::default(),
+            shapes: IdMap::default(),
             payload_schema,
             schema: Arc::new(Schema::new(all)),
         })
@@ -233,6 +273,12 @@ impl BronzeDecoder {
         self.store
             .set(Fingerprint::Id(id), writer)
             .map_err(|e| avro_err(&format!("id {id}"), e))?;
+        match Shape::parse(writer_schema).filter(|_| std::env::var_os("FLOWCTL_EXP_NOSHAPE").is_none()) {
+            Some(shape) => {
+                self.shapes.insert(id, shape);
+            }
+            None => tracing::debug!(id, "no structural pre-check for this writer schema"),
+        }
         self.known.insert(id);
         Ok(())
     }
@@ -265,7 +311,7 @@ impl BronzeDecoder {
         let mut run = Run {
             records,
             ingested_at_us,
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             decoded: Vec::new(),
             batches: Vec::new(),
         };
@@ -298,6 +344,13 @@ impl BronzeDecoder {
             if !self.known.contains(&id) {
                 let detail = format!("schema id {id} is not registered");
                 errors.push(fail(Some(id), DecodeFault::UnknownSchemaId, detail));
+                continue;
+            }
+            if let Some(shape) = self.shapes.get(&id)
+                && let Verdict::Bad(reason) = shape.check(&r.payload[wire::HEADER_LEN..])
+            {
+                let detail = format!("Avro body does not decode with schema {id}: {reason}");
+                errors.push(fail(Some(id), DecodeFault::Undecodable, detail));
                 continue;
             }
             if !self.decoders.contains_key(&id) {
@@ -361,7 +414,7 @@ struct Run<'r, 'a> {
     records: &'r [KafkaRecord<'a>],
     ingested_at_us: i64,
     /// Records in each id's decoder, not yet flushed.
-    pending: HashMap<u32, Vec<usize>>,
+    pending: IdMap<Vec<usize>>,
     /// Records in `batches`.
     decoded: Vec<usize>,
     batches: Vec<RecordBatch>,

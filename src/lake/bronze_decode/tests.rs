@@ -192,7 +192,29 @@ fn incompatible_writer_schema_is_a_schema_mismatch() {
 
 #[test]
 fn many_records_across_flushes_and_replays_keep_order() {
+    many_records_keep_order(decoder());
+}
+
+/// The rebuild-and-replay path, for bodies the structural check lets through (here: all of
+/// them, with the check off).
+#[test]
+fn without_the_structural_check_replays_keep_order() {
     let mut d = decoder();
+    d.shapes.clear();
+    many_records_keep_order(d);
+    let mut d = decoder();
+    d.shapes.clear();
+    let good = framed(V2, SchemaVersion::V2, 1);
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() / 3);
+    let out = d
+        .decode(&records(&[good.clone(), truncated, good]), 0)
+        .unwrap();
+    assert_eq!(out.decoded, vec![0, 2]);
+    assert_eq!(out.errors[0].fault, DecodeFault::Undecodable);
+}
+
+fn many_records_keep_order(mut d: BronzeDecoder) {
     let n = DECODER_BATCH * 2 + 500;
     let payloads: Vec<_> = (0..n)
         .map(|i| {
@@ -223,4 +245,23 @@ fn no_writer_schemas_means_every_record_is_unknown() {
         .unwrap();
     assert!(out.batch.is_none());
     assert_eq!(out.errors[0].fault, DecodeFault::UnknownSchemaId);
+}
+
+/// A string that is not UTF-8 used to fail the whole flush (arrow validates string columns):
+/// one such record stopped every batch it was in. It is a bad record like any other now.
+#[test]
+fn invalid_utf8_is_one_bad_record_not_a_failed_batch() {
+    let mut d = decoder();
+    let good = framed(V2, SchemaVersion::V2, 1);
+    let mut not_utf8 = good.clone();
+    // The first field, order_id: a one-byte length after the header, then its characters.
+    assert!(not_utf8[wire::HEADER_LEN] < 0x80);
+    not_utf8[wire::HEADER_LEN + 1] = 0xff;
+    let out = d
+        .decode(&records(&[good.clone(), not_utf8, good]), 0)
+        .unwrap();
+    assert_eq!(out.decoded, vec![0, 2]);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].fault, DecodeFault::Undecodable);
+    assert!(out.errors[0].detail.contains("UTF-8"), "{}", out.errors[0].detail);
 }
