@@ -273,7 +273,7 @@ impl BronzeDecoder {
         self.store
             .set(Fingerprint::Id(id), writer)
             .map_err(|e| avro_err(&format!("id {id}"), e))?;
-        match Shape::parse(writer_schema).filter(|_| std::env::var_os("FLOWCTL_EXP_NOSHAPE").is_none()) {
+        match Shape::parse(writer_schema) {
             Some(shape) => {
                 self.shapes.insert(id, shape);
             }

@@ -59,7 +59,10 @@ pub(super) enum Verdict {
 /// Why a body does not fit (no allocation on the hot path; the message is built once).
 #[derive(Debug, Clone, Copy)]
 enum Bad {
-    Short { needed: usize, left: usize },
+    Short {
+        needed: usize,
+        left: usize,
+    },
     EndsInNumber,
     LongNumber,
     Boolean,
@@ -78,7 +81,10 @@ impl std::fmt::Display for Bad {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Bad::Short { needed, left } => {
-                write!(f, "the body ends early ({needed} bytes needed, {left} left)")
+                write!(
+                    f,
+                    "the body ends early ({needed} bytes needed, {left} left)"
+                )
             }
             Bad::EndsInNumber => write!(f, "the body ends early (inside a number)"),
             Bad::LongNumber => write!(f, "a number is longer than 10 bytes"),
@@ -392,7 +398,12 @@ mod tests {
     fn body(text: &str, version: SchemaVersion, n: u64) -> Vec<u8> {
         let parsed = ParsedSchema::parse(text).unwrap();
         let mut out = Vec::new();
-        encode(&parsed.model, &order(3, n, version, 1_763_900_000_000), &mut out).unwrap();
+        encode(
+            &parsed.model,
+            &order(3, n, version, 1_763_900_000_000),
+            &mut out,
+        )
+        .unwrap();
         out
     }
 
@@ -408,7 +419,10 @@ mod tests {
                 assert_eq!(shape.check(&b), Verdict::Fits, "order {n}");
                 // Every cut is caught, and so is anything appended.
                 for cut in 0..b.len() {
-                    assert!(matches!(shape.check(&b[..cut]), Verdict::Bad(_)), "cut {cut}");
+                    assert!(
+                        matches!(shape.check(&b[..cut]), Verdict::Bad(_)),
+                        "cut {cut}"
+                    );
                 }
                 let mut longer = b.clone();
                 longer.push(0);
@@ -431,9 +445,7 @@ mod tests {
         let shape = Shape::parse(text).unwrap();
         // e=1, f="ab", m={"k": 5} as one negative-count block, again=0, u=branch 2 true, d=-1,
         // fl=4 bytes.
-        let good = [
-            2, b'a', b'b', 1, 8, 2, b'k', 10, 0, 0, 4, 1, 1, 0, 0, 0, 0,
-        ];
+        let good = [2, b'a', b'b', 1, 8, 2, b'k', 10, 0, 0, 4, 1, 1, 0, 0, 0, 0];
         assert_eq!(shape.check(&good), Verdict::Fits);
         let mut enum_out_of_range = good;
         enum_out_of_range[0] = 4;
@@ -469,7 +481,10 @@ mod tests {
         assert!(matches!(shape.check(&[2]), Verdict::Bad(_)));
         // Arrays of nulls can be huge for few bytes: left to the decoder.
         let nulls = Shape::parse(r#"{"type": "array", "items": "null"}"#).unwrap();
-        assert_eq!(nulls.check(&[0x80, 0x80, 0x80, 0x80, 0x10, 0]), Verdict::Unsure);
+        assert_eq!(
+            nulls.check(&[0x80, 0x80, 0x80, 0x80, 0x10, 0]),
+            Verdict::Unsure
+        );
         // A reference to an unknown name: no shape, the decoder decides alone.
         assert!(Shape::parse(r#"{"type": "array", "items": "Nope"}"#).is_none());
     }

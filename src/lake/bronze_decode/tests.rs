@@ -263,5 +263,9 @@ fn invalid_utf8_is_one_bad_record_not_a_failed_batch() {
     assert_eq!(out.decoded, vec![0, 2]);
     assert_eq!(out.errors.len(), 1);
     assert_eq!(out.errors[0].fault, DecodeFault::Undecodable);
-    assert!(out.errors[0].detail.contains("UTF-8"), "{}", out.errors[0].detail);
+    assert!(
+        out.errors[0].detail.contains("UTF-8"),
+        "{}",
+        out.errors[0].detail
+    );
 }
