@@ -27,8 +27,8 @@ use super::prepare::Prepared;
 use super::source::GroupHandle;
 use super::topic::TopicSummary;
 use crate::lake::{AppTxn, LakeTable};
-use deltalake::parquet::file::properties::WriterProperties;
 use crate::metrics;
+use deltalake::parquet::file::properties::WriterProperties;
 
 /// The commit stage's state for one topic.
 pub struct TopicSink {
@@ -110,7 +110,6 @@ impl Committer {
         let audit_s = t_audit.elapsed().as_secs_f64();
 
         let t_bronze = Instant::now();
-        let c_bronze = super::prepare::thread_cpu();
         let txns: Vec<AppTxn> = b
             .last
             .iter()
@@ -119,14 +118,12 @@ impl Committer {
                 version: o,
             })
             .collect();
-        let writers: usize = std::env::var("FLOWCTL_EXP_WRITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
         sink.summary.bronze_version = sink
             .bronze
-            .append_parts(b.good, &txns, self.run_id, &sink.props, writers)
+            .append_parts(b.good, &txns, self.run_id, &sink.props)
             .await?;
         sink.summary.commits += 1;
         let bronze_s = t_bronze.elapsed().as_secs_f64();
-        let bronze_cpu_s = super::prepare::thread_cpu() - c_bronze;
 
         let mut next = BTreeMap::new();
         for (&p, &o) in &b.last {
@@ -174,7 +171,6 @@ impl Committer {
             dlq_wait_s,
             audit_s,
             bronze_s,
-            bronze_cpu_s,
             "micro-batch committed"
         );
         Ok(())

@@ -163,6 +163,31 @@ impl DlqProducer {
         &self.topic
     }
 
+    /// Gets the producer ready for its first record without waiting for it: the topic's
+    /// metadata (its leader) is fetched on a thread of its own. A first send otherwise waits for
+    /// that lookup (half a second for a topic just created), holding up the first commit and,
+    /// behind it, the whole pipeline.
+    pub fn warm_up(&self) {
+        let (producer, topic) = (self.producer.clone(), self.topic.clone());
+        let spawned = std::thread::Builder::new()
+            .name("dlq-warm-up".into())
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                let r = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(10));
+                tracing::debug!(
+                    topic,
+                    seconds = t.elapsed().as_secs_f64(),
+                    ok = r.is_ok(),
+                    "DLQ producer warmed up"
+                );
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "no thread to warm the DLQ producer up");
+        }
+    }
+
     /// Hands the records of `bad` that are not in `skip` to the producer without waiting for
     /// the broker: the caller goes on with other work and waits with [`DlqProducer::delivered`]
     /// before it commits the audit rows. Records are produced in call order (one idempotent
@@ -215,10 +240,7 @@ impl DlqProducer {
 
     /// Waits for every delivery of `pending` and returns the last offset written per DLQ
     /// partition (empty when nothing was sent). The first failure fails the batch.
-    pub async fn delivered(
-        &self,
-        pending: Deliveries,
-    ) -> Result<BTreeMap<i32, i64>, IngestError> {
+    pub async fn delivered(&self, pending: Deliveries) -> Result<BTreeMap<i32, i64>, IngestError> {
         let mut last = BTreeMap::new();
         for f in pending.0 {
             match f.await {

@@ -15,7 +15,7 @@ use super::dlq::{BadRecord, Deliveries, DlqProducer, SourcePos, audit_batch};
 use super::error::IngestError;
 use super::positions::Plan;
 use super::source::RawBatch;
-use super::validate::{Rules, RuleFailure};
+use super::validate::{RuleFailure, Rules};
 use crate::contracts::registry::{Registry, RegistryError};
 use crate::contracts::wire;
 use crate::lake::{BronzeDecoder, LakeError, RecordError, conform, split_by_date};
@@ -105,10 +105,8 @@ impl Checker {
         self.learn_schemas(raw, registry).await?;
         let records = raw.kafka_records(&self.topic);
         let t = Instant::now();
-        let c = thread_cpu();
         let out = self.decoder.decode(&records, now.timestamp_micros())?;
         let decode_s = t.elapsed().as_secs_f64();
-        tracing::debug!(decode_cpu_s = thread_cpu() - c, "decode cpu");
         let t = Instant::now();
         let failures = match &out.batch {
             Some(b) => self.rules.failures(b, now)?,
@@ -125,7 +123,11 @@ impl Checker {
     }
 
     /// The rows of `batch` whose `keep` is true, in the bronze table's schema.
-    pub fn bronze_rows(&self, batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch, IngestError> {
+    pub fn bronze_rows(
+        &self,
+        batch: &RecordBatch,
+        keep: Vec<bool>,
+    ) -> Result<RecordBatch, IngestError> {
         let kept = if keep.iter().all(|k| *k) {
             batch.clone()
         } else {
@@ -145,26 +147,7 @@ impl Checker {
         let all = keep.iter().all(|k| *k);
         let batch = conform(batch, &self.table_schema)?;
         let keep = (!all).then(|| BooleanArray::from(keep));
-        let mut parts = split_by_date(&batch, keep.as_ref(), "event_date")?;
-        let split: usize = std::env::var("FLOWCTL_EXP_SPLIT").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-        if split > 1 {
-            let mut out = Vec::new();
-            for p in parts {
-                if p.num_rows() >= 20_000 {
-                    let step = p.num_rows().div_ceil(split);
-                    let mut o = 0;
-                    while o < p.num_rows() {
-                        let n = step.min(p.num_rows() - o);
-                        out.push(p.slice(o, n));
-                        o += n;
-                    }
-                } else {
-                    out.push(p);
-                }
-            }
-            parts = out;
-        }
-        Ok(parts)
+        Ok(split_by_date(&batch, keep.as_ref(), "event_date")?)
     }
 }
 
@@ -290,7 +273,10 @@ impl TopicPrep {
         let (dlq, audit) = if bad.is_empty() {
             (Deliveries::default(), None)
         } else {
-            let dlq = ctx.dlq.enqueue(&self.topic, raw, &bad, ctx.dlq_skip).await?;
+            let dlq = ctx
+                .dlq
+                .enqueue(&self.topic, raw, &bad, ctx.dlq_skip)
+                .await?;
             let rows = audit_batch(&self.topic, raw, &bad, now.timestamp_micros(), ctx.run_id)?;
             (dlq, Some(rows))
         };
@@ -328,12 +314,4 @@ impl TopicPrep {
             prepared: Instant::now(),
         })
     }
-}
-
-/// CPU time of the calling thread (experiments).
-pub fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: plain clock read into a local.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }

@@ -14,8 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::Committer;
 use super::dlq::{
-    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, SourcePos, audit_schema, dlq_app_id,
-    produced_after,
+    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, SourcePos, audit_schema, dlq_app_id, produced_after,
 };
 use super::error::IngestError;
 use super::prepare::PrepContext;
@@ -108,7 +107,7 @@ pub async fn ingest(
     // longest when its topic is new).
     let (dlq_setup, topics) = tokio::join!(dlq_setup(opts), async {
         // Plan every topic, then start its consumer.
-        let (tx, rx) = tokio::sync::mpsc::channel(std::env::var("FLOWCTL_EXP_CHAN").ok().and_then(|v| v.parse().ok()).unwrap_or(4));
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
         let mut preps = Vec::new();
         let mut sinks = Vec::new();
         let mut sources = Vec::new();
@@ -314,6 +313,7 @@ async fn dlq_setup(opts: &IngestOptions) -> Result<DlqSetup, IngestError> {
     const NEW_DLQ_PARTITIONS: i32 = 1;
     let created = ensure_topic(&opts.bootstrap, &opts.dlq_topic, NEW_DLQ_PARTITIONS).await?;
     let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
+    dlq.warm_up();
     let audit = LakeTable::open(&lake_root(&opts.home).join(AUDIT_TABLE)).await?;
     // A topic this run created is empty: nothing to read back (and its metadata can take a
     // moment to reach every client).

@@ -204,8 +204,12 @@ pub fn consumer(bootstrap: &str, group: &str) -> Result<IngestConsumer, KafkaErr
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
         .set("allow.auto.create.topics", "false")
-        .set("queued.min.messages", std::env::var("FLOWCTL_EXP_QMIN").unwrap_or("200000".into()))
+        .set("queued.min.messages", "200000")
         .set("fetch.wait.max.ms", "100")
+        // The prefetch queue fills up whenever the pipeline behind this consumer is busy; by
+        // default librdkafka then stops fetching for a whole second (fetch.queue.backoff.ms =
+        // 1000), so the queue runs dry and the consumer sits idle once it catches up.
+        .set("fetch.queue.backoff.ms", "10")
         .create_with_context(QuietEof)
 }
 
@@ -487,6 +491,13 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
             };
         }
     };
+    tracing::debug!(
+        topic = %plan.topic,
+        records = total,
+        seconds = started.elapsed().as_secs_f64(),
+        ?end,
+        "consumer done"
+    );
     if out.send(&mut batch) {
         let _ = out.tx.blocking_send((out.index, SourceMsg::End(end)));
     }

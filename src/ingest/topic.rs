@@ -175,7 +175,11 @@ impl TopicState {
 
     /// Splits the state into the prepare stage's part (topic number `index`) and the commit
     /// stage's, which reports group offsets through `group`.
-    pub fn split(self, index: usize, group: GroupHandle) -> Result<(TopicPrep, TopicSink), IngestError> {
+    pub fn split(
+        self,
+        index: usize,
+        group: GroupHandle,
+    ) -> Result<(TopicPrep, TopicSink), IngestError> {
         let props = bronze_writer_properties(&self.checker.table_schema());
         Ok((
             TopicPrep {
