@@ -363,7 +363,8 @@ async fn kill_nine_twice_then_rerun_loses_and_duplicates_nothing() {
     let env = env_with_schemas(&bootstrap);
     let topic = unique("orders-kill");
     let dlq = unique("dlq-kill");
-    let summary = produce(&env, &bootstrap, &topic, 60_000, 0.1, 5);
+    // Enough batches that a run outlasts the random kill moment below.
+    let summary = produce(&env, &bootstrap, &topic, 150_000, 0.1, 5);
     let sent = summary["sent"].as_u64().unwrap();
     let table = flowctl::ingest::bronze_table(&topic);
     let table_path = env.home().join("lake").join(&table);
@@ -615,7 +616,9 @@ async fn a_broker_restart_mid_ingest_is_retried_and_completes_exactly_once() {
     let bootstrap = broker.bootstrap.clone();
     let env = env_with_schemas(&bootstrap);
     let topic = "orders-restart";
-    let sent = produce(&env, &bootstrap, topic, 40_000, 0.05, 9)["sent"]
+    // Enough batches that the pipelined ingest is still producing to the DLQ (and reading) when
+    // the broker goes down a moment after its first commit.
+    let sent = produce(&env, &bootstrap, topic, 100_000, 0.05, 9)["sent"]
         .as_u64()
         .unwrap();
     env.flow(
