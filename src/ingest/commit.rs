@@ -63,9 +63,14 @@ impl Committer {
         mut self,
         mut rx: Receiver<Prepared>,
     ) -> Result<Vec<TopicSummary>, IngestError> {
+        // Time spent waiting for prepared batches (debug log: which stage holds the pipeline).
+        let (mut waited, mut since) = (0f64, Instant::now());
         while let Some(batch) = rx.recv().await {
+            waited += since.elapsed().as_secs_f64();
             self.commit(batch).await?;
+            since = Instant::now();
         }
+        tracing::debug!(waiting_for_batches_s = waited, "commit stage done");
         Ok(self.sinks.into_iter().map(|s| s.summary).collect())
     }
 
@@ -110,6 +115,10 @@ impl Committer {
         let audit_s = t_audit.elapsed().as_secs_f64();
 
         let t_bronze = Instant::now();
+        let parts = match &b.good {
+            Some(g) => g.parts()?,
+            None => Vec::new(),
+        };
         let txns: Vec<AppTxn> = b
             .last
             .iter()
@@ -120,7 +129,7 @@ impl Committer {
             .collect();
         sink.summary.bronze_version = sink
             .bronze
-            .append_parts(b.good, &txns, self.run_id, &sink.props)
+            .append_parts(parts, &txns, self.run_id, &sink.props)
             .await?;
         sink.summary.commits += 1;
         let bronze_s = t_bronze.elapsed().as_secs_f64();

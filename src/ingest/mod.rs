@@ -9,9 +9,12 @@
 //! Kafka group offsets are committed afterwards, for lag monitoring only.
 //!
 //! The work is pipelined ([`run`]): consumer threads read batch N+2 while the prepare stage
-//! decodes and validates batch N+1 (handing its bad records to the DLQ producer) and the commit
-//! stage writes batch N (waits for its DLQ deliveries, then the audit commit, then the bronze
-//! commit). Commits happen one batch at a time in read order, and the first failure stops them.
+//! ([`prepare`]) decodes and validates batch N+1 and hands its bad records to the DLQ producer,
+//! and the commit stage ([`commit`]) writes batch N: it waits for that batch's DLQ deliveries,
+//! commits its audit rows, then its bronze rows (one Parquet file per `event_date`). Commits
+//! happen one batch at a time in read order, and the first failure stops them: no batch commits
+//! after an earlier one failed. The first batches of a run are smaller (an eighth, a quarter, a
+//! half of `batch_records`) so that every stage has work sooner.
 
 mod commit;
 mod dlq;
@@ -53,7 +56,8 @@ pub struct IngestOptions {
     pub max_records: Option<u64>,
     /// Stop a topic after this long.
     pub max_duration: Option<Duration>,
-    /// Records per micro-batch (one pair of commits).
+    /// Records per micro-batch (one pair of commits); the first three batches of a run are
+    /// smaller (see [`run`]).
     pub batch_records: usize,
     /// Keep consuming after the high watermark, committing every `commit_interval`.
     pub follow: bool,

@@ -136,18 +136,43 @@ impl Checker {
         Ok(conform(&kept, &self.table_schema)?)
     }
 
-    /// The rows of `batch` whose `keep` is true, in the bronze table's schema, one batch per
-    /// `event_date` (the table's partition column): what the commit stage writes, one file
-    /// each, without re-partitioning.
-    pub fn bronze_parts(
+    /// The rows of `batch` whose `keep` is true, in the bronze table's schema, still to be
+    /// selected: the commit stage splits them by `event_date` ([`GoodRows::parts`]), which
+    /// spreads the copy over both stages.
+    pub fn bronze_candidates(
         &self,
         batch: &RecordBatch,
         keep: Vec<bool>,
-    ) -> Result<Vec<RecordBatch>, IngestError> {
+    ) -> Result<GoodRows, IngestError> {
         let all = keep.iter().all(|k| *k);
-        let batch = conform(batch, &self.table_schema)?;
-        let keep = (!all).then(|| BooleanArray::from(keep));
-        Ok(split_by_date(&batch, keep.as_ref(), "event_date")?)
+        Ok(GoodRows {
+            batch: conform(batch, &self.table_schema)?,
+            keep: (!all).then(|| BooleanArray::from(keep)),
+        })
+    }
+}
+
+/// The rows of a batch that go to bronze: the decoded rows and which of them to keep.
+pub struct GoodRows {
+    pub batch: RecordBatch,
+    /// `None`: every row.
+    pub keep: Option<BooleanArray>,
+}
+
+impl GoodRows {
+    pub fn len(&self) -> usize {
+        self.keep
+            .as_ref()
+            .map_or(self.batch.num_rows(), |k| k.true_count())
+    }
+
+    /// The kept rows, one batch per `event_date` (the bronze partition column): one file each.
+    pub fn parts(&self) -> Result<Vec<RecordBatch>, IngestError> {
+        Ok(split_by_date(
+            &self.batch,
+            self.keep.as_ref(),
+            "event_date",
+        )?)
     }
 }
 
@@ -158,9 +183,8 @@ pub struct Prepared {
     pub topic: usize,
     /// Records read from Kafka.
     pub records: u64,
-    /// The rows for bronze, one batch per `event_date` (records already there from an earlier
-    /// run are left out).
-    pub good: Vec<RecordBatch>,
+    /// The rows for bronze (records already there from an earlier run are left out).
+    pub good: Option<GoodRows>,
     /// Audit rows of the bad records (records already in the audit table are left out).
     pub audit: Option<RecordBatch>,
     /// The bad records' DLQ deliveries, still in flight.
@@ -179,7 +203,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn good_rows(&self) -> u64 {
-        self.good.iter().map(|g| g.num_rows() as u64).sum()
+        self.good.as_ref().map_or(0, |g| g.len() as u64)
     }
     pub fn bad_rows(&self) -> u64 {
         self.audit.as_ref().map_or(0, |a| a.num_rows() as u64)
@@ -230,8 +254,17 @@ impl TopicPrep {
             .collect();
         let plans = &self.plans;
         let offset_of = |i: usize| (raw.records[i].partition, raw.records[i].offset);
+        // Only a batch redone after a crash holds records the tables already have: look each
+        // record up only then.
+        let first = raw.first_offsets();
+        let redone = |done: fn(&Plan) -> i64| {
+            first
+                .iter()
+                .any(|(p, &o)| plans.get(p).is_some_and(|pl| o <= done(pl)))
+        };
+        let (bronze_redone, audit_redone) = (redone(|p| p.bronze_done), redone(|p| p.audit_done));
         let mut replayed = 0u64;
-        let mut good = Vec::new();
+        let mut good = None;
         if let Some(batch) = &checked.batch {
             let mut keep = Vec::with_capacity(batch.num_rows());
             for (row, failure) in checked.failures.into_iter().enumerate() {
@@ -250,6 +283,7 @@ impl TopicPrep {
                         });
                         keep.push(false);
                     }
+                    None if !bronze_redone => keep.push(true),
                     None => {
                         let (p, o) = offset_of(index);
                         let new = plans.get(&p).is_none_or(|pl| o > pl.bronze_done);
@@ -258,13 +292,15 @@ impl TopicPrep {
                     }
                 }
             }
-            good = self.checker.bronze_parts(batch, keep)?;
+            good = Some(self.checker.bronze_candidates(batch, keep)?);
         }
         let before = bad.len();
-        bad.retain(|b| {
-            let (p, o) = offset_of(b.index);
-            plans.get(&p).is_none_or(|pl| o > pl.audit_done)
-        });
+        if audit_redone {
+            bad.retain(|b| {
+                let (p, o) = offset_of(b.index);
+                plans.get(&p).is_none_or(|pl| o > pl.audit_done)
+            });
+        }
         replayed += (before - bad.len()) as u64;
         bad.sort_by_key(|b| b.index);
         let rest_s = t_rest.elapsed().as_secs_f64();

@@ -96,6 +96,9 @@ pub async fn ingest(
 ) -> Result<IngestSummary, IngestError> {
     let started = Instant::now();
     check_reachable(&opts.bootstrap).await?;
+    // First thing: an idempotent producer needs about half a second to get its producer id, and
+    // the first audit commit waits for the first DLQ delivery.
+    let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
     let _lock = lock(&opts.home).await?;
     let lake = lake_root(&opts.home);
     let mut audit =
@@ -105,7 +108,7 @@ pub async fn ingest(
     let (bootstrap, group) = (opts.bootstrap.clone(), opts.group.clone());
     // The DLQ is set up while the topics are planned (both wait on the broker, the DLQ
     // longest when its topic is new).
-    let (dlq_setup, topics) = tokio::join!(dlq_setup(opts), async {
+    let (dlq_setup, topics) = tokio::join!(dlq_setup(opts, dlq), async {
         // Plan every topic, then start its consumer.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let mut preps = Vec::new();
@@ -204,11 +207,15 @@ pub async fn ingest(
     let mut failure: Option<IngestError> = None;
     // The commit stage's result, when it ended before the prepare loop.
     let mut early: Option<Result<Vec<_>, IngestError>> = None;
+    // Time this stage waited for records and for the commit stage (debug log: which stage
+    // holds the pipeline back).
+    let (mut wait_in, mut wait_out, mut t_wait) = (0f64, 0f64, Instant::now());
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 None => break,
                 Some((i, SourceMsg::Batch(raw))) => {
+                    wait_in += t_wait.elapsed().as_secs_f64();
                     let prepared = match preps[i].prepare(&raw, &ctx).await {
                         Ok(p) => p,
                         Err(e) => {
@@ -217,10 +224,13 @@ pub async fn ingest(
                         }
                     };
                     sources[i].recycle(raw);
+                    let t_send = Instant::now();
                     if batches.send(prepared).await.is_err() {
                         // The commit stage failed; its error is collected below.
                         break;
                     }
+                    wait_out += t_send.elapsed().as_secs_f64();
+                    t_wait = Instant::now();
                 }
                 Some((i, SourceMsg::End(end))) => {
                     ends[i] = Some(describe(&end));
@@ -258,6 +268,11 @@ pub async fn ingest(
             }
         }
     }
+    tracing::debug!(
+        waiting_for_records_s = wait_in,
+        waiting_for_commits_s = wait_out,
+        "prepare stage done"
+    );
     // Whatever ended the loop: stop reading, let the commit stage finish what it was given.
     for s in &sources {
         s.stop();
@@ -309,10 +324,9 @@ struct DlqSetup {
 /// Creates the DLQ topic if needed, starts the producer and reads back what an interrupted
 /// run produced after its last audit commit. Reads the audit table (which exists by now)
 /// through a handle of its own, so it can run while the topics are planned.
-async fn dlq_setup(opts: &IngestOptions) -> Result<DlqSetup, IngestError> {
+async fn dlq_setup(opts: &IngestOptions, dlq: DlqProducer) -> Result<DlqSetup, IngestError> {
     const NEW_DLQ_PARTITIONS: i32 = 1;
     let created = ensure_topic(&opts.bootstrap, &opts.dlq_topic, NEW_DLQ_PARTITIONS).await?;
-    let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
     dlq.warm_up();
     let audit = LakeTable::open(&lake_root(&opts.home).join(AUDIT_TABLE)).await?;
     // A topic this run created is empty: nothing to read back (and its metadata can take a

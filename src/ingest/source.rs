@@ -1,6 +1,7 @@
 //! The Kafka side of ingest: one consumer thread per topic that reads assigned partitions from
 //! planned offsets and hands over micro-batches, so consuming overlaps with decoding and
-//! committing on the other core.
+//! committing. Handled batches come back to the thread to be refilled (their memory stays
+//! mapped); the first batches of a run ramp up in size so the stages behind start sooner.
 //!
 //! Partitions are *assigned*, not subscribed: positions come from the Delta log, and a group
 //! rebalance must never move them. The group id exists only so lag can be committed for
@@ -101,10 +102,32 @@ impl RawBatch {
 
     /// The highest offset per partition in this batch.
     pub fn last_offsets(&self) -> BTreeMap<i32, i64> {
-        let mut m = BTreeMap::new();
+        self.offsets(i64::max)
+    }
+
+    /// The lowest offset per partition in this batch.
+    pub fn first_offsets(&self) -> BTreeMap<i32, i64> {
+        self.offsets(i64::min)
+    }
+
+    fn offsets(&self, pick: fn(i64, i64) -> i64) -> BTreeMap<i32, i64> {
+        let mut m: BTreeMap<i32, i64> = BTreeMap::new();
+        // Records of a partition mostly come in runs: one map lookup per run.
+        let mut run: Option<(i32, i64)> = None;
         for r in &self.records {
-            let e = m.entry(r.partition).or_insert(r.offset);
-            *e = (*e).max(r.offset);
+            match &mut run {
+                Some((p, o)) if *p == r.partition => *o = pick(*o, r.offset),
+                _ => {
+                    if let Some((p, o)) = run.replace((r.partition, r.offset)) {
+                        let e = m.entry(p).or_insert(o);
+                        *e = pick(*e, o);
+                    }
+                }
+            }
+        }
+        if let Some((p, o)) = run {
+            let e = m.entry(p).or_insert(o);
+            *e = pick(*e, o);
         }
         m
     }
@@ -142,6 +165,7 @@ pub struct SourcePlan {
     pub topic: String,
     /// partition → (first offset, target end offset exclusive; `None` in follow mode).
     pub partitions: BTreeMap<i32, (i64, Option<i64>)>,
+    /// Records per batch once the first batches have ramped up (`batch_limit`).
     pub batch_records: usize,
     /// Longest time a batch collects before it is handed over (follow mode's commit interval).
     pub batch_interval: Duration,
@@ -379,6 +403,17 @@ impl Out {
     }
 }
 
+/// The size of the batch handed over after `handed_over` others: the first ones ramp up (an
+/// eighth, a quarter, a half of `batch_records`, but not below 1,000 records), so the stages
+/// behind start working while the rest of the first full batch is still being read.
+fn batch_limit(batch_records: usize, handed_over: u32) -> usize {
+    const RAMP: u32 = 3;
+    if handed_over >= RAMP {
+        return batch_records;
+    }
+    (batch_records >> (RAMP - handed_over)).clamp(batch_records.min(1000), batch_records)
+}
+
 /// Messages handled between two looks at the clock while records keep arriving: reading the
 /// clock per record costs more than the rest of the loop.
 const CLOCK_EVERY: u32 = 1024;
@@ -400,6 +435,7 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
     let mut total: u64 = 0;
     // Messages since the clock was last read (CLOCK_EVERY).
     let mut unclocked: u32 = 0;
+    let mut handed_over: u32 = 0;
     let end = loop {
         if stop.load(Ordering::SeqCst) {
             break End::Stopped;
@@ -456,7 +492,7 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
         if got {
             unclocked += 1;
         }
-        let full = batch.records.len() >= plan.batch_records;
+        let full = batch.records.len() >= batch_limit(plan.batch_records, handed_over);
         // Time matters only when the broker went quiet, or every CLOCK_EVERY messages.
         let now = (full || !got || unclocked >= CLOCK_EVERY).then(Instant::now);
         if let Some(now) = now {
@@ -473,6 +509,7 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
             if !out.send(&mut batch) {
                 return;
             }
+            handed_over += 1;
             // Time spent waiting for the downstream stages is not broker silence.
             batch_started = Instant::now();
             last_message = batch_started;
@@ -500,5 +537,33 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
     );
     if out.send(&mut batch) {
         let _ = out.tx.blocking_send((out.index, SourceMsg::End(end)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_batches_ramp_up() {
+        let sizes: Vec<usize> = (0..5).map(|n| batch_limit(100_000, n)).collect();
+        assert_eq!(sizes, vec![12_500, 25_000, 50_000, 100_000, 100_000]);
+        // Never below 1,000 records, never above the batch size.
+        assert_eq!(batch_limit(4_000, 0), 1_000);
+        assert_eq!(batch_limit(500, 0), 500);
+        assert_eq!(batch_limit(1, 1), 1);
+    }
+
+    #[test]
+    fn first_and_last_offsets_per_partition() {
+        let mut b = RawBatch::default();
+        for (p, o) in [(0, 5), (0, 6), (1, 9), (0, 7), (1, 8), (2, 1)] {
+            b.push(p, o, None, None, b"x");
+        }
+        let first: Vec<_> = b.first_offsets().into_iter().collect();
+        let last: Vec<_> = b.last_offsets().into_iter().collect();
+        assert_eq!(first, vec![(0, 5), (1, 8), (2, 1)]);
+        assert_eq!(last, vec![(0, 7), (1, 9), (2, 1)]);
+        assert!(RawBatch::default().last_offsets().is_empty());
     }
 }
