@@ -31,8 +31,10 @@ use deltalake::arrow::record_batch::RecordBatch;
 
 use super::error::LakeError;
 use crate::contracts::wire::{self, WireError};
+use direct::{Direct, Rows};
 use shape::{Shape, Verdict};
 
+mod direct;
 mod shape;
 
 /// Rows decoded between two flushes of the arrow-avro decoder: more than a micro-batch holds,
@@ -146,6 +148,11 @@ pub struct BronzeDecoder {
     /// Per writer schema id, the structural check its bodies pass before they reach the
     /// decoder (absent: a schema the check does not understand).
     shapes: IdMap<Shape>,
+    /// Per writer schema id, the one-pass decoder, when the schema is within its reach (then
+    /// neither the check nor arrow-avro sees that id's records).
+    directs: IdMap<Direct>,
+    /// The reader schema's JSON.
+    reader_text: String,
     payload_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -228,6 +235,8 @@ impl BronzeDecoder {
             mismatched: IdMap::default(),
             decoders: IdMap::default(),
             shapes: IdMap::default(),
+            directs: IdMap::default(),
+            reader_text: reader_schema.to_string(),
             payload_schema,
             schema: Arc::new(Schema::new(all)),
         })
@@ -279,6 +288,9 @@ impl BronzeDecoder {
             }
             None => tracing::debug!(id, "no structural pre-check for this writer schema"),
         }
+        if let Some(direct) = Direct::new(writer_schema, &self.reader_text, &self.payload_schema) {
+            self.directs.insert(id, direct);
+        }
         self.known.insert(id);
         Ok(())
     }
@@ -316,6 +328,9 @@ impl BronzeDecoder {
             batches: Vec::new(),
         };
         let mut errors = Vec::new();
+        // Rows of the one-pass decoder (every id it covers writes the same reader columns).
+        let mut direct_rows: Option<Rows> = None;
+        let mut direct_index = Vec::new();
         for (index, r) in records.iter().enumerate() {
             let fail = |schema_id, fault, detail: String| RecordError {
                 index,
@@ -344,6 +359,18 @@ impl BronzeDecoder {
             if !self.known.contains(&id) {
                 let detail = format!("schema id {id} is not registered");
                 errors.push(fail(Some(id), DecodeFault::UnknownSchemaId, detail));
+                continue;
+            }
+            if let Some(direct) = self.directs.get(&id) {
+                let rows = direct_rows.get_or_insert_with(|| Rows::new(&self.payload_schema));
+                match direct.decode(&r.payload[wire::HEADER_LEN..], rows) {
+                    Ok(()) => direct_index.push(index),
+                    Err(reason) => {
+                        let detail =
+                            format!("Avro body does not decode with schema {id}: {reason}");
+                        errors.push(fail(Some(id), DecodeFault::Undecodable, detail));
+                    }
+                }
                 continue;
             }
             if let Some(shape) = self.shapes.get(&id)
@@ -376,6 +403,14 @@ impl BronzeDecoder {
                 run.flush(&mut fresh, id, payload, schema)?;
                 self.decoders.insert(id, fresh);
             }
+        }
+        if let Some(rows) = direct_rows.filter(|r| r.len() > 0) {
+            run.push(
+                rows.finish(),
+                direct_index,
+                &self.payload_schema,
+                &self.schema,
+            )?;
         }
         for (id, decoder) in self.decoders.iter_mut() {
             run.flush(decoder, *id, &self.payload_schema, &self.schema)?;
@@ -491,6 +526,18 @@ impl Run<'_, '_> {
                 cast(col, field.data_type())?
             });
         }
+        self.push(columns, rows, payload, schema)
+    }
+
+    /// Adds decoded rows (payload `columns` of the records at `rows`) with their metadata
+    /// columns and `event_date`.
+    fn push(
+        &mut self,
+        mut columns: Vec<ArrayRef>,
+        rows: Vec<usize>,
+        payload: &SchemaRef,
+        schema: &SchemaRef,
+    ) -> Result<(), LakeError> {
         let event_date: Date32Array = match payload.index_of(EVENT_TIME) {
             Ok(i) => {
                 let micros = cast(

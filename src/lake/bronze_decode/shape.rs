@@ -58,7 +58,7 @@ pub(super) enum Verdict {
 
 /// Why a body does not fit (no allocation on the hot path; the message is built once).
 #[derive(Debug, Clone, Copy)]
-enum Bad {
+pub(super) enum Bad {
     Short {
         needed: usize,
         left: usize,
@@ -217,12 +217,12 @@ impl Shape {
 
 /// Valid UTF-8, with a fast path for ASCII (most strings).
 #[inline]
-fn utf8(b: &[u8]) -> bool {
+pub(super) fn utf8(b: &[u8]) -> bool {
     b.is_ascii() || std::str::from_utf8(b).is_ok()
 }
 
 #[inline]
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Bad> {
+pub(super) fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Bad> {
     if buf.len() < n {
         return Err(Bad::Short {
             needed: n,
@@ -236,7 +236,7 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Bad> {
 
 /// A zig-zag varint (Avro int and long).
 #[inline]
-fn varint(buf: &mut &[u8]) -> Result<i64, Bad> {
+pub(super) fn varint(buf: &mut &[u8]) -> Result<i64, Bad> {
     let mut v: u64 = 0;
     for i in 0..10 {
         let Some((&b, rest)) = buf.split_first() else {
@@ -253,7 +253,7 @@ fn varint(buf: &mut &[u8]) -> Result<i64, Bad> {
 
 /// A length prefix (bytes, string): a non-negative long.
 #[inline]
-fn length(buf: &mut &[u8]) -> Result<usize, Bad> {
+pub(super) fn length(buf: &mut &[u8]) -> Result<usize, Bad> {
     let n = varint(buf)?;
     usize::try_from(n).map_err(|_| Bad::NegativeLength(n))
 }

@@ -1,0 +1,549 @@
+//! A one-pass Avro → Arrow decoder for the plain record schemas the event contracts use: it
+//! checks and decodes a body in the same walk, straight into column buffers.
+//!
+//! The general path ([`super::BronzeDecoder`] with arrow-avro) reads every body twice: first
+//! the structural check ([`super::shape`]), because arrow-avro's builders cannot drop half a
+//! row, then arrow-avro itself, whose builders grow by reallocation and whose timestamps are
+//! cast afterwards. Here a body that fails half way is dropped by truncating the buffers back to
+//! the last whole row, so each body is read once; that was about half of ingest's decode time.
+//!
+//! It covers a writer schema whose fields are the reader schema's first fields, same names and
+//! types, the reader's remaining fields having defaults (v1 orders read as v2), with types:
+//! string, int, long, float, double, boolean, timestamp-millis/-micros longs, `["null", T]`
+//! unions of those, and arrays of records of those. Anything else (enums, maps, nested records,
+//! named type references, reordered or promoted fields) gets `None` and goes the general way;
+//! a test holds both paths to the same output.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray,
+    StringArray, StructArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use serde_json::Value;
+
+use super::shape::{Bad, length, take, utf8, varint};
+
+/// A value's type, as far as this decoder goes.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Str,
+    Int,
+    Long,
+    Float,
+    Double,
+    Bool,
+    /// A timestamp-millis long, stored as microseconds (Delta's unit).
+    TsMillis,
+    /// A timestamp-micros long.
+    TsMicros,
+    /// A two-branch union with `null`; `null_branch` is the index meaning null.
+    Opt {
+        null_branch: i64,
+        inner: Box<Kind>,
+    },
+    /// An array of records whose fields are flat kinds.
+    Records(Vec<(String, Kind)>),
+}
+
+impl Kind {
+    /// Parses an Avro type; `None` for what this decoder does not cover.
+    fn parse(v: &Value) -> Option<Kind> {
+        match v {
+            Value::String(s) => Kind::primitive(s),
+            Value::Array(branches) if branches.len() == 2 => {
+                let null_branch = branches.iter().position(|b| b == "null")?;
+                let inner = Kind::parse(&branches[1 - null_branch])?;
+                if !inner.is_flat() {
+                    return None;
+                }
+                Some(Kind::Opt {
+                    null_branch: null_branch as i64,
+                    inner: Box::new(inner),
+                })
+            }
+            Value::Object(o) => {
+                let ty = o.get("type")?;
+                let Some(ty) = ty.as_str() else {
+                    return Kind::parse(ty);
+                };
+                match (ty, o.get("logicalType").and_then(Value::as_str)) {
+                    ("long", Some("timestamp-millis")) => Some(Kind::TsMillis),
+                    ("long", Some("timestamp-micros")) => Some(Kind::TsMicros),
+                    (_, Some(_)) => None,
+                    ("array", None) => {
+                        let item = o.get("items")?.as_object()?;
+                        if item.get("type")?.as_str()? != "record" {
+                            return None;
+                        }
+                        let mut fields = Vec::new();
+                        for f in item.get("fields")?.as_array()? {
+                            let kind = Kind::parse(f.get("type")?)?;
+                            if !kind.is_flat() {
+                                return None;
+                            }
+                            fields.push((f.get("name")?.as_str()?.to_string(), kind));
+                        }
+                        Some(Kind::Records(fields))
+                    }
+                    (p, None) => Kind::primitive(p),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn primitive(name: &str) -> Option<Kind> {
+        Some(match name {
+            "string" => Kind::Str,
+            "int" => Kind::Int,
+            "long" => Kind::Long,
+            "float" => Kind::Float,
+            "double" => Kind::Double,
+            "boolean" => Kind::Bool,
+            _ => return None,
+        })
+    }
+
+    /// Neither a union nor an array: one column of its own.
+    fn is_flat(&self) -> bool {
+        !matches!(self, Kind::Opt { .. } | Kind::Records(_))
+    }
+
+    /// Whether a column of Arrow type `dt` (nullable or not) holds this kind.
+    fn fits(&self, dt: &DataType, nullable: bool) -> bool {
+        match (self, dt) {
+            (Kind::Opt { inner, .. }, _) => nullable && inner.fits(dt, nullable),
+            (Kind::Str, DataType::Utf8)
+            | (Kind::Int, DataType::Int32)
+            | (Kind::Long, DataType::Int64)
+            | (Kind::Float, DataType::Float32)
+            | (Kind::Double, DataType::Float64)
+            | (Kind::Bool, DataType::Boolean) => true,
+            (Kind::TsMillis | Kind::TsMicros, DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+                true
+            }
+            (Kind::Records(fields), DataType::List(item)) => match item.data_type() {
+                DataType::Struct(children) => {
+                    children.len() == fields.len()
+                        && children.iter().zip(fields).all(|(c, (name, kind))| {
+                            c.name() == name && kind.fits(c.data_type(), c.is_nullable())
+                        })
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// What a reader field the writer lacks takes.
+#[derive(Debug, Clone)]
+enum Default {
+    Null,
+    Str(String),
+    Long(i64),
+    Double(f64),
+    Bool(bool),
+}
+
+impl Default {
+    fn parse(kind: &Kind, v: &Value) -> Option<Default> {
+        Some(match (kind, v) {
+            (Kind::Opt { null_branch: 0, .. }, Value::Null) => Default::Null,
+            (Kind::Str, Value::String(s)) => Default::Str(s.clone()),
+            (Kind::Int | Kind::Long | Kind::TsMillis | Kind::TsMicros, Value::Number(n)) => {
+                Default::Long(n.as_i64()?)
+            }
+            (Kind::Float | Kind::Double, Value::Number(n)) => Default::Double(n.as_f64()?),
+            (Kind::Bool, Value::Bool(b)) => Default::Bool(*b),
+            _ => return None,
+        })
+    }
+}
+
+/// One top-level field of the reader schema: read from the body, or its default.
+#[derive(Debug, Clone)]
+enum Step {
+    Read(Kind),
+    Default(Default),
+}
+
+/// A writer schema compiled against the reader schema.
+#[derive(Debug, Clone)]
+pub(super) struct Direct {
+    steps: Vec<Step>,
+}
+
+/// The fields of a record schema: (name, type, default).
+fn record_fields(v: &Value) -> Option<Vec<(&str, &Value, Option<&Value>)>> {
+    let o = v.as_object()?;
+    if o.get("type")?.as_str()? != "record" {
+        return None;
+    }
+    o.get("fields")?
+        .as_array()?
+        .iter()
+        .map(|f| Some((f.get("name")?.as_str()?, f.get("type")?, f.get("default"))))
+        .collect()
+}
+
+impl Direct {
+    /// Compiles `writer` (Avro JSON) for rows of `reader` whose Arrow columns are `payload`;
+    /// `None` when the pair is outside what this decoder covers.
+    pub fn new(writer: &str, reader: &str, payload: &SchemaRef) -> Option<Direct> {
+        let writer: Value = serde_json::from_str(writer).ok()?;
+        let reader: Value = serde_json::from_str(reader).ok()?;
+        let (w, r) = (record_fields(&writer)?, record_fields(&reader)?);
+        if w.len() > r.len() || r.len() != payload.fields().len() {
+            return None;
+        }
+        let mut steps = Vec::with_capacity(r.len());
+        for (i, ((name, ty, default), field)) in r.iter().zip(payload.fields()).enumerate() {
+            let kind = Kind::parse(ty)?;
+            if field.name() != name || !kind.fits(field.data_type(), field.is_nullable()) {
+                return None;
+            }
+            steps.push(match w.get(i) {
+                Some((w_name, w_ty, _)) => {
+                    if w_name != name || Kind::parse(w_ty)? != kind {
+                        return None;
+                    }
+                    Step::Read(kind)
+                }
+                None => {
+                    let d = Default::parse(&kind, default.as_ref()?)?;
+                    Step::Default(d)
+                }
+            });
+        }
+        Some(Direct { steps })
+    }
+
+    /// Decodes one body (after the wire header) as a row of `rows`. A body that is not exactly
+    /// one value leaves `rows` as it was and says why.
+    pub fn decode(&self, body: &[u8], rows: &mut Rows) -> Result<(), String> {
+        let mut buf = body;
+        let read =
+            self.steps
+                .iter()
+                .zip(rows.cols.iter_mut())
+                .try_for_each(|(step, col)| match step {
+                    Step::Read(kind) => col.read(kind, &mut buf),
+                    Step::Default(d) => {
+                        col.default(d);
+                        Ok(())
+                    }
+                });
+        let outcome = match read {
+            Err(why) => Err(why.to_string()),
+            Ok(()) if !buf.is_empty() => Err(format!(
+                "bytes follow the Avro body of the record ({} of {} bytes read)",
+                body.len() - buf.len(),
+                body.len()
+            )),
+            Ok(()) => {
+                rows.len += 1;
+                return Ok(());
+            }
+        };
+        rows.truncate();
+        outcome
+    }
+}
+
+/// Rows decoded so far: one buffer per reader field.
+pub(super) struct Rows {
+    cols: Vec<Col>,
+    len: usize,
+    payload: SchemaRef,
+}
+
+impl Rows {
+    pub fn new(payload: &SchemaRef) -> Rows {
+        Rows {
+            cols: payload
+                .fields()
+                .iter()
+                .map(|f| Col::for_type(f.data_type(), f.is_nullable()))
+                .collect(),
+            len: 0,
+            payload: payload.clone(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Drops whatever a failed body appended after the last whole row.
+    fn truncate(&mut self) {
+        for c in &mut self.cols {
+            c.truncate(self.len);
+        }
+    }
+
+    /// The payload columns, typed as `payload`.
+    pub fn finish(self) -> Vec<ArrayRef> {
+        self.cols
+            .into_iter()
+            .zip(self.payload.fields())
+            .map(|(c, f)| c.finish(f.data_type()))
+            .collect()
+    }
+}
+
+/// One column's buffers. `nulls` exists for nullable columns; a null slot holds a zero value.
+struct Col {
+    data: Data,
+    nulls: Option<Vec<bool>>,
+}
+
+enum Data {
+    Str { offsets: Vec<i32>, bytes: Vec<u8> },
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+    List { offsets: Vec<i32>, items: Vec<Col> },
+}
+
+impl Col {
+    /// Buffers for an Arrow type [`Kind::fits`] accepted.
+    fn for_type(dt: &DataType, nullable: bool) -> Col {
+        let data = match dt {
+            DataType::Utf8 => Data::Str {
+                offsets: vec![0],
+                bytes: Vec::new(),
+            },
+            DataType::Int32 => Data::I32(Vec::new()),
+            DataType::Float32 => Data::F32(Vec::new()),
+            DataType::Float64 => Data::F64(Vec::new()),
+            DataType::Boolean => Data::Bool(Vec::new()),
+            DataType::List(item) => Data::List {
+                offsets: vec![0],
+                items: match item.data_type() {
+                    DataType::Struct(fs) => fs
+                        .iter()
+                        .map(|f| Col::for_type(f.data_type(), f.is_nullable()))
+                        .collect(),
+                    _ => Vec::new(),
+                },
+            },
+            // Int64 and timestamps.
+            _ => Data::I64(Vec::new()),
+        };
+        Col {
+            data,
+            nulls: nullable.then(Vec::new),
+        }
+    }
+
+    fn valid(&mut self, v: bool) {
+        if let Some(n) = &mut self.nulls {
+            n.push(v);
+        }
+    }
+
+    /// Reads one value of `kind` from the front of `buf`.
+    fn read(&mut self, kind: &Kind, buf: &mut &[u8]) -> Result<(), Bad> {
+        match kind {
+            Kind::Opt { null_branch, inner } => {
+                let branch = varint(buf)?;
+                if branch == *null_branch {
+                    self.zero();
+                    self.valid(false);
+                    Ok(())
+                } else if branch == 1 - null_branch {
+                    self.value(inner, buf)?;
+                    self.valid(true);
+                    Ok(())
+                } else {
+                    Err(Bad::Branch(branch))
+                }
+            }
+            _ => {
+                self.value(kind, buf)?;
+                self.valid(true);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads a value of a non-union kind (validity is the caller's).
+    fn value(&mut self, kind: &Kind, buf: &mut &[u8]) -> Result<(), Bad> {
+        match (&mut self.data, kind) {
+            (Data::Str { offsets, bytes }, Kind::Str) => {
+                let n = length(buf)?;
+                let s = take(buf, n)?;
+                if !utf8(s) {
+                    return Err(Bad::Utf8);
+                }
+                bytes.extend_from_slice(s);
+                offsets.push(i32::try_from(bytes.len()).map_err(|_| Bad::Block)?);
+            }
+            (Data::I32(v), Kind::Int) => {
+                let x = varint(buf)?;
+                v.push(i32::try_from(x).map_err(|_| Bad::IntRange)?);
+            }
+            (Data::I64(v), Kind::Long | Kind::TsMicros) => v.push(varint(buf)?),
+            (Data::I64(v), Kind::TsMillis) => {
+                v.push(varint(buf)?.checked_mul(1000).ok_or(Bad::IntRange)?)
+            }
+            (Data::F32(v), Kind::Float) => {
+                let b = take(buf, 4)?;
+                v.push(f32::from_le_bytes(b.try_into().expect("4 bytes")));
+            }
+            (Data::F64(v), Kind::Double) => {
+                let b = take(buf, 8)?;
+                v.push(f64::from_le_bytes(b.try_into().expect("8 bytes")));
+            }
+            (Data::Bool(v), Kind::Bool) => match take(buf, 1)? {
+                [b @ (0 | 1)] => v.push(*b == 1),
+                _ => return Err(Bad::Boolean),
+            },
+            (Data::List { offsets, items }, Kind::Records(fields)) => {
+                let mut total = *offsets.last().expect("starts at 0") as usize;
+                loop {
+                    let mut count = varint(buf)?;
+                    if count == 0 {
+                        break;
+                    }
+                    if count < 0 {
+                        count = count.checked_neg().ok_or(Bad::BlockCount)?;
+                        varint(buf)?; // the block's size in bytes
+                    }
+                    // Every field takes at least one byte: a count beyond that is garbage.
+                    if (count as u64).saturating_mul(fields.len().max(1) as u64) > buf.len() as u64
+                    {
+                        return Err(Bad::Block);
+                    }
+                    for _ in 0..count {
+                        for ((_, k), col) in fields.iter().zip(items.iter_mut()) {
+                            col.read(k, buf)?;
+                        }
+                    }
+                    total += count as usize;
+                }
+                offsets.push(i32::try_from(total).map_err(|_| Bad::Block)?);
+            }
+            _ => unreachable!("Direct::new pairs kinds with their columns"),
+        }
+        Ok(())
+    }
+
+    /// The zero value a null slot holds.
+    fn zero(&mut self) {
+        match &mut self.data {
+            Data::Str { offsets, .. } | Data::List { offsets, .. } => {
+                offsets.push(*offsets.last().expect("starts at 0"))
+            }
+            Data::I32(v) => v.push(0),
+            Data::I64(v) => v.push(0),
+            Data::F32(v) => v.push(0.0),
+            Data::F64(v) => v.push(0.0),
+            Data::Bool(v) => v.push(false),
+        }
+    }
+
+    fn default(&mut self, d: &Default) {
+        match (d, &mut self.data) {
+            (Default::Null, _) => {
+                self.zero();
+                self.valid(false);
+                return;
+            }
+            (Default::Str(s), Data::Str { offsets, bytes }) => {
+                bytes.extend_from_slice(s.as_bytes());
+                offsets.push(bytes.len() as i32);
+            }
+            (Default::Long(x), Data::I32(v)) => v.push(*x as i32),
+            (Default::Long(x), Data::I64(v)) => v.push(*x),
+            (Default::Double(x), Data::F32(v)) => v.push(*x as f32),
+            (Default::Double(x), Data::F64(v)) => v.push(*x),
+            (Default::Bool(b), Data::Bool(v)) => v.push(*b),
+            _ => unreachable!("Default::parse pairs defaults with their kinds"),
+        }
+        self.valid(true);
+    }
+
+    /// Keeps the first `n` values.
+    fn truncate(&mut self, n: usize) {
+        if let Some(v) = &mut self.nulls {
+            v.truncate(n);
+        }
+        match &mut self.data {
+            Data::Str { offsets, bytes } => {
+                offsets.truncate(n + 1);
+                bytes.truncate(offsets[n] as usize);
+            }
+            Data::List { offsets, items } => {
+                offsets.truncate(n + 1);
+                let m = offsets[n] as usize;
+                for c in items {
+                    c.truncate(m);
+                }
+            }
+            Data::I32(v) => v.truncate(n),
+            Data::I64(v) => v.truncate(n),
+            Data::F32(v) => v.truncate(n),
+            Data::F64(v) => v.truncate(n),
+            Data::Bool(v) => v.truncate(n),
+        }
+    }
+
+    fn finish(self, dt: &DataType) -> ArrayRef {
+        let nulls = self
+            .nulls
+            .map(NullBuffer::from)
+            .filter(|n| n.null_count() > 0);
+        match self.data {
+            Data::Str { offsets, bytes } => {
+                // SAFETY: offsets start at 0 and never decrease, the last is `bytes.len()`,
+                // and every value was checked to be UTF-8 as it was read.
+                Arc::new(unsafe {
+                    StringArray::new_unchecked(
+                        OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)),
+                        Buffer::from_vec(bytes),
+                        nulls,
+                    )
+                })
+            }
+            Data::I32(v) => Arc::new(Int32Array::new(ScalarBuffer::from(v), nulls)),
+            Data::I64(v) => match dt {
+                DataType::Timestamp(_, tz) => Arc::new(
+                    TimestampMicrosecondArray::new(ScalarBuffer::from(v), nulls)
+                        .with_timezone_opt(tz.clone()),
+                ),
+                _ => Arc::new(Int64Array::new(ScalarBuffer::from(v), nulls)),
+            },
+            Data::F32(v) => Arc::new(Float32Array::new(ScalarBuffer::from(v), nulls)),
+            Data::F64(v) => Arc::new(Float64Array::new(ScalarBuffer::from(v), nulls)),
+            Data::Bool(v) => Arc::new(BooleanArray::new(BooleanBuffer::from(v), nulls)),
+            Data::List { offsets, items } => {
+                let DataType::List(item) = dt else {
+                    unreachable!("a list column has a list type")
+                };
+                let DataType::Struct(fields) = item.data_type() else {
+                    unreachable!("list items are records")
+                };
+                let children: Vec<ArrayRef> = items
+                    .into_iter()
+                    .zip(fields.iter())
+                    .map(|(c, f)| c.finish(f.data_type()))
+                    .collect();
+                let values = StructArray::new(fields.clone(), children, None);
+                Arc::new(ListArray::new(
+                    item.clone(),
+                    // SAFETY: as for strings: from 0, never decreasing, last = item count.
+                    unsafe { OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)) },
+                    Arc::new(values),
+                    nulls,
+                ))
+            }
+        }
+    }
+}
