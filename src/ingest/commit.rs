@@ -10,6 +10,7 @@
 //!    offset produced so far (only when the batch has bad rows);
 //! 3. `bronze_<topic>` gets the good rows in one commit carrying `txn` actions
 //!    `<table>:<topic>:<partition>` → last offset (even with no rows: that moves the position);
+//!    its Parquet files are written on another task during step 2, but committed only after;
 //! 4. the consumer group offsets are committed (lag monitoring only).
 //!
 //! The first error ends the stage: no later batch commits after an earlier one failed.
@@ -86,6 +87,20 @@ impl Committer {
         }
         let dlq_wait_s = t_dlq.elapsed().as_secs_f64();
 
+        // The bronze files are written on another task while the audit rows commit here: the
+        // Parquet encoding is most of a batch's commit work, and the files stay invisible
+        // until the bronze commit below, which still comes after the audit commit.
+        let t_bronze = Instant::now();
+        let writer = sink.bronze.parts_writer(&sink.props)?;
+        let good = b.good;
+        let mut files = AbortOnDrop(tokio::spawn(async move {
+            let parts = match &good {
+                Some(g) => g.parts()?,
+                None => Vec::new(),
+            };
+            Ok::<_, IngestError>(writer.write(parts).await?)
+        }));
+
         let t_audit = Instant::now();
         if let Some(rows) = b.audit {
             let mut txns: Vec<AppTxn> = b
@@ -114,11 +129,7 @@ impl Committer {
         }
         let audit_s = t_audit.elapsed().as_secs_f64();
 
-        let t_bronze = Instant::now();
-        let parts = match &b.good {
-            Some(g) => g.parts()?,
-            None => Vec::new(),
-        };
+        let adds = (&mut files.0).await.expect("bronze file writer panicked")?;
         let txns: Vec<AppTxn> = b
             .last
             .iter()
@@ -127,11 +138,9 @@ impl Committer {
                 version: o,
             })
             .collect();
-        sink.summary.bronze_version = sink
-            .bronze
-            .append_parts(parts, &txns, self.run_id, &sink.props)
-            .await?;
+        sink.summary.bronze_version = sink.bronze.commit_files(adds, &txns, self.run_id).await?;
         sink.summary.commits += 1;
+        // Includes the audit commit, which the file writing overlaps.
         let bronze_s = t_bronze.elapsed().as_secs_f64();
 
         let mut next = BTreeMap::new();
@@ -183,5 +192,15 @@ impl Committer {
             "micro-batch committed"
         );
         Ok(())
+    }
+}
+
+/// Aborts a spawned task when dropped before it finished (an audit commit failed: the files
+/// being written are not needed).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -120,11 +120,44 @@ pub fn bronze_writer_properties(schema: &ArrowSchema) -> WriterProperties {
     b.build()
 }
 
+/// Writes a table's data files without committing them: it owns what it needs, so the files
+/// can be written on another task while the table commits something else (the bronze ingest
+/// writes a batch's files while its DLQ audit rows commit). Files never committed are orphans
+/// no reader sees (`vacuum` removes them).
+pub struct PartsWriter {
+    writer: RecordBatchWriter,
+    partition_columns: Vec<String>,
+    path: std::path::PathBuf,
+}
+
+impl PartsWriter {
+    /// Writes `parts` (each holding rows of a single partition value: one file each, written
+    /// without re-partitioning) and returns their `add` actions.
+    pub async fn write(
+        self,
+        parts: Vec<RecordBatch>,
+    ) -> Result<Vec<deltalake::kernel::Add>, LakeError> {
+        write_parts(self.writer, parts, &self.partition_columns)
+            .await
+            .map_err(delta_err(&self.path, "append"))
+    }
+}
+
 impl LakeTable {
-    /// Appends `parts` (each holding rows of a single partition value: one file each, written
-    /// without re-partitioning) as one commit carrying `txns` and, with `run_id`, the run in the
-    /// commit metadata, like [`LakeTable::append_txns`]. With no parts the commit still records
-    /// the transactions.
+    /// A writer of data files for this table, encoded with `props`.
+    pub fn parts_writer(&self, props: &WriterProperties) -> Result<PartsWriter, LakeError> {
+        Ok(PartsWriter {
+            writer: RecordBatchWriter::for_table(&self.table)
+                .map_err(delta_err(&self.path, "append"))?
+                .with_writer_properties(props.clone()),
+            partition_columns: self.partition_columns()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Appends `parts` as one commit carrying `txns` and, with `run_id`, the run in the commit
+    /// metadata, like [`LakeTable::append_txns`]: [`LakeTable::parts_writer`], then
+    /// [`LakeTable::commit_files`]. With no parts the commit still records the transactions.
     pub async fn append_parts(
         &mut self,
         parts: Vec<RecordBatch>,
@@ -132,13 +165,18 @@ impl LakeTable {
         run_id: Option<i64>,
         props: &WriterProperties,
     ) -> Result<i64, LakeError> {
+        let adds = self.parts_writer(props)?.write(parts).await?;
+        self.commit_files(adds, txns, run_id).await
+    }
+
+    /// Commits files written by a [`PartsWriter`] of this table, with `txns` and the run.
+    pub async fn commit_files(
+        &mut self,
+        adds: Vec<deltalake::kernel::Add>,
+        txns: &[AppTxn],
+        run_id: Option<i64>,
+    ) -> Result<i64, LakeError> {
         let partition_columns = self.partition_columns()?;
-        let writer = RecordBatchWriter::for_table(&self.table)
-            .map_err(delta_err(&self.path, "append"))?
-            .with_writer_properties(props.clone());
-        let adds = write_parts(writer, parts, &partition_columns)
-            .await
-            .map_err(delta_err(&self.path, "append"))?;
         let mut props = CommitProperties::default().with_application_transactions(
             txns.iter()
                 .map(|t| Transaction::new(t.app_id.clone(), t.version))

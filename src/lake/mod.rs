@@ -19,7 +19,7 @@ mod stage;
 mod table;
 mod zorder;
 
-pub use append::{bronze_writer_properties, split_by_date};
+pub use append::{PartsWriter, bronze_writer_properties, split_by_date};
 pub use bronze_decode::{BronzeDecoder, DecodeFault, DecodeOutcome, KafkaRecord, RecordError};
 pub use error::LakeError;
 pub use frame::{batches_to_df, conform, df_to_batch};
