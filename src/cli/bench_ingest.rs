@@ -125,6 +125,16 @@ fn run_measured(cmd: &mut std::process::Command) -> anyhow::Result<(std::process
 }
 
 pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
+    // The measured ingest must validate: without the business rules it would write bad rows
+    // (scattered over many `event_date` partitions) instead of dead-lettering them.
+    let rules = crate::config::expectations_dir_from_env();
+    anyhow::ensure!(
+        rules.join("bronze_orders.yaml").is_file(),
+        "bench ingest measures the ingest with its business rules, and {} holds no \
+         bronze_orders.yaml: run it from the repository root or set FLOWCTL_EXPECTATIONS_DIR",
+        rules.display()
+    );
+    let rules = std::path::absolute(&rules)?;
     let base = a.dir.clone().unwrap_or_else(std::env::temp_dir);
     let home = base.join(format!("flowctl-bench-ingest-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
@@ -190,6 +200,7 @@ pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
         &format!("{topic}-dlq"),
     ])
     .env("FLOWCTL_HOME", &home)
+    .env("FLOWCTL_EXPECTATIONS_DIR", &rules)
     .env_remove("FLOWCTL_DB");
     let (out, peak) = tokio::task::spawn_blocking(move || run_measured(&mut cmd)).await??;
     anyhow::ensure!(
