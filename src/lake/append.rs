@@ -7,8 +7,7 @@ use deltalake::arrow::compute::{and, filter_record_batch, is_null, take_record_b
 use deltalake::arrow::datatypes::{DataType, Schema as ArrowSchema};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Action;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
@@ -16,7 +15,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
 
 use super::error::LakeError;
-use super::table::{AppTxn, LakeTable, delta_err};
+use super::table::{AppTxn, LakeTable, commit_properties, delta_err};
 
 /// Up to this many dates in a batch, each date's rows are selected with one masked pass.
 const MASKED_SPLIT_MAX: usize = 8;
@@ -177,20 +176,7 @@ impl LakeTable {
         run_id: Option<i64>,
     ) -> Result<i64, LakeError> {
         let partition_columns = self.partition_columns()?;
-        let mut props = CommitProperties::default().with_application_transactions(
-            txns.iter()
-                .map(|t| Transaction::new(t.app_id.clone(), t.version))
-                .collect(),
-        );
-        if let Some(run) = run_id {
-            props = props.with_metadata([
-                ("flowctl_run_id".to_string(), serde_json::json!(run)),
-                (
-                    "userMetadata".to_string(),
-                    serde_json::json!(format!("run={run}")),
-                ),
-            ]);
-        }
+        let props = commit_properties(txns, run_id);
         let snapshot = self
             .table
             .snapshot()

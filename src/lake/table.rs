@@ -47,6 +47,26 @@ pub struct LakeTable {
     pub(super) path: PathBuf,
 }
 
+/// A commit's properties: the `txn` actions of `txns` and, with `run_id`, the run that wrote
+/// it (`flowctl_run_id`, and `userMetadata` `run=N` for other engines' history views).
+pub(super) fn commit_properties(txns: &[AppTxn], run_id: Option<i64>) -> CommitProperties {
+    let props = CommitProperties::default().with_application_transactions(
+        txns.iter()
+            .map(|t| Transaction::new(t.app_id.clone(), t.version))
+            .collect(),
+    );
+    match run_id {
+        Some(run) => props.with_metadata([
+            ("flowctl_run_id".to_string(), serde_json::json!(run)),
+            (
+                "userMetadata".to_string(),
+                serde_json::json!(format!("run={run}")),
+            ),
+        ]),
+        None => props,
+    }
+}
+
 pub(super) fn delta_err(
     path: &Path,
     step: &'static str,
@@ -179,20 +199,7 @@ impl LakeTable {
         txns: &[AppTxn],
         run_id: Option<i64>,
     ) -> Result<i64, LakeError> {
-        let mut props = CommitProperties::default().with_application_transactions(
-            txns.iter()
-                .map(|t| Transaction::new(t.app_id.clone(), t.version))
-                .collect(),
-        );
-        if let Some(run) = run_id {
-            props = props.with_metadata([
-                ("flowctl_run_id".to_string(), serde_json::json!(run)),
-                (
-                    "userMetadata".to_string(),
-                    serde_json::json!(format!("run={run}")),
-                ),
-            ]);
-        }
+        let props = commit_properties(txns, run_id);
         let mut writer = RecordBatchWriter::for_table(&self.table)
             .map_err(delta(&self.path, "append"))?
             .with_commit_properties(props);
