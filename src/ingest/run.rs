@@ -29,7 +29,43 @@ use crate::metrics;
 
 /// Holds `$FLOWCTL_HOME/locks/ingest.lock` for the life of the run: two ingests of the same lake
 /// would race on the audit table and the DLQ, so the second waits.
-pub(super) struct IngestLock(#[allow(dead_code)] std::fs::File);
+///
+/// The file also tells whether its last holder ended: a holder writes `running` into it when it
+/// takes the lock and `done` when it lets go, so finding `running` means the last ingest died
+/// mid-run (kill -9, power loss) and may have left DLQ writes in the broker's hands.
+pub(super) struct IngestLock {
+    file: std::fs::File,
+    previous_died: bool,
+}
+
+impl IngestLock {
+    /// Whether the last holder died without letting go.
+    pub(super) fn previous_run_died(&self) -> bool {
+        self.previous_died
+    }
+
+    fn mark(&self, state: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.set_len(0)?;
+        self.file.write_all_at(state.as_bytes(), 0)
+    }
+}
+
+impl Drop for IngestLock {
+    fn drop(&mut self) {
+        if let Err(e) = self.mark(LOCK_DONE) {
+            tracing::warn!(error = %e, "could not mark the ingest lock as released");
+        }
+    }
+}
+
+const LOCK_RUNNING: &str = "running\n";
+const LOCK_DONE: &str = "done\n";
+
+/// After an ingest died mid-run, how long the next one waits before reading the DLQ tail back:
+/// produce requests the dead process had already sent may still be on their way into the log,
+/// and one appended after the read-back would be produced a second time.
+const DLQ_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) async fn lock(home: &std::path::Path) -> Result<IngestLock, IngestError> {
     let dir = home.join("locks");
@@ -42,13 +78,22 @@ pub(super) async fn lock(home: &std::path::Path) -> Result<IngestLock, IngestErr
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(|e| err(e.to_string()))?;
     let mut told = false;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(IngestLock(file)),
+            Ok(()) => {
+                let previous = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+                let lock = IngestLock {
+                    file,
+                    previous_died: previous == LOCK_RUNNING,
+                };
+                lock.mark(LOCK_RUNNING).map_err(|e| err(e.to_string()))?;
+                return Ok(lock);
+            }
             Err(std::fs::TryLockError::WouldBlock) => {
                 if !told {
                     tracing::info!(path = %path.display(), "another ingest holds the lake; waiting");
@@ -99,7 +144,7 @@ pub async fn ingest(
     // First thing: an idempotent producer needs about half a second to get its producer id, and
     // the first audit commit waits for the first DLQ delivery.
     let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
-    let _lock = lock(&opts.home).await?;
+    let lock = lock(&opts.home).await?;
     let lake = lake_root(&opts.home);
     let mut audit =
         LakeTable::open_or_create(&lake.join(AUDIT_TABLE), &audit_schema(), &[AUDIT_PARTITION])
@@ -108,7 +153,7 @@ pub async fn ingest(
     let (bootstrap, group) = (opts.bootstrap.clone(), opts.group.clone());
     // The DLQ is set up while the topics are planned (both wait on the broker, the DLQ
     // longest when its topic is new).
-    let (dlq_setup, topics) = tokio::join!(dlq_setup(opts, dlq), async {
+    let (dlq_setup, topics) = tokio::join!(dlq_setup(opts, dlq, lock.previous_run_died()), async {
         // Plan every topic, then start its consumer.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let mut preps = Vec::new();
@@ -324,7 +369,11 @@ struct DlqSetup {
 /// Creates the DLQ topic if needed, starts the producer and reads back what an interrupted
 /// run produced after its last audit commit. Reads the audit table (which exists by now)
 /// through a handle of its own, so it can run while the topics are planned.
-async fn dlq_setup(opts: &IngestOptions, dlq: DlqProducer) -> Result<DlqSetup, IngestError> {
+async fn dlq_setup(
+    opts: &IngestOptions,
+    dlq: DlqProducer,
+    previous_died: bool,
+) -> Result<DlqSetup, IngestError> {
     const NEW_DLQ_PARTITIONS: i32 = 1;
     let created = ensure_topic(&opts.bootstrap, &opts.dlq_topic, NEW_DLQ_PARTITIONS).await?;
     dlq.warm_up();
@@ -355,6 +404,13 @@ async fn dlq_setup(opts: &IngestOptions, dlq: DlqProducer) -> Result<DlqSetup, I
     let skip = match consumer {
         None => HashSet::new(),
         Some(c) => {
+            if previous_died {
+                tracing::info!(
+                    wait = ?DLQ_SETTLE,
+                    "the last ingest died mid-run: letting its DLQ writes land before reading them back"
+                );
+                tokio::time::sleep(DLQ_SETTLE).await;
+            }
             let (t, recorded) = (opts.dlq_topic.clone(), last.clone());
             blocking(move || {
                 let skip = produced_after(&c, &t, &parts, &recorded);
@@ -378,5 +434,29 @@ fn kafka_err(topic: &str, e: rdkafka::error::KafkaError) -> IngestError {
         topic: topic.to_string(),
         step: "client",
         detail: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_lock_tells_whether_its_last_holder_died() {
+        let home = tempfile::tempdir().unwrap();
+        let first = lock(home.path()).await.unwrap();
+        assert!(!first.previous_run_died(), "a new lake");
+        drop(first);
+        let second = lock(home.path()).await.unwrap();
+        assert!(!second.previous_run_died(), "the last holder let go");
+        drop(second);
+        // What a holder killed mid-run leaves behind (its drop never ran).
+        let path = home.path().join("locks/ingest.lock");
+        std::fs::write(&path, LOCK_RUNNING).unwrap();
+        let third = lock(home.path()).await.unwrap();
+        assert!(third.previous_run_died());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), LOCK_RUNNING);
+        drop(third);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), LOCK_DONE);
     }
 }
