@@ -262,12 +262,14 @@ pub(super) struct Rows {
 }
 
 impl Rows {
-    pub fn new(payload: &SchemaRef) -> Rows {
+    /// Buffers for `payload` columns, with room for `rows` rows (growing them row by row cost
+    /// a copy of every buffer at each doubling).
+    pub fn new(payload: &SchemaRef, rows: usize) -> Rows {
         Rows {
             cols: payload
                 .fields()
                 .iter()
-                .map(|f| Col::for_type(f.data_type(), f.is_nullable()))
+                .map(|f| Col::for_type(f.data_type(), f.is_nullable(), rows))
                 .collect(),
             len: 0,
             payload: payload.clone(),
@@ -313,32 +315,41 @@ enum Data {
 
 impl Col {
     /// Buffers for an Arrow type [`Kind::fits`] accepted.
-    fn for_type(dt: &DataType, nullable: bool) -> Col {
+    /// Buffers for an Arrow type [`Kind::fits`] accepted, with room for `n` values (strings:
+    /// `STRING_BYTES` bytes each; lists: `LIST_ITEMS` items each).
+    fn for_type(dt: &DataType, nullable: bool, n: usize) -> Col {
+        const STRING_BYTES: usize = 16;
+        const LIST_ITEMS: usize = 4;
+        let offsets = || {
+            let mut o = Vec::with_capacity(n + 1);
+            o.push(0);
+            o
+        };
         let data = match dt {
             DataType::Utf8 => Data::Str {
-                offsets: vec![0],
-                bytes: Vec::new(),
+                offsets: offsets(),
+                bytes: Vec::with_capacity(n * STRING_BYTES),
             },
-            DataType::Int32 => Data::I32(Vec::new()),
-            DataType::Float32 => Data::F32(Vec::new()),
-            DataType::Float64 => Data::F64(Vec::new()),
-            DataType::Boolean => Data::Bool(Vec::new()),
+            DataType::Int32 => Data::I32(Vec::with_capacity(n)),
+            DataType::Float32 => Data::F32(Vec::with_capacity(n)),
+            DataType::Float64 => Data::F64(Vec::with_capacity(n)),
+            DataType::Boolean => Data::Bool(Vec::with_capacity(n)),
             DataType::List(item) => Data::List {
-                offsets: vec![0],
+                offsets: offsets(),
                 items: match item.data_type() {
                     DataType::Struct(fs) => fs
                         .iter()
-                        .map(|f| Col::for_type(f.data_type(), f.is_nullable()))
+                        .map(|f| Col::for_type(f.data_type(), f.is_nullable(), n * LIST_ITEMS))
                         .collect(),
                     _ => Vec::new(),
                 },
             },
             // Int64 and timestamps.
-            _ => Data::I64(Vec::new()),
+            _ => Data::I64(Vec::with_capacity(n)),
         };
         Col {
             data,
-            nulls: nullable.then(Vec::new),
+            nulls: nullable.then(|| Vec::with_capacity(n)),
         }
     }
 

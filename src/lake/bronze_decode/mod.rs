@@ -362,7 +362,8 @@ impl BronzeDecoder {
                 continue;
             }
             if let Some(direct) = self.directs.get(&id) {
-                let rows = direct_rows.get_or_insert_with(|| Rows::new(&self.payload_schema));
+                let rows = direct_rows
+                    .get_or_insert_with(|| Rows::new(&self.payload_schema, records.len()));
                 match direct.decode(&r.payload[wire::HEADER_LEN..], rows) {
                     Ok(()) => direct_index.push(index),
                     Err(reason) => {
