@@ -1,4 +1,6 @@
-//! Kafka records (Confluent-framed Avro) → one bronze `RecordBatch` per call, with arrow-avro.
+//! Kafka records (Confluent-framed Avro) → one bronze `RecordBatch` per call: plain record
+//! schemas (the event contracts') through a one-pass decoder ([`direct`]), any other through
+//! arrow-avro as below.
 //!
 //! Writer schemas are registered by id ([`BronzeDecoder::add_writer_schema`], fetched from the
 //! registry by the caller) and every record is resolved to one reader schema, the latest, so v1
