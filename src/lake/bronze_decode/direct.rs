@@ -24,7 +24,7 @@ use deltalake::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, 
 use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use serde_json::Value;
 
-use super::shape::{Bad, length, take, utf8, varint};
+use super::shape::{Bad, block_items, length, take, utf8, varint};
 
 /// A value's type, as far as this decoder goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -419,13 +419,9 @@ impl Col {
             (Data::List { offsets, items }, Kind::Records(fields)) => {
                 let mut total = *offsets.last().expect("starts at 0") as usize;
                 loop {
-                    let mut count = varint(buf)?;
+                    let count = block_items(buf)?;
                     if count == 0 {
                         break;
-                    }
-                    if count < 0 {
-                        count = count.checked_neg().ok_or(Bad::BlockCount)?;
-                        varint(buf)?; // the block's size in bytes
                     }
                     // Every field takes at least one byte: a count beyond that is garbage.
                     if (count as u64).saturating_mul(fields.len().max(1) as u64) > buf.len() as u64

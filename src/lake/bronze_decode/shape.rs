@@ -187,13 +187,9 @@ impl Shape {
     /// Array or map blocks of program `p` (maps: each item after a string key).
     fn blocks(&self, p: usize, map: bool, buf: &mut &[u8]) -> Result<(), Bad> {
         loop {
-            let mut count = varint(buf)?;
+            let count = block_items(buf)?;
             if count == 0 {
                 return Ok(());
-            }
-            if count < 0 {
-                count = count.checked_neg().ok_or(Bad::BlockCount)?;
-                varint(buf)?; // the block's size in bytes
             }
             let per_item = self.min_size[p] + usize::from(map);
             if per_item == 0 {
@@ -249,6 +245,19 @@ pub(super) fn varint(buf: &mut &[u8]) -> Result<i64, Bad> {
         }
     }
     Err(Bad::LongNumber)
+}
+
+/// The item count of the next array or map block (0: the last block was read). A negative
+/// count is followed by the block's size in bytes, which is skipped.
+#[inline]
+pub(super) fn block_items(buf: &mut &[u8]) -> Result<i64, Bad> {
+    let count = varint(buf)?;
+    if count >= 0 {
+        return Ok(count);
+    }
+    let count = count.checked_neg().ok_or(Bad::BlockCount)?;
+    varint(buf)?; // the block's size in bytes
+    Ok(count)
 }
 
 /// A length prefix (bytes, string): a non-negative long.
