@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::BooleanArray;
-use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 
@@ -18,7 +17,7 @@ use super::source::RawBatch;
 use super::validate::{RuleFailure, Rules};
 use crate::contracts::registry::{Registry, RegistryError};
 use crate::contracts::wire;
-use crate::lake::{BronzeDecoder, LakeError, RecordError, conform, split_by_date};
+use crate::lake::{BronzeDecoder, RecordError, conform, split_by_date};
 
 /// Decoding and validation of one topic's records: the decoder (writer schemas learnt from the
 /// registry as their ids show up), the business rules and the bronze table's schema.
@@ -120,20 +119,6 @@ impl Checker {
             decode_s,
             rules_s: t.elapsed().as_secs_f64(),
         })
-    }
-
-    /// The rows of `batch` whose `keep` is true, in the bronze table's schema.
-    pub fn bronze_rows(
-        &self,
-        batch: &RecordBatch,
-        keep: Vec<bool>,
-    ) -> Result<RecordBatch, IngestError> {
-        let kept = if keep.iter().all(|k| *k) {
-            batch.clone()
-        } else {
-            filter_record_batch(batch, &BooleanArray::from(keep)).map_err(LakeError::from)?
-        };
-        Ok(conform(&kept, &self.table_schema)?)
     }
 
     /// The rows of `batch` whose `keep` is true, in the bronze table's schema, still to be

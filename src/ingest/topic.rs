@@ -218,16 +218,23 @@ impl TopicState {
         for e in &checked.errors {
             *still.entry(e.fault.error_type().to_string()).or_default() += 1;
         }
-        let mut good = None;
+        let mut parts = Vec::new();
+        let mut landed = 0u64;
         if let Some(batch) = &checked.batch {
             let keep: Vec<bool> = checked.failures.iter().map(Option::is_none).collect();
             for f in checked.failures.into_iter().flatten() {
                 *still.entry(f.category).or_default() += 1;
             }
-            good = Some(self.checker.bronze_rows(batch, keep)?);
+            // The same rows, files and Parquet settings as an ingest batch.
+            let good = self.checker.bronze_candidates(batch, keep)?;
+            landed = good.len() as u64;
+            parts = good.parts()?;
         }
-        let landed = good.as_ref().map_or(0, |g| g.num_rows()) as u64;
-        self.summary.bronze_version = self.bronze.append_txns(good, &[txn], run_id).await?;
+        let props = bronze_writer_properties(&self.checker.table_schema());
+        self.summary.bronze_version = self
+            .bronze
+            .append_parts(parts, &[txn], run_id, &props)
+            .await?;
         self.summary.bronze_rows += landed;
         metrics::get()
             .rows_written
