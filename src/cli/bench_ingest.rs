@@ -38,6 +38,10 @@ pub struct BenchIngestArgs {
     /// Where the throwaway lake and state DB go (default: a temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Keep the topic's state DB (its registry) and print how to run the same ingest again,
+    /// e.g. under a profiler; the lake of the measured run is deleted all the same.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Reads every record of `topic` and discards it: the ceiling any ingest can reach. Same
@@ -241,7 +245,20 @@ pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
             "MISSED"
         },
     );
-    let _ = std::fs::remove_dir_all(&home);
+    if a.keep {
+        let _ = std::fs::remove_dir_all(home.join("lake"));
+        let _ = std::fs::remove_dir_all(home.join("locks"));
+        println!(
+            "  kept {}: to ingest the same topic again into a fresh lake, copy its state.db to a \
+             new FLOWCTL_HOME and run\n    FLOWCTL_HOME=<new> FLOWCTL_EXPECTATIONS_DIR={} \
+             flowctl ingest --topics {topic} --batch-records {} --dlq-topic <new>",
+            home.display(),
+            rules.display(),
+            a.batch_records
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&home);
+    }
     anyhow::ensure!(
         records == summary.sent,
         "ingested {records} of {} events",

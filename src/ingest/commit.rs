@@ -94,11 +94,7 @@ impl Committer {
         let writer = sink.bronze.parts_writer(&sink.props)?;
         let good = b.good;
         let mut files = AbortOnDrop(tokio::spawn(async move {
-            let parts = match &good {
-                Some(g) => g.parts()?,
-                None => Vec::new(),
-            };
-            Ok::<_, IngestError>(writer.write(parts).await?)
+            Ok::<_, IngestError>(writer.write(good.parts).await?)
         }));
 
         let t_audit = Instant::now();

@@ -2,12 +2,14 @@
 //! DLQ producer (without waiting for the broker) and build the rows both commits will write.
 //! Nothing here touches a table: the commit stage ([`super::commit`]) does, in batch order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::BooleanArray;
+use deltalake::arrow::array::{AsArray, BooleanArray, Int32Array, Int64Array};
+use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::datatypes::{Int32Type, Int64Type};
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::dlq::{BadRecord, Deliveries, DlqProducer, SourcePos, audit_batch};
@@ -17,7 +19,8 @@ use super::source::RawBatch;
 use super::validate::{RuleFailure, Rules};
 use crate::contracts::registry::{Registry, RegistryError};
 use crate::contracts::wire;
-use crate::lake::{BronzeDecoder, RecordError, conform, split_by_date};
+use crate::lake::{BronzeDecoder, LakeError, RecordError, RowJudge, conform};
+use crate::quality::CompiledRules;
 
 /// Decoding and validation of one topic's records: the decoder (writer schemas learnt from the
 /// registry as their ids show up), the business rules and the bronze table's schema.
@@ -28,30 +31,36 @@ pub struct Checker {
     unknown_ids: HashSet<u32>,
     table_schema: SchemaRef,
     rules: Rules,
+    /// The rules compiled for the decoder to judge each row as it decodes it; `None` when
+    /// there are none or some need Polars (then they run on the decoded parts).
+    compiled: Option<CompiledRules>,
 }
 
 /// What [`Checker::check`] found in a batch of records.
 pub struct Checked {
-    /// The records that decoded, in record order, in the decoder's schema.
-    pub batch: Option<RecordBatch>,
-    /// The record index (into the raw batch) of each row of `batch`.
-    pub rows: Vec<usize>,
-    /// Per row of `batch`, the first business rule it breaks.
-    pub failures: Vec<Option<RuleFailure>>,
+    /// The rows for bronze, in the table's schema, one batch per `event_date` (a batch may
+    /// share its date with another): records that did not decode or broke a rule left out.
+    pub parts: Vec<RecordBatch>,
+    /// The records that decoded but broke a business rule: (record index, the first rule
+    /// broken), in record order.
+    pub refused: Vec<(usize, RuleFailure)>,
     /// The records that did not decode.
     pub errors: Vec<RecordError>,
     pub decode_s: f64,
+    /// Rules run apart from decoding (the Polars evaluator); 0 when the decoder judged.
     pub rules_s: f64,
 }
 
 impl Checker {
     pub fn new(topic: &str, decoder: BronzeDecoder, table_schema: SchemaRef, rules: Rules) -> Self {
+        let compiled = rules.compile(&decoder.schema());
         Checker {
             topic: topic.to_string(),
             decoder,
             unknown_ids: HashSet::new(),
             table_schema,
             rules,
+            compiled,
         }
     }
 
@@ -93,8 +102,8 @@ impl Checker {
         Ok(())
     }
 
-    /// Decodes `raw` (stamping `now` as the ingest time) and runs the business rules on the
-    /// rows that decoded.
+    /// Decodes `raw` (stamping `now` as the ingest time) into bronze rows split by date,
+    /// judging every row by the business rules (`now` is their clock too).
     pub async fn check(
         &mut self,
         raw: &RawBatch,
@@ -104,60 +113,124 @@ impl Checker {
         self.learn_schemas(raw, registry).await?;
         let records = raw.kafka_records(&self.topic);
         let t = Instant::now();
-        let out = self.decoder.decode(&records, now.timestamp_micros())?;
+        let judge = self.compiled.as_ref().map(|c| c.at(now));
+        let out = self.decoder.decode_parts(
+            &records,
+            now.timestamp_micros(),
+            judge.as_ref().map(|j| j as &dyn RowJudge),
+        )?;
         let decode_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let failures = match &out.batch {
-            Some(b) => self.rules.failures(b, now)?,
-            None => Vec::new(),
+        let (parts, refused) = match &self.compiled {
+            Some(c) => {
+                let refused = out
+                    .refused
+                    .iter()
+                    .map(|(i, r)| (*i, c.failure(r)))
+                    .collect();
+                (out.parts, refused)
+            }
+            None if self.rules.any() => self.judge_parts(raw, out.parts, now)?,
+            None => (out.parts, Vec::new()),
         };
+        let parts = parts
+            .iter()
+            .map(|p| conform(p, &self.table_schema))
+            .collect::<Result<_, _>>()?;
         Ok(Checked {
-            batch: out.batch,
-            rows: out.decoded,
-            failures,
+            parts,
+            refused,
             errors: out.errors,
             decode_s,
             rules_s: t.elapsed().as_secs_f64(),
         })
     }
 
-    /// The rows of `batch` whose `keep` is true, in the bronze table's schema, still to be
-    /// selected: the commit stage splits them by `event_date` ([`GoodRows::parts`]), which
-    /// spreads the copy over both stages.
-    pub fn bronze_candidates(
+    /// The Polars evaluator on decoded parts, for rules the decoder cannot judge: the parts
+    /// without the refused rows, and the refused records (found by partition and offset).
+    fn judge_parts(
         &self,
-        batch: &RecordBatch,
-        keep: Vec<bool>,
-    ) -> Result<GoodRows, IngestError> {
-        let all = keep.iter().all(|k| *k);
-        Ok(GoodRows {
-            batch: conform(batch, &self.table_schema)?,
-            keep: (!all).then(|| BooleanArray::from(keep)),
-        })
+        raw: &RawBatch,
+        parts: Vec<RecordBatch>,
+        now: DateTime<Utc>,
+    ) -> Result<Judged, IngestError> {
+        let index: HashMap<(i32, i64), usize> = raw
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.partition, r.offset), i))
+            .collect();
+        let mut refused = Vec::new();
+        let mut kept = Vec::with_capacity(parts.len());
+        for part in parts {
+            let failures = self.rules.failures(&part, now)?;
+            if failures.iter().all(Option::is_none) {
+                kept.push(part);
+                continue;
+            }
+            let (ps, offs) = positions(&part);
+            let keep: BooleanArray = failures.iter().map(|f| Some(f.is_none())).collect();
+            for (row, f) in failures.into_iter().enumerate() {
+                if let Some(f) = f
+                    && let Some(&i) = index.get(&(ps.value(row), offs.value(row)))
+                {
+                    refused.push((i, f));
+                }
+            }
+            kept.push(filter_record_batch(&part, &keep).map_err(LakeError::from)?);
+        }
+        refused.sort_unstable_by_key(|(i, _)| *i);
+        Ok((kept, refused))
     }
 }
 
-/// The rows of a batch that go to bronze: the decoded rows and which of them to keep.
+/// Parts without their refused rows, and the refused records (index, rule broken).
+type Judged = (Vec<RecordBatch>, Vec<(usize, RuleFailure)>);
+
+/// A bronze batch's `_kafka_partition` and `_kafka_offset` columns.
+fn positions(batch: &RecordBatch) -> (&Int32Array, &Int64Array) {
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("a bronze batch has {name}"))
+    };
+    (
+        col("_kafka_partition").as_primitive::<Int32Type>(),
+        col("_kafka_offset").as_primitive::<Int64Type>(),
+    )
+}
+
+/// The rows of a micro-batch that go to bronze, one batch per `event_date` (the bronze
+/// partition column): one file each.
 pub struct GoodRows {
-    pub batch: RecordBatch,
-    /// `None`: every row.
-    pub keep: Option<BooleanArray>,
+    pub parts: Vec<RecordBatch>,
 }
 
 impl GoodRows {
     pub fn len(&self) -> usize {
-        self.keep
-            .as_ref()
-            .map_or(self.batch.num_rows(), |k| k.true_count())
+        self.parts.iter().map(RecordBatch::num_rows).sum()
     }
 
-    /// The kept rows, one batch per `event_date` (the bronze partition column): one file each.
-    pub fn parts(&self) -> Result<Vec<RecordBatch>, IngestError> {
-        Ok(split_by_date(
-            &self.batch,
-            self.keep.as_ref(),
-            "event_date",
-        )?)
+    /// Leaves out the rows at or below `done(partition)`, the position bronze already holds (a
+    /// batch redone after a crash); returns how many were left out.
+    fn drop_committed(&mut self, done: impl Fn(i32) -> Option<i64>) -> Result<u64, IngestError> {
+        let mut dropped = 0u64;
+        for part in &mut self.parts {
+            let (ps, offs) = positions(part);
+            let keep: BooleanArray = ps
+                .values()
+                .iter()
+                .zip(offs.values())
+                .map(|(&p, &o)| Some(done(p).is_none_or(|d| o > d)))
+                .collect();
+            let kept = keep.true_count();
+            if kept < part.num_rows() {
+                dropped += (part.num_rows() - kept) as u64;
+                *part = filter_record_batch(part, &keep).map_err(LakeError::from)?;
+            }
+        }
+        self.parts.retain(|p| p.num_rows() > 0);
+        Ok(dropped)
     }
 }
 
@@ -169,7 +242,7 @@ pub struct Prepared {
     /// Records read from Kafka.
     pub records: u64,
     /// The rows for bronze (records already there from an earlier run are left out).
-    pub good: Option<GoodRows>,
+    pub good: GoodRows,
     /// Audit rows of the bad records (records already in the audit table are left out).
     pub audit: Option<RecordBatch>,
     /// The bad records' DLQ deliveries, still in flight.
@@ -188,7 +261,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn good_rows(&self) -> u64 {
-        self.good.as_ref().map_or(0, |g| g.len() as u64)
+        self.good.len() as u64
     }
     pub fn bad_rows(&self) -> u64 {
         self.audit.as_ref().map_or(0, |a| a.num_rows() as u64)
@@ -248,36 +321,24 @@ impl TopicPrep {
                 .any(|(p, &o)| plans.get(p).is_some_and(|pl| o <= done(pl)))
         };
         let (bronze_redone, audit_redone) = (redone(|p| p.bronze_done), redone(|p| p.audit_done));
+        for (index, f) in checked.refused {
+            let schema_id = wire::split(raw.payload(&raw.records[index]))
+                .ok()
+                .map(|(id, _)| id);
+            bad.push(BadRecord {
+                index,
+                error_type: f.category,
+                detail: f.detail,
+                rule: Some(f.rule),
+                schema_id,
+            });
+        }
+        let mut good = GoodRows {
+            parts: checked.parts,
+        };
         let mut replayed = 0u64;
-        let mut good = None;
-        if let Some(batch) = &checked.batch {
-            let mut keep = Vec::with_capacity(batch.num_rows());
-            for (row, failure) in checked.failures.into_iter().enumerate() {
-                let index = checked.rows[row];
-                match failure {
-                    Some(f) => {
-                        let schema_id = wire::split(raw.payload(&raw.records[index]))
-                            .ok()
-                            .map(|(id, _)| id);
-                        bad.push(BadRecord {
-                            index,
-                            error_type: f.category,
-                            detail: f.detail,
-                            rule: Some(f.rule),
-                            schema_id,
-                        });
-                        keep.push(false);
-                    }
-                    None if !bronze_redone => keep.push(true),
-                    None => {
-                        let (p, o) = offset_of(index);
-                        let new = plans.get(&p).is_none_or(|pl| o > pl.bronze_done);
-                        replayed += u64::from(!new);
-                        keep.push(new);
-                    }
-                }
-            }
-            good = Some(self.checker.bronze_candidates(batch, keep)?);
+        if bronze_redone {
+            replayed += good.drop_committed(|p| plans.get(&p).map(|pl| pl.bronze_done))?;
         }
         let before = bad.len();
         if audit_redone {

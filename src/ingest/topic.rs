@@ -218,18 +218,12 @@ impl TopicState {
         for e in &checked.errors {
             *still.entry(e.fault.error_type().to_string()).or_default() += 1;
         }
-        let mut parts = Vec::new();
-        let mut landed = 0u64;
-        if let Some(batch) = &checked.batch {
-            let keep: Vec<bool> = checked.failures.iter().map(Option::is_none).collect();
-            for f in checked.failures.into_iter().flatten() {
-                *still.entry(f.category).or_default() += 1;
-            }
-            // The same rows, files and Parquet settings as an ingest batch.
-            let good = self.checker.bronze_candidates(batch, keep)?;
-            landed = good.len() as u64;
-            parts = good.parts()?;
+        for (_, f) in checked.refused {
+            *still.entry(f.category).or_default() += 1;
         }
+        // The same rows, files and Parquet settings as an ingest batch.
+        let parts = checked.parts;
+        let landed: u64 = parts.iter().map(|p| p.num_rows() as u64).sum();
         let props = bronze_writer_properties(&self.checker.table_schema());
         self.summary.bronze_version = self
             .bronze

@@ -8,13 +8,14 @@
 //! topics get the production rules.
 
 use chrono::{DateTime, Utc};
+use deltalake::arrow::datatypes::Schema as ArrowSchema;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::error::IngestError;
 use super::topic::bronze_table;
 use crate::contracts::domain::EventKind;
 use crate::lake::batches_to_df;
-use crate::quality::{self, QualityError, TableExpectations};
+use crate::quality::{self, CompiledRules, QualityError, TableExpectations};
 use polars::prelude::{DataType, IntoColumn, Series};
 
 pub use crate::quality::RowFailure as RuleFailure;
@@ -54,6 +55,25 @@ impl Rules {
             tracing::warn!(topic, dir = %dir.display(), "no bronze expectation file: business rules are off");
         }
         Ok(Rules { table })
+    }
+
+    /// Whether there are any rules at all.
+    pub fn any(&self) -> bool {
+        self.table.as_ref().is_some_and(|t| t.rule_count() > 0)
+    }
+
+    /// The rules compiled for rows of `schema` (the decoder's), so the decoder can judge each
+    /// row as it decodes it; `None` when some rule needs the Polars evaluator.
+    pub fn compile(&self, schema: &ArrowSchema) -> Option<CompiledRules> {
+        let t = self.table.as_ref()?;
+        let compiled = CompiledRules::compile(t, schema);
+        if compiled.is_none() {
+            tracing::info!(
+                table = t.name(),
+                "some row rules need Polars: judged after decoding"
+            );
+        }
+        compiled
     }
 
     /// Per row of `batch`, the first rule it breaks (file order).

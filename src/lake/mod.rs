@@ -20,7 +20,10 @@ mod table;
 mod zorder;
 
 pub use append::{PartsWriter, bronze_writer_properties, split_by_date};
-pub use bronze_decode::{BronzeDecoder, DecodeFault, DecodeOutcome, KafkaRecord, RecordError};
+pub use bronze_decode::{
+    BatchRow, BronzeDecoder, Cell, DecodeFault, DecodeOutcome, Decoded, KafkaRecord, RecordError,
+    Refusal, Row, RowJudge,
+};
 pub use error::LakeError;
 pub use frame::{batches_to_df, conform, df_to_batch};
 pub use inspect::{CommitDetail, FileInfo, TableStats, commit_run_id, list_tables};

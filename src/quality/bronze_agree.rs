@@ -16,7 +16,7 @@ use crate::contracts::produce::frame;
 use crate::contracts::schema::{ParsedSchema, builtin};
 use crate::lake::{BronzeDecoder, KafkaRecord, batches_to_df};
 
-const T0: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
+pub(super) const T0: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
 
 /// The DLQ category each record-level fault must end up in.
 fn category(f: Fault) -> Option<&'static str> {
@@ -33,17 +33,17 @@ fn category(f: Fault) -> Option<&'static str> {
 }
 
 /// (key, payload, injected fault) of a record that reaches Kafka.
-type Sent = (Option<Vec<u8>>, Vec<u8>, Option<Fault>);
+pub(super) type Sent = (Option<Vec<u8>>, Vec<u8>, Option<Fault>);
 
-struct Case {
+pub(super) struct Case {
     kind: EventKind,
-    table: &'static str,
+    pub table: &'static str,
     reader: &'static str,
     /// (schema id, schema text, version) per writer; events alternate between them.
     writers: Vec<(u32, &'static str, SchemaVersion)>,
 }
 
-fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         Case {
             kind: EventKind::Orders,
@@ -71,7 +71,7 @@ fn cases() -> Vec<Case> {
 
 /// Generated events of `case` (40% faulty) through encoding, framing and the bronze decoder:
 /// what was sent, the decoder's outcome and the decoded rows as a frame.
-fn decode_case(
+pub(super) fn decode_case(
     case: &Case,
 ) -> (
     Vec<Sent>,

@@ -14,6 +14,7 @@
 //! testable without a clock. The vocabulary is documented in `expectations/README.md`.
 
 mod checks;
+mod compiled;
 mod entries;
 mod expr;
 mod lake_source;
@@ -25,6 +26,8 @@ mod values;
 #[cfg(test)]
 mod bronze_agree;
 #[cfg(test)]
+mod compiled_tests;
+#[cfg(test)]
 mod parse_tests;
 #[cfg(test)]
 mod tests;
@@ -35,6 +38,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use polars::prelude::{DataFrame, PolarsError};
 
+pub use compiled::{CompiledRules, Judge};
 pub use lake_source::{read_lake_table, reference_frames};
 pub use model::{Now, Outcome, Severity};
 pub use parse::{ExpectationError, ExpectationErrors, parse_file};

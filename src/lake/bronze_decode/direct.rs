@@ -24,6 +24,7 @@ use deltalake::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, 
 use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use serde_json::Value;
 
+use super::row::Cell;
 use super::shape::{Bad, block_items, length, take, utf8, varint};
 
 /// A value's type, as far as this decoder goes.
@@ -164,17 +165,67 @@ impl Default {
     }
 }
 
-/// One top-level field of the reader schema: read from the body, or its default.
+/// A non-union, non-array kind: what one buffer push reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Prim {
+    Str,
+    Int,
+    Long,
+    /// A timestamp-millis long, stored as microseconds.
+    TsMillis,
+    Float,
+    Double,
+    Bool,
+}
+
+impl Kind {
+    /// The primitive a flat kind reads.
+    fn prim(&self) -> Prim {
+        match self {
+            Kind::Str => Prim::Str,
+            Kind::Int => Prim::Int,
+            Kind::Long | Kind::TsMicros => Prim::Long,
+            Kind::TsMillis => Prim::TsMillis,
+            Kind::Float => Prim::Float,
+            Kind::Double => Prim::Double,
+            Kind::Bool => Prim::Bool,
+            Kind::Opt { .. } | Kind::Records(_) => unreachable!("not a flat kind"),
+        }
+    }
+
+    /// What decoding a value of this kind does, resolved once per writer schema so the
+    /// per-value work is one dispatch and no calls.
+    fn op(&self) -> Op {
+        match self {
+            Kind::Opt { null_branch, inner } => Op::Opt {
+                prim: inner.prim(),
+                null_branch: *null_branch,
+            },
+            Kind::Records(fields) => Op::Items(fields.iter().map(|(_, k)| k.prim()).collect()),
+            k => Op::Val(k.prim()),
+        }
+    }
+}
+
+/// One top-level field of the reader schema: how its column gets its value.
 #[derive(Debug, Clone)]
-enum Step {
-    Read(Kind),
+enum Op {
+    Val(Prim),
+    /// A two-branch union with `null`; `null_branch` is the index meaning null.
+    Opt {
+        prim: Prim,
+        null_branch: i64,
+    },
+    /// An array of records whose fields are these primitives.
+    Items(Box<[Prim]>),
+    /// A field the writer lacks.
     Default(Default),
 }
 
 /// A writer schema compiled against the reader schema.
 #[derive(Debug, Clone)]
 pub(super) struct Direct {
-    steps: Vec<Step>,
+    ops: Vec<Op>,
 }
 
 /// The fields of a record schema: (name, type, default).
@@ -200,44 +251,30 @@ impl Direct {
         if w.len() > r.len() || r.len() != payload.fields().len() {
             return None;
         }
-        let mut steps = Vec::with_capacity(r.len());
+        let mut ops = Vec::with_capacity(r.len());
         for (i, ((name, ty, default), field)) in r.iter().zip(payload.fields()).enumerate() {
             let kind = Kind::parse(ty)?;
             if field.name() != name || !kind.fits(field.data_type(), field.is_nullable()) {
                 return None;
             }
-            steps.push(match w.get(i) {
+            ops.push(match w.get(i) {
                 Some((w_name, w_ty, _)) => {
                     if w_name != name || Kind::parse(w_ty)? != kind {
                         return None;
                     }
-                    Step::Read(kind)
+                    kind.op()
                 }
-                None => {
-                    let d = Default::parse(&kind, default.as_ref()?)?;
-                    Step::Default(d)
-                }
+                None => Op::Default(Default::parse(&kind, default.as_ref()?)?),
             });
         }
-        Some(Direct { steps })
+        Some(Direct { ops })
     }
 
     /// Decodes one body (after the wire header) as a row of `rows`. A body that is not exactly
     /// one value leaves `rows` as it was and says why.
     pub fn decode(&self, body: &[u8], rows: &mut Rows) -> Result<(), String> {
         let mut buf = body;
-        let read =
-            self.steps
-                .iter()
-                .zip(rows.cols.iter_mut())
-                .try_for_each(|(step, col)| match step {
-                    Step::Read(kind) => col.read(kind, &mut buf),
-                    Step::Default(d) => {
-                        col.default(d);
-                        Ok(())
-                    }
-                });
-        let outcome = match read {
+        let outcome = match self.run(&mut rows.cols, &mut buf) {
             Err(why) => Err(why.to_string()),
             Ok(()) if !buf.is_empty() => Err(format!(
                 "bytes follow the Avro body of the record ({} of {} bytes read)",
@@ -251,6 +288,36 @@ impl Direct {
         };
         rows.truncate();
         outcome
+    }
+
+    /// Reads one value per column from the front of `buf`.
+    fn run(&self, cols: &mut [Col], buf: &mut &[u8]) -> Result<(), Bad> {
+        for (op, col) in self.ops.iter().zip(cols) {
+            match op {
+                Op::Val(p) => {
+                    col.prim(*p, buf)?;
+                    col.valid(true);
+                }
+                Op::Opt { prim, null_branch } => {
+                    let branch = varint(buf)?;
+                    if branch == *null_branch {
+                        col.zero();
+                        col.valid(false);
+                    } else if branch == 1 - null_branch {
+                        col.prim(*prim, buf)?;
+                        col.valid(true);
+                    } else {
+                        return Err(Bad::Branch(branch));
+                    }
+                }
+                Op::Items(fields) => {
+                    col.items(fields, buf)?;
+                    col.valid(true);
+                }
+                Op::Default(d) => col.default(d),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -276,8 +343,35 @@ impl Rows {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
+    /// The number of payload columns.
+    pub fn width(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// A payload column's value in the last row.
+    pub fn cell(&self, column: usize) -> Cell<'_> {
+        match (self.cols.get(column), self.len.checked_sub(1)) {
+            (Some(c), Some(row)) => c.cell(row),
+            _ => Cell::Null,
+        }
+    }
+
+    /// Drops the last row (refused by the rules).
+    pub fn drop_last(&mut self) {
+        self.len = self.len.saturating_sub(1);
+        self.truncate();
+    }
+
+    /// Moves the last row to the end of `to` (buffers of the same payload schema).
+    pub fn move_last_to(&mut self, to: &mut Rows) {
+        let Some(row) = self.len.checked_sub(1) else {
+            return;
+        };
+        for (from, into) in self.cols.iter().zip(to.cols.iter_mut()) {
+            into.push_from(from, row);
+        }
+        to.len += 1;
+        self.drop_last();
     }
 
     /// Drops whatever a failed body appended after the last whole row.
@@ -301,6 +395,8 @@ impl Rows {
 struct Col {
     data: Data,
     nulls: Option<Vec<bool>>,
+    /// A timestamp column (its `I64` values are µs).
+    time: bool,
 }
 
 enum Data {
@@ -350,44 +446,22 @@ impl Col {
         Col {
             data,
             nulls: nullable.then(|| Vec::with_capacity(n)),
+            time: matches!(dt, DataType::Timestamp(..)),
         }
     }
 
+    #[inline(always)]
     fn valid(&mut self, v: bool) {
         if let Some(n) = &mut self.nulls {
             n.push(v);
         }
     }
 
-    /// Reads one value of `kind` from the front of `buf`.
-    fn read(&mut self, kind: &Kind, buf: &mut &[u8]) -> Result<(), Bad> {
-        match kind {
-            Kind::Opt { null_branch, inner } => {
-                let branch = varint(buf)?;
-                if branch == *null_branch {
-                    self.zero();
-                    self.valid(false);
-                    Ok(())
-                } else if branch == 1 - null_branch {
-                    self.value(inner, buf)?;
-                    self.valid(true);
-                    Ok(())
-                } else {
-                    Err(Bad::Branch(branch))
-                }
-            }
-            _ => {
-                self.value(kind, buf)?;
-                self.valid(true);
-                Ok(())
-            }
-        }
-    }
-
-    /// Reads a value of a non-union kind (validity is the caller's).
-    fn value(&mut self, kind: &Kind, buf: &mut &[u8]) -> Result<(), Bad> {
-        match (&mut self.data, kind) {
-            (Data::Str { offsets, bytes }, Kind::Str) => {
+    /// Reads one primitive value (validity is the caller's).
+    #[inline(always)]
+    fn prim(&mut self, p: Prim, buf: &mut &[u8]) -> Result<(), Bad> {
+        match (&mut self.data, p) {
+            (Data::Str { offsets, bytes }, Prim::Str) => {
                 let n = length(buf)?;
                 let s = take(buf, n)?;
                 if !utf8(s) {
@@ -396,49 +470,55 @@ impl Col {
                 bytes.extend_from_slice(s);
                 offsets.push(i32::try_from(bytes.len()).map_err(|_| Bad::Block)?);
             }
-            (Data::I32(v), Kind::Int) => {
+            (Data::I32(v), Prim::Int) => {
                 let x = varint(buf)?;
                 v.push(i32::try_from(x).map_err(|_| Bad::IntRange)?);
             }
-            (Data::I64(v), Kind::Long | Kind::TsMicros) => v.push(varint(buf)?),
-            (Data::I64(v), Kind::TsMillis) => {
+            (Data::I64(v), Prim::Long) => v.push(varint(buf)?),
+            (Data::I64(v), Prim::TsMillis) => {
                 v.push(varint(buf)?.checked_mul(1000).ok_or(Bad::IntRange)?)
             }
-            (Data::F32(v), Kind::Float) => {
+            (Data::F32(v), Prim::Float) => {
                 let b = take(buf, 4)?;
                 v.push(f32::from_le_bytes(b.try_into().expect("4 bytes")));
             }
-            (Data::F64(v), Kind::Double) => {
+            (Data::F64(v), Prim::Double) => {
                 let b = take(buf, 8)?;
                 v.push(f64::from_le_bytes(b.try_into().expect("8 bytes")));
             }
-            (Data::Bool(v), Kind::Bool) => match take(buf, 1)? {
+            (Data::Bool(v), Prim::Bool) => match take(buf, 1)? {
                 [b @ (0 | 1)] => v.push(*b == 1),
                 _ => return Err(Bad::Boolean),
             },
-            (Data::List { offsets, items }, Kind::Records(fields)) => {
-                let mut total = *offsets.last().expect("starts at 0") as usize;
-                loop {
-                    let count = block_items(buf)?;
-                    if count == 0 {
-                        break;
-                    }
-                    // Every field takes at least one byte: a count beyond that is garbage.
-                    if (count as u64).saturating_mul(fields.len().max(1) as u64) > buf.len() as u64
-                    {
-                        return Err(Bad::Block);
-                    }
-                    for _ in 0..count {
-                        for ((_, k), col) in fields.iter().zip(items.iter_mut()) {
-                            col.read(k, buf)?;
-                        }
-                    }
-                    total += count as usize;
-                }
-                offsets.push(i32::try_from(total).map_err(|_| Bad::Block)?);
-            }
             _ => unreachable!("Direct::new pairs kinds with their columns"),
         }
+        Ok(())
+    }
+
+    /// Reads an array of records whose fields are `fields` (validity is the caller's).
+    fn items(&mut self, fields: &[Prim], buf: &mut &[u8]) -> Result<(), Bad> {
+        let Data::List { offsets, items } = &mut self.data else {
+            unreachable!("Direct::new pairs kinds with their columns")
+        };
+        let mut total = *offsets.last().expect("starts at 0") as usize;
+        loop {
+            let count = block_items(buf)?;
+            if count == 0 {
+                break;
+            }
+            // Every field takes at least one byte: a count beyond that is garbage.
+            if (count as u64).saturating_mul(fields.len().max(1) as u64) > buf.len() as u64 {
+                return Err(Bad::Block);
+            }
+            for _ in 0..count {
+                for (p, col) in fields.iter().zip(items.iter_mut()) {
+                    col.prim(*p, buf)?;
+                    col.valid(true);
+                }
+            }
+            total += count as usize;
+        }
+        offsets.push(i32::try_from(total).map_err(|_| Bad::Block)?);
         Ok(())
     }
 
@@ -475,6 +555,67 @@ impl Col {
             _ => unreachable!("Default::parse pairs defaults with their kinds"),
         }
         self.valid(true);
+    }
+
+    /// Value `i`, as a rule sees it (`dt`: the column's Arrow type).
+    fn cell(&self, i: usize) -> Cell<'_> {
+        if self.nulls.as_ref().is_some_and(|n| !n[i]) {
+            return Cell::Null;
+        }
+        match &self.data {
+            Data::Str { offsets, bytes } => {
+                let s = &bytes[offsets[i] as usize..offsets[i + 1] as usize];
+                // SAFETY: every string was checked to be UTF-8 as it was read.
+                Cell::Str(unsafe { std::str::from_utf8_unchecked(s) })
+            }
+            Data::I32(v) => Cell::Int(v[i].into()),
+            Data::I64(v) if self.time => Cell::Micros(v[i]),
+            Data::I64(v) => Cell::Int(v[i]),
+            Data::F32(v) => Cell::Float(v[i].into()),
+            Data::F64(v) => Cell::Float(v[i]),
+            Data::Bool(v) => Cell::Bool(v[i]),
+            Data::List { offsets, .. } => Cell::List((offsets[i + 1] - offsets[i]) as usize),
+        }
+    }
+
+    /// Appends value `i` of `from` (a column of the same type).
+    fn push_from(&mut self, from: &Col, i: usize) {
+        if let (Some(into), Some(src)) = (&mut self.nulls, &from.nulls) {
+            into.push(src[i]);
+        }
+        match (&mut self.data, &from.data) {
+            (
+                Data::Str { offsets, bytes },
+                Data::Str {
+                    offsets: o,
+                    bytes: b,
+                },
+            ) => {
+                bytes.extend_from_slice(&b[o[i] as usize..o[i + 1] as usize]);
+                offsets.push(bytes.len() as i32);
+            }
+            (Data::I32(v), Data::I32(f)) => v.push(f[i]),
+            (Data::I64(v), Data::I64(f)) => v.push(f[i]),
+            (Data::F32(v), Data::F32(f)) => v.push(f[i]),
+            (Data::F64(v), Data::F64(f)) => v.push(f[i]),
+            (Data::Bool(v), Data::Bool(f)) => v.push(f[i]),
+            (
+                Data::List { offsets, items },
+                Data::List {
+                    offsets: o,
+                    items: f,
+                },
+            ) => {
+                for k in o[i] as usize..o[i + 1] as usize {
+                    for (into, src) in items.iter_mut().zip(f) {
+                        into.push_from(src, k);
+                    }
+                }
+                let total = offsets.last().expect("starts at 0") + (o[i + 1] - o[i]);
+                offsets.push(total);
+            }
+            _ => unreachable!("rows of one payload schema have the same column types"),
+        }
     }
 
     /// Keeps the first `n` values.

@@ -23,20 +23,24 @@ use std::sync::Arc;
 
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
-use deltalake::arrow::array::{
-    Array, ArrayRef, BinaryArray, Date32Array, Int32Array, Int64Array, StringArray,
-    TimestampMicrosecondArray, UInt32Array,
-};
-use deltalake::arrow::compute::{cast, concat_batches, take_record_batch};
+use deltalake::arrow::array::{BooleanArray, UInt32Array};
+use deltalake::arrow::compute::{concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
 
+use super::append::split_by_date;
 use super::error::LakeError;
 use crate::contracts::wire::{self, WireError};
-use direct::{Direct, Rows};
+use direct::Direct;
+use parts::{DatePart, DateParts, DirectRow};
+pub use row::{BatchRow, Cell, Refusal, Row, RowJudge};
+use run::Run;
 use shape::{Shape, Verdict};
 
 mod direct;
+mod parts;
+mod row;
+mod run;
 mod shape;
 
 /// Rows decoded between two flushes of the arrow-avro decoder: more than a micro-batch holds,
@@ -50,6 +54,8 @@ const DECODER_BATCH: usize = 1 << 20;
 const DECODER_BATCH: usize = 8192;
 /// The payload column that `event_date` is derived from.
 const EVENT_TIME: &str = "event_time";
+/// The bronze partition column.
+const EVENT_DATE: &str = "event_date";
 const UTC: &str = "UTC";
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -136,6 +142,18 @@ pub struct DecodeOutcome {
     pub errors: Vec<RecordError>,
 }
 
+/// What one call to [`BronzeDecoder::decode_parts`] produced.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The rows that decoded and passed the judge, in [`BronzeDecoder::schema`]: each batch
+    /// holds one `event_date` (several batches may hold the same one), rows in input order.
+    pub parts: Vec<RecordBatch>,
+    /// The records that did not decode, in input order.
+    pub errors: Vec<RecordError>,
+    /// The records the judge refused: (index into the input, why), in input order.
+    pub refused: Vec<(usize, Refusal)>,
+}
+
 /// Decodes Confluent-framed Avro into bronze rows: payload columns (reader schema), Kafka
 /// metadata columns and `event_date`.
 pub struct BronzeDecoder {
@@ -155,6 +173,8 @@ pub struct BronzeDecoder {
     directs: IdMap<Direct>,
     /// The reader schema's JSON.
     reader_text: String,
+    /// The payload column `event_date` is derived from, when there is one.
+    event_time: Option<usize>,
     payload_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -239,6 +259,7 @@ impl BronzeDecoder {
             shapes: IdMap::default(),
             directs: IdMap::default(),
             reader_text: reader_schema.to_string(),
+            event_time: payload_schema.index_of(EVENT_TIME).ok(),
             payload_schema,
             schema: Arc::new(Schema::new(all)),
         })
@@ -315,13 +336,84 @@ impl BronzeDecoder {
             .map_err(|e| avro_err("writer schema store", e))
     }
 
-    /// Decodes `records` into one batch. `ingested_at_us` (µs since the epoch) is stamped on
-    /// every row, so a caller can inject its clock.
+    /// Decodes `records` into one batch, rows in input order. `ingested_at_us` (µs since the
+    /// epoch) is stamped on every row, so a caller can inject its clock.
     pub fn decode(
         &mut self,
         records: &[KafkaRecord<'_>],
         ingested_at_us: i64,
     ) -> Result<DecodeOutcome, LakeError> {
+        let pass = self.pass(records, ingested_at_us, None, false)?;
+        let mut run = pass.run;
+        // One part at most: nothing was routed.
+        for part in pass.direct {
+            let columns = part.rows.finish();
+            run.push(columns, part.records, &self.payload_schema, &self.schema)?;
+        }
+        let (batch, decoded) = in_input_order(run, &self.schema)?;
+        Ok(DecodeOutcome {
+            batch,
+            decoded,
+            errors: pass.errors,
+        })
+    }
+
+    /// Decodes `records` into bronze rows split by `event_date` (one batch per date or more,
+    /// each in input order), leaving out the rows `judge` refuses. The one-pass decoder judges
+    /// and routes each row as it decodes it, so its rows are never copied again; rows of the
+    /// general path are judged, filtered and split afterwards.
+    pub fn decode_parts(
+        &mut self,
+        records: &[KafkaRecord<'_>],
+        ingested_at_us: i64,
+        judge: Option<&dyn RowJudge>,
+    ) -> Result<Decoded, LakeError> {
+        let mut pass = self.pass(records, ingested_at_us, judge, true)?;
+        let mut parts = Vec::with_capacity(pass.direct.len() + 1);
+        for part in std::mem::take(&mut pass.direct) {
+            let columns = part.rows.finish();
+            parts.push(pass.run.bronze_batch(
+                columns,
+                &part.records,
+                &self.payload_schema,
+                &self.schema,
+            )?);
+        }
+        let (general, decoded) = in_input_order(pass.run, &self.schema)?;
+        if let Some(batch) = general {
+            let keep = judge.map(|j| {
+                let mut keep = Vec::with_capacity(decoded.len());
+                for (row, &index) in decoded.iter().enumerate() {
+                    match j.judge(&BatchRow { batch: &batch, row }) {
+                        Some(refusal) => {
+                            pass.refused.push((index, refusal));
+                            keep.push(false);
+                        }
+                        None => keep.push(true),
+                    }
+                }
+                BooleanArray::from(keep)
+            });
+            parts.extend(split_by_date(&batch, keep.as_ref(), EVENT_DATE)?);
+            pass.refused.sort_unstable_by_key(|(i, _)| *i);
+        }
+        parts.retain(|p| p.num_rows() > 0);
+        Ok(Decoded {
+            parts,
+            errors: pass.errors,
+            refused: pass.refused,
+        })
+    }
+
+    /// One pass over `records`: framing checks, then each body through the one-pass decoder
+    /// (judged and, with `route`, routed to its date's part) or through arrow-avro.
+    fn pass<'r, 'a>(
+        &mut self,
+        records: &'r [KafkaRecord<'a>],
+        ingested_at_us: i64,
+        judge: Option<&dyn RowJudge>,
+        route: bool,
+    ) -> Result<Pass<'r, 'a>, LakeError> {
         let mut run = Run {
             records,
             ingested_at_us,
@@ -330,9 +422,9 @@ impl BronzeDecoder {
             batches: Vec::new(),
         };
         let mut errors = Vec::new();
+        let mut refused = Vec::new();
         // Rows of the one-pass decoder (every id it covers writes the same reader columns).
-        let mut direct_rows: Option<Rows> = None;
-        let mut direct_index = Vec::new();
+        let mut direct = DateParts::new(&self.payload_schema, records.len());
         for (index, r) in records.iter().enumerate() {
             let fail = |schema_id, fault, detail: String| RecordError {
                 index,
@@ -363,17 +455,30 @@ impl BronzeDecoder {
                 errors.push(fail(Some(id), DecodeFault::UnknownSchemaId, detail));
                 continue;
             }
-            if let Some(direct) = self.directs.get(&id) {
-                let rows = direct_rows
-                    .get_or_insert_with(|| Rows::new(&self.payload_schema, records.len()));
-                match direct.decode(&r.payload[wire::HEADER_LEN..], rows) {
-                    Ok(()) => direct_index.push(index),
-                    Err(reason) => {
-                        let detail =
-                            format!("Avro body does not decode with schema {id}: {reason}");
-                        errors.push(fail(Some(id), DecodeFault::Undecodable, detail));
-                    }
+            if let Some(decoder) = self.directs.get(&id) {
+                let rows = direct.main();
+                if let Err(reason) = decoder.decode(&r.payload[wire::HEADER_LEN..], rows) {
+                    let detail = format!("Avro body does not decode with schema {id}: {reason}");
+                    errors.push(fail(Some(id), DecodeFault::Undecodable, detail));
+                    continue;
                 }
+                let (verdict, date) = {
+                    let row = DirectRow {
+                        rows,
+                        record: r,
+                        schema_id: id,
+                        ingested_at_us,
+                        event_time: self.event_time,
+                    };
+                    let verdict = judge.and_then(|j| j.judge(&row));
+                    (verdict, route.then(|| row.event_date()).flatten())
+                };
+                if let Some(refusal) = verdict {
+                    rows.drop_last();
+                    refused.push((index, refusal));
+                    continue;
+                }
+                direct.keep_last(index, route, date);
                 continue;
             }
             if let Some(shape) = self.shapes.get(&id)
@@ -407,37 +512,49 @@ impl BronzeDecoder {
                 self.decoders.insert(id, fresh);
             }
         }
-        if let Some(rows) = direct_rows.filter(|r| r.len() > 0) {
-            run.push(
-                rows.finish(),
-                direct_index,
-                &self.payload_schema,
-                &self.schema,
-            )?;
-        }
         for (id, decoder) in self.decoders.iter_mut() {
             run.flush(decoder, *id, &self.payload_schema, &self.schema)?;
         }
-        // Rows were flushed per schema id: put them back in input order.
-        if !run.decoded.is_sorted() {
-            let mut perm: Vec<u32> = (0..run.decoded.len() as u32).collect();
-            perm.sort_unstable_by_key(|&i| run.decoded[i as usize]);
-            let all = concat_batches(&self.schema, &run.batches)?;
-            let sorted = take_record_batch(&all, &UInt32Array::from(perm))?;
-            run.batches = vec![sorted];
-            run.decoded.sort_unstable();
-        }
-        let batch = match run.batches.len() {
-            0 => None,
-            1 => run.batches.pop(),
-            _ => Some(concat_batches(&self.schema, &run.batches)?),
-        };
-        Ok(DecodeOutcome {
-            batch,
-            decoded: run.decoded,
+        Ok(Pass {
+            run,
+            direct: direct.into_parts(),
             errors,
+            refused,
         })
     }
+}
+
+/// What one [`BronzeDecoder::pass`] produced, before it is assembled into batches.
+struct Pass<'r, 'a> {
+    /// arrow-avro's rows (the general path).
+    run: Run<'r, 'a>,
+    /// The one-pass decoder's rows, one part per `event_date` when routed.
+    direct: Vec<DatePart>,
+    errors: Vec<RecordError>,
+    /// Rows the judge refused: (record index, why), in input order.
+    refused: Vec<(usize, Refusal)>,
+}
+
+/// The general path's rows as one batch in input order (they were flushed per schema id), with
+/// the record index of each row.
+fn in_input_order(
+    mut run: Run<'_, '_>,
+    schema: &SchemaRef,
+) -> Result<(Option<RecordBatch>, Vec<usize>), LakeError> {
+    if !run.decoded.is_sorted() {
+        let mut perm: Vec<u32> = (0..run.decoded.len() as u32).collect();
+        perm.sort_unstable_by_key(|&i| run.decoded[i as usize]);
+        let all = concat_batches(schema, &run.batches)?;
+        let sorted = take_record_batch(&all, &UInt32Array::from(perm))?;
+        run.batches = vec![sorted];
+        run.decoded.sort_unstable();
+    }
+    let batch = match run.batches.len() {
+        0 => None,
+        1 => run.batches.pop(),
+        _ => Some(concat_batches(schema, &run.batches)?),
+    };
+    Ok((batch, run.decoded))
 }
 
 fn avro_err(what: &str, e: impl std::fmt::Display) -> LakeError {
@@ -447,151 +564,7 @@ fn avro_err(what: &str, e: impl std::fmt::Display) -> LakeError {
     }
 }
 
-/// The state of one `decode` call.
-struct Run<'r, 'a> {
-    records: &'r [KafkaRecord<'a>],
-    ingested_at_us: i64,
-    /// Records in each id's decoder, not yet flushed.
-    pending: IdMap<Vec<usize>>,
-    /// Records in `batches`.
-    decoded: Vec<usize>,
-    batches: Vec<RecordBatch>,
-}
-
-impl Run<'_, '_> {
-    /// Feeds record `index` (framing already checked). `Ok(Err(reason))`: the record is bad and
-    /// the decoder must be rebuilt.
-    fn feed(
-        &mut self,
-        decoder: &mut Decoder,
-        id: u32,
-        payload: &SchemaRef,
-        schema: &SchemaRef,
-        index: usize,
-    ) -> Result<Result<(), String>, LakeError> {
-        let msg = self.records[index].payload;
-        let mut rest = msg;
-        loop {
-            let n = match decoder.decode(rest) {
-                Ok(n) => n,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            rest = &rest[n..];
-            if rest.is_empty() {
-                break;
-            }
-            if decoder.batch_is_full() {
-                // Capacity reached, or the writer schema changed: flush, then go on.
-                self.flush(decoder, id, payload, schema)?;
-                continue;
-            }
-            return Ok(Err(format!(
-                "the body ends early ({} of {} bytes read)",
-                msg.len() - rest.len(),
-                msg.len()
-            )));
-        }
-        let rows = decoder.batch_size() - decoder.capacity();
-        let pending = self.pending.entry(id).or_default();
-        if rows <= pending.len() {
-            return Ok(Err(format!(
-                "the body ends early ({} bytes after the header)",
-                msg.len().saturating_sub(wire::HEADER_LEN)
-            )));
-        }
-        if rows > pending.len() + 1 {
-            return Ok(Err("bytes follow the Avro body of the record".into()));
-        }
-        pending.push(index);
-        Ok(Ok(()))
-    }
-
-    fn flush(
-        &mut self,
-        decoder: &mut Decoder,
-        id: u32,
-        payload: &SchemaRef,
-        schema: &SchemaRef,
-    ) -> Result<(), LakeError> {
-        let Some(body) = decoder
-            .flush()
-            .map_err(|e| avro_err("flushing the decoder", e))?
-        else {
-            return Ok(());
-        };
-        let rows = self.pending.remove(&id).unwrap_or_default();
-        debug_assert_eq!(rows.len(), body.num_rows());
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        for (col, field) in body.columns().iter().zip(payload.fields()) {
-            columns.push(if col.data_type() == field.data_type() {
-                col.clone()
-            } else {
-                cast(col, field.data_type())?
-            });
-        }
-        self.push(columns, rows, payload, schema)
-    }
-
-    /// Adds decoded rows (payload `columns` of the records at `rows`) with their metadata
-    /// columns and `event_date`.
-    fn push(
-        &mut self,
-        mut columns: Vec<ArrayRef>,
-        rows: Vec<usize>,
-        payload: &SchemaRef,
-        schema: &SchemaRef,
-    ) -> Result<(), LakeError> {
-        let event_date: Date32Array = match payload.index_of(EVENT_TIME) {
-            Ok(i) => {
-                let micros = cast(
-                    &columns[i],
-                    &DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
-                )?;
-                let micros = micros
-                    .as_any()
-                    .downcast_ref::<TimestampMicrosecondArray>()
-                    .expect("cast to µs timestamps");
-                micros.unary(|us| us.div_euclid(MICROS_PER_DAY) as i32)
-            }
-            Err(_) => Date32Array::new_null(rows.len()),
-        };
-        let recs = rows.iter().map(|&i| &self.records[i]);
-        columns.push(Arc::new(StringArray::from_iter_values(
-            recs.clone().map(|r| r.topic),
-        )));
-        columns.push(Arc::new(Int32Array::from_iter_values(
-            recs.clone().map(|r| r.partition),
-        )));
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            recs.clone().map(|r| r.offset),
-        )));
-        columns.push(Arc::new(BinaryArray::from_iter(
-            recs.clone().map(|r| r.key),
-        )));
-        columns.push(Arc::new(
-            TimestampMicrosecondArray::from_iter(
-                recs.clone().map(|r| r.timestamp_ms.map(|ms| ms * 1000)),
-            )
-            .with_timezone(UTC),
-        ));
-        columns.push(Arc::new(Int32Array::from_iter_values(recs.clone().map(
-            |r| {
-                // Framing was checked before the record reached the decoder.
-                let id = wire::split(r.payload).map(|(id, _)| id).unwrap_or_default();
-                id as i32
-            },
-        ))));
-        columns.push(Arc::new(
-            TimestampMicrosecondArray::from_value(self.ingested_at_us, rows.len())
-                .with_timezone(UTC),
-        ));
-        columns.push(Arc::new(event_date));
-        self.batches
-            .push(RecordBatch::try_new(schema.clone(), columns)?);
-        self.decoded.extend(rows);
-        Ok(())
-    }
-}
-
+#[cfg(test)]
+mod parts_tests;
 #[cfg(test)]
 mod tests;

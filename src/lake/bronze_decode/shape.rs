@@ -217,7 +217,7 @@ pub(super) fn utf8(b: &[u8]) -> bool {
     b.is_ascii() || std::str::from_utf8(b).is_ok()
 }
 
-#[inline]
+#[inline(always)]
 pub(super) fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Bad> {
     if buf.len() < n {
         return Err(Bad::Short {
@@ -231,8 +231,22 @@ pub(super) fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Bad> {
 }
 
 /// A zig-zag varint (Avro int and long).
-#[inline]
+#[inline(always)]
 pub(super) fn varint(buf: &mut &[u8]) -> Result<i64, Bad> {
+    // Most are one byte: union branches, lengths, counts, small numbers.
+    if let Some((&b, rest)) = buf.split_first()
+        && b & 0x80 == 0
+    {
+        *buf = rest;
+        let v = u64::from(b);
+        return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
+    }
+    varint_long(buf)
+}
+
+/// [`varint`] of more than one byte.
+#[inline(never)]
+fn varint_long(buf: &mut &[u8]) -> Result<i64, Bad> {
     let mut v: u64 = 0;
     for i in 0..10 {
         let Some((&b, rest)) = buf.split_first() else {
@@ -261,7 +275,7 @@ pub(super) fn block_items(buf: &mut &[u8]) -> Result<i64, Bad> {
 }
 
 /// A length prefix (bytes, string): a non-negative long.
-#[inline]
+#[inline(always)]
 pub(super) fn length(buf: &mut &[u8]) -> Result<usize, Bad> {
     let n = varint(buf)?;
     usize::try_from(n).map_err(|_| Bad::NegativeLength(n))

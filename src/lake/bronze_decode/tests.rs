@@ -5,14 +5,20 @@ use super::*;
 use crate::contracts::encode::encode;
 use crate::contracts::generate::{SchemaVersion, order};
 use crate::contracts::schema::{ParsedSchema, builtin};
-use deltalake::arrow::array::{AsArray, Date32Array};
+use deltalake::arrow::array::{AsArray, Date32Array, TimestampMicrosecondArray};
+use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::Int64Type;
 
 const T0: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
-const V1: u32 = 11;
-const V2: u32 = 12;
+pub(super) const V1: u32 = 11;
+pub(super) const V2: u32 = 12;
 
 fn framed(id: u32, version: SchemaVersion, n: u64) -> Vec<u8> {
+    framed_at(id, version, n, T0)
+}
+
+/// Order `n`, its event time a few seconds before `base_ms`, framed with schema id `id`.
+pub(super) fn framed_at(id: u32, version: SchemaVersion, n: u64, base_ms: i64) -> Vec<u8> {
     let text = match version {
         SchemaVersion::V1 => builtin::ORDERS_V1,
         SchemaVersion::V2 => builtin::ORDERS_V2,
@@ -20,18 +26,18 @@ fn framed(id: u32, version: SchemaVersion, n: u64) -> Vec<u8> {
     let parsed = ParsedSchema::parse(text).unwrap();
     let mut out = Vec::new();
     wire::write_header(&mut out, id);
-    encode(&parsed.model, &order(7, n, version, T0), &mut out).unwrap();
+    encode(&parsed.model, &order(7, n, version, base_ms), &mut out).unwrap();
     out
 }
 
-fn decoder() -> BronzeDecoder {
+pub(super) fn decoder() -> BronzeDecoder {
     let mut d = BronzeDecoder::new(builtin::ORDERS_V2).unwrap();
     d.add_writer_schema(V1, builtin::ORDERS_V1).unwrap();
     d.add_writer_schema(V2, builtin::ORDERS_V2).unwrap();
     d
 }
 
-fn records(payloads: &[Vec<u8>]) -> Vec<KafkaRecord<'_>> {
+pub(super) fn records(payloads: &[Vec<u8>]) -> Vec<KafkaRecord<'_>> {
     payloads
         .iter()
         .enumerate()
