@@ -10,12 +10,13 @@
 //!    offset produced so far (only when the batch has bad rows);
 //! 3. `bronze_<topic>` gets the good rows in one commit carrying `txn` actions
 //!    `<table>:<topic>:<partition>` → last offset (even with no rows: that moves the position);
-//!    its Parquet files are written on another task during step 2, but committed only after;
+//!    its Parquet files are written on another task from the moment a writing slot is free
+//!    (the batch before may still be committing), but committed only after step 2;
 //! 4. the consumer group offsets are committed (lag monitoring only).
 //!
 //! The first error ends the stage: no later batch commits after an earlier one failed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use indicatif::ProgressBar;
@@ -27,15 +28,29 @@ use super::positions::app_id;
 use super::prepare::Prepared;
 use super::source::GroupHandle;
 use super::topic::TopicSummary;
-use crate::lake::{AppTxn, LakeTable};
+use crate::lake::{AppTxn, Appender};
 use crate::metrics;
 use deltalake::parquet::file::properties::WriterProperties;
+
+/// How many batches may have their bronze files being written at once: the one committing and
+/// the next. A batch's Parquet encoding (most of its commit work) then starts as soon as the
+/// batch is prepared and a slot is free, not only once the batch before it has committed; that
+/// keeps both cores busy while the pipeline drains. Costs one batch of memory more.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// A prepared batch (its good rows moved out) whose bronze files are being written.
+struct Writing {
+    batch: Prepared,
+    good_rows: u64,
+    files: AbortOnDrop<Result<Vec<deltalake::kernel::Add>, IngestError>>,
+    started: Instant,
+}
 
 /// The commit stage's state for one topic.
 pub struct TopicSink {
     pub topic: String,
     pub table_name: String,
-    pub bronze: LakeTable,
+    pub bronze: Appender,
     /// High watermark per partition when the run started.
     pub highs: BTreeMap<i32, i64>,
     pub summary: TopicSummary,
@@ -46,7 +61,7 @@ pub struct TopicSink {
 
 /// Commits prepared micro-batches in order.
 pub struct Committer {
-    pub audit: LakeTable,
+    pub audit: Appender,
     pub sinks: Vec<TopicSink>,
     pub dlq: DlqProducer,
     /// Last offset produced per DLQ partition (recorded with every audit commit).
@@ -64,22 +79,73 @@ impl Committer {
         mut self,
         mut rx: Receiver<Prepared>,
     ) -> Result<Vec<TopicSummary>, IngestError> {
+        let mut writing = VecDeque::with_capacity(WRITES_IN_FLIGHT);
         // Time spent waiting for prepared batches (debug log: which stage holds the pipeline).
-        let (mut waited, mut since) = (0f64, Instant::now());
-        while let Some(batch) = rx.recv().await {
-            waited += since.elapsed().as_secs_f64();
-            self.commit(batch).await?;
-            since = Instant::now();
+        let mut waited = 0f64;
+        loop {
+            if writing.is_empty() {
+                let since = Instant::now();
+                let Some(batch) = rx.recv().await else { break };
+                waited += since.elapsed().as_secs_f64();
+                writing.push_back(self.start(batch)?);
+            }
+            self.top_up(&mut rx, &mut writing)?;
+            let head = writing.pop_front().expect("a batch is being written");
+            self.commit(head, &mut rx, &mut writing).await?;
         }
         tracing::debug!(waiting_for_batches_s = waited, "commit stage done");
         Ok(self.sinks.into_iter().map(|s| s.summary).collect())
     }
 
-    async fn commit(&mut self, b: Prepared) -> Result<(), IngestError> {
+    /// Starts writing the bronze files of `b` on another task. They stay invisible until its
+    /// bronze commit, which comes after its audit commit and after every earlier batch's.
+    fn start(&self, mut b: Prepared) -> Result<Writing, IngestError> {
+        let sink = &self.sinks[b.topic];
+        let writer = sink.bronze.parts_writer(&sink.props)?;
+        let good_rows = b.good_rows();
+        let parts = std::mem::take(&mut b.good.parts);
+        let files = AbortOnDrop(tokio::spawn(async move {
+            Ok::<_, IngestError>(writer.write(parts).await?)
+        }));
+        Ok(Writing {
+            batch: b,
+            good_rows,
+            files,
+            started: Instant::now(),
+        })
+    }
+
+    /// Starts the file writes of batches already prepared, without waiting for any, up to
+    /// [`WRITES_IN_FLIGHT`].
+    fn top_up(
+        &self,
+        rx: &mut Receiver<Prepared>,
+        writing: &mut VecDeque<Writing>,
+    ) -> Result<(), IngestError> {
+        while writing.len() < WRITES_IN_FLIGHT {
+            match rx.try_recv() {
+                Ok(b) => writing.push_back(self.start(b)?),
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        w: Writing,
+        rx: &mut Receiver<Prepared>,
+        writing: &mut VecDeque<Writing>,
+    ) -> Result<(), IngestError> {
+        let Writing {
+            batch: b,
+            good_rows,
+            mut files,
+            started: t_bronze,
+        } = w;
         let queued_s = b.prepared.elapsed().as_secs_f64();
         let t_dlq = Instant::now();
-        let (good_rows, bad_rows) = (b.good_rows(), b.bad_rows());
-        let sink = &mut self.sinks[b.topic];
+        let bad_rows = b.bad_rows();
         let produced = self.dlq.delivered(b.dlq).await?;
         for (p, o) in produced {
             let e = self.dlq_last.entry(p).or_insert(o);
@@ -87,23 +153,14 @@ impl Committer {
         }
         let dlq_wait_s = t_dlq.elapsed().as_secs_f64();
 
-        // The bronze files are written on another task while the audit rows commit here: the
-        // Parquet encoding is most of a batch's commit work, and the files stay invisible
-        // until the bronze commit below, which still comes after the audit commit.
-        let t_bronze = Instant::now();
-        let writer = sink.bronze.parts_writer(&sink.props)?;
-        let good = b.good;
-        let mut files = AbortOnDrop(tokio::spawn(async move {
-            Ok::<_, IngestError>(writer.write(good.parts).await?)
-        }));
-
         let t_audit = Instant::now();
         if let Some(rows) = b.audit {
+            let topic = &self.sinks[b.topic].topic;
             let mut txns: Vec<AppTxn> = b
                 .last
                 .iter()
                 .map(|(&p, &o)| AppTxn {
-                    app_id: app_id(AUDIT_TABLE, &sink.topic, p),
+                    app_id: app_id(AUDIT_TABLE, topic, p),
                     version: o,
                 })
                 .collect();
@@ -112,19 +169,22 @@ impl Committer {
                 version: o,
             }));
             self.audit.append_txns([rows], &txns, self.run_id).await?;
-            sink.summary.commits += 1;
             let m = metrics::get();
             for (category, n) in &b.bad_by_category {
                 m.dlq_events
-                    .with_label_values(&[sink.topic.as_str(), category.as_str()])
+                    .with_label_values(&[topic.as_str(), category.as_str()])
                     .inc_by(*n);
             }
             m.rows_written
                 .with_label_values(&[AUDIT_TABLE])
                 .inc_by(bad_rows);
+            self.sinks[b.topic].summary.commits += 1;
         }
         let audit_s = t_audit.elapsed().as_secs_f64();
+        // Batches prepared during the audit commit start writing while this one's files finish.
+        self.top_up(rx, writing)?;
 
+        let sink = &mut self.sinks[b.topic];
         let adds = (&mut files.0).await.expect("bronze file writer panicked")?;
         let txns: Vec<AppTxn> = b
             .last

@@ -24,7 +24,7 @@ use super::validate::Rules;
 use super::{IngestOptions, IngestSummary};
 use crate::contracts::broker::{check_reachable, drop_later, ensure_topic};
 use crate::contracts::registry::Registry;
-use crate::lake::{LakeTable, lake_root};
+use crate::lake::{Appender, LakeTable, lake_root};
 use crate::metrics;
 
 /// Holds `$FLOWCTL_HOME/locks/ingest.lock` for the life of the run: two ingests of the same lake
@@ -258,7 +258,7 @@ pub async fn ingest(
     // hold an async worker), driving its I/O on this runtime.
     let (batches, committed) = tokio::sync::mpsc::channel(1);
     let committer = Committer {
-        audit,
+        audit: Appender::new(audit),
         sinks,
         dlq: dlq.clone(),
         dlq_last,

@@ -17,7 +17,9 @@ use crate::contracts::domain::EventKind;
 use crate::contracts::generate::SchemaVersion;
 use crate::contracts::produce::schema_for;
 use crate::contracts::registry::Registry;
-use crate::lake::{AppTxn, BronzeDecoder, LakeTable, bronze_writer_properties, lake_root};
+use crate::lake::{
+    AppTxn, Appender, BronzeDecoder, LakeTable, bronze_writer_properties, lake_root,
+};
 use crate::metrics;
 
 /// The bronze table of a topic: `bronze_<topic>`, with anything but letters, digits and `_`
@@ -191,7 +193,7 @@ impl TopicState {
             TopicSink {
                 topic: self.topic,
                 table_name: self.table_name,
-                bronze: self.bronze,
+                bronze: Appender::new(self.bronze),
                 highs: self.highs,
                 summary: self.summary,
                 group,

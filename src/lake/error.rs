@@ -45,6 +45,11 @@ pub enum LakeError {
     },
     #[error("staging file {path}: {detail}")]
     Staging { path: String, detail: String },
+    #[error(
+        "table {table}: another writer changed its schema, partitioning or protocol while this \
+         one was appending; nothing of this commit was written, run again"
+    )]
+    Changed { table: String },
     #[error("table {table}: time travel: {detail}")]
     TimeTravel { table: String, detail: String },
 }

@@ -8,6 +8,7 @@
 //! flowctl needs to know how Delta or Parquet work: it goes through this module.
 
 mod append;
+mod appender;
 mod bronze_decode;
 mod error;
 mod frame;
@@ -20,6 +21,7 @@ mod table;
 mod zorder;
 
 pub use append::{PartsWriter, bronze_writer_properties, split_by_date};
+pub use appender::Appender;
 pub use bronze_decode::{
     BatchRow, BronzeDecoder, Cell, DecodeFault, DecodeOutcome, Decoded, KafkaRecord, RecordError,
     Refusal, Row, RowJudge,
