@@ -14,11 +14,11 @@
 //! always `head + 1`: if another writer took it, the put fails, the table is read again (and
 //! must still have the schema, partitioning and protocol the files were written for), and the
 //! commit goes through delta-rs's full path, conflict checks included. Checkpoints are written
-//! at the versions delta-rs would write them (every `delta.checkpointInterval` commits), after a
-//! refresh, and expired log entries are cleaned up then.
+//! at the versions delta-rs would write them (every `delta.checkpointInterval` commits), by the
+//! Delta kernel from the log, and expired log entries are cleaned up then.
 
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::checkpoints::{cleanup_metadata, create_checkpoint};
+use deltalake::checkpoints::cleanup_expired_logs_for;
 use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
 use deltalake::parquet::file::properties::WriterProperties;
@@ -47,7 +47,7 @@ pub struct Appender {
     table: LakeTable,
     /// The latest version this handle read or wrote.
     head: i64,
-    /// Commits written since the table state was last read (for the debug log).
+    /// Blind commits since the last checkpoint or full-path commit (for the debug log).
     blind: u64,
 }
 
@@ -158,10 +158,12 @@ impl Appender {
     }
 
     /// Writes a checkpoint when the version just committed is one delta-rs would checkpoint
-    /// at, and cleans up the expired log entries then (delta-rs does that on every commit).
+    /// at, and then cleans up expired log entries (delta-rs lists the log for that after every
+    /// commit). The checkpoint is written by the Delta kernel from the log itself: this handle's
+    /// table state is not brought up to date, so its memory stays what it was at the start.
     async fn checkpoint_if_due(&mut self) -> Result<(), LakeError> {
         let path = self.table.path.clone();
-        let (interval, cleanup) = {
+        let (interval, cleanup, retention) = {
             let snapshot = self
                 .table
                 .table
@@ -171,13 +173,27 @@ impl Appender {
             (
                 config.checkpoint_interval().get() as i64,
                 config.enable_expired_log_cleanup(),
+                config.log_retention_duration(),
             )
         };
         if (self.head + 1) % interval != 0 {
             return Ok(());
         }
-        let before = self.shape()?;
-        self.table.refresh().await?;
+        let log_store = self.table.table.log_store();
+        let root = log_store
+            .transaction_url(None)
+            .map_err(delta_err(&path, "checkpoint"))?;
+        let engine = log_store.engine(None);
+        let version = self.head as u64;
+        tokio::task::spawn_blocking(move || {
+            let snapshot = delta_kernel::snapshot::Snapshot::builder_for(root)
+                .at_version(version)
+                .build(engine.as_ref())?;
+            snapshot.checkpoint(engine.as_ref(), None).map(|_| ())
+        })
+        .await
+        .expect("checkpoint writer panicked")
+        .map_err(|e| delta_err(&path, "checkpoint")(e.into()))?;
         tracing::debug!(
             table = %path.display(),
             version = self.head,
@@ -185,17 +201,9 @@ impl Appender {
             "checkpoint"
         );
         self.blind = 0;
-        if self.table.version() != self.head || self.shape()? != before {
-            // Another writer committed after this one: its commit may be the one to checkpoint,
-            // and the next commit of this handle takes the full path anyway.
-            self.head = self.table.version();
-            return Ok(());
-        }
-        create_checkpoint(&self.table.table, None)
-            .await
-            .map_err(delta_err(&path, "checkpoint"))?;
         if cleanup {
-            cleanup_metadata(&self.table.table, None)
+            let cutoff = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
+            cleanup_expired_logs_for(version, log_store.as_ref(), cutoff, None)
                 .await
                 .map_err(delta_err(&path, "log cleanup"))?;
         }
