@@ -210,17 +210,12 @@ impl LakeTable {
         txns: &[AppTxn],
         run_id: Option<i64>,
     ) -> Result<i64, LakeError> {
-        let partition_columns = self.partition_columns()?;
+        let operation = append_operation(self.partition_columns()?);
         let props = commit_properties(txns, run_id);
         let snapshot = self
             .table
             .snapshot()
             .map_err(delta_err(&self.path, "snapshot"))?;
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: (!partition_columns.is_empty()).then_some(partition_columns),
-            predicate: None,
-        };
         let finalized = CommitBuilder::from(props)
             .with_actions(adds.into_iter().map(Action::Add).collect())
             .build(Some(snapshot), self.table.log_store(), operation)
@@ -229,6 +224,15 @@ impl LakeTable {
         // The new version's state comes with the commit: no need to read the log back.
         self.table.state = Some(finalized.snapshot());
         Ok(finalized.version() as i64)
+    }
+}
+
+/// The operation an append commit records (a `WRITE` in append mode, naming the partitioning).
+pub(super) fn append_operation(partition_columns: Vec<String>) -> DeltaOperation {
+    DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: (!partition_columns.is_empty()).then_some(partition_columns),
+        predicate: None,
     }
 }
 

@@ -22,11 +22,9 @@ use deltalake::checkpoints::cleanup_expired_logs_for;
 use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt as _;
-use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 
-use super::append::PartsWriter;
+use super::append::{PartsWriter, append_operation};
 use super::error::LakeError;
 use super::table::{AppTxn, LakeTable, commit_properties, delta_err};
 
@@ -79,18 +77,7 @@ impl Appender {
         txns: &[AppTxn],
         run_id: Option<i64>,
     ) -> Result<i64, LakeError> {
-        let path = self.table.path.clone();
-        let mut writer =
-            RecordBatchWriter::for_table(&self.table.table).map_err(delta_err(&path, "append"))?;
-        for batch in batches {
-            if batch.num_rows() > 0 {
-                writer
-                    .write(batch)
-                    .await
-                    .map_err(delta_err(&path, "append"))?;
-            }
-        }
-        let adds = writer.flush().await.map_err(delta_err(&path, "append"))?;
+        let adds = self.table.write_files(batches).await?;
         self.commit_files(adds, txns, run_id).await
     }
 
@@ -110,12 +97,7 @@ impl Appender {
                 .table
                 .snapshot()
                 .map_err(delta_err(&path, "snapshot"))?;
-            let partition_columns = snapshot.metadata().partition_columns().to_vec();
-            let operation = DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by: (!partition_columns.is_empty()).then_some(partition_columns),
-                predicate: None,
-            };
+            let operation = append_operation(snapshot.metadata().partition_columns().to_vec());
             let log_store = self.table.table.log_store();
             let prepared = CommitBuilder::from(commit_properties(txns, run_id))
                 .with_actions(adds.iter().cloned().map(Action::Add).collect())

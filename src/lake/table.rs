@@ -218,6 +218,23 @@ impl LakeTable {
         Ok(version as i64)
     }
 
+    /// Writes `batches` (rows of any partitions) as data files of this table, not yet committed,
+    /// and returns their `add` actions.
+    pub(super) async fn write_files(
+        &self,
+        batches: impl IntoIterator<Item = RecordBatch>,
+    ) -> Result<Vec<deltalake::kernel::Add>, LakeError> {
+        let mut writer =
+            RecordBatchWriter::for_table(&self.table).map_err(delta(&self.path, "append"))?;
+        for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+            writer
+                .write(batch)
+                .await
+                .map_err(delta(&self.path, "append"))?;
+        }
+        writer.flush().await.map_err(delta(&self.path, "append"))
+    }
+
     /// Adds the columns of `schema` that the table lacks (nullable), in one metadata commit, so
     /// a newer reader schema (orders v2) can be appended; older rows read them as null. Returns
     /// the names added (none: no commit).
