@@ -199,23 +199,8 @@ impl LakeTable {
         txns: &[AppTxn],
         run_id: Option<i64>,
     ) -> Result<i64, LakeError> {
-        let props = commit_properties(txns, run_id);
-        let mut writer = RecordBatchWriter::for_table(&self.table)
-            .map_err(delta(&self.path, "append"))?
-            .with_commit_properties(props);
-        for batch in batches {
-            if batch.num_rows() > 0 {
-                writer
-                    .write(batch)
-                    .await
-                    .map_err(delta(&self.path, "append"))?;
-            }
-        }
-        let version = writer
-            .flush_and_commit(&mut self.table)
-            .await
-            .map_err(delta(&self.path, "commit"))?;
-        Ok(version as i64)
+        let adds = self.write_files(batches).await?;
+        self.commit_files(adds, txns, run_id).await
     }
 
     /// Writes `batches` (rows of any partitions) as data files of this table, not yet committed,
