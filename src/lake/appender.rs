@@ -45,18 +45,12 @@ pub struct Appender {
     table: LakeTable,
     /// The latest version this handle read or wrote.
     head: i64,
-    /// Blind commits since the last checkpoint or full-path commit (for the debug log).
-    blind: u64,
 }
 
 impl Appender {
     pub fn new(table: LakeTable) -> Self {
         let head = table.version();
-        Appender {
-            table,
-            head,
-            blind: 0,
-        }
+        Appender { table, head }
     }
 
     /// The latest version this handle committed (or read, before its first commit).
@@ -116,7 +110,6 @@ impl Appender {
         match written {
             Ok(()) => {
                 self.head = version;
-                self.blind += 1;
                 self.checkpoint_if_due().await?;
                 Ok(version)
             }
@@ -132,7 +125,6 @@ impl Appender {
                 }
                 let v = self.table.commit_files(adds, txns, run_id).await?;
                 self.head = v;
-                self.blind = 0;
                 Ok(v)
             }
             Err(e) => Err(delta_err(&path, "commit")(e.into())),
@@ -179,10 +171,8 @@ impl Appender {
         tracing::debug!(
             table = %path.display(),
             version = self.head,
-            blind_commits = self.blind,
             "checkpoint"
         );
-        self.blind = 0;
         if cleanup {
             let cutoff = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
             cleanup_expired_logs_for(version, log_store.as_ref(), cutoff, None)
