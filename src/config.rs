@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::engine::EngineConfig;
-use crate::flow::parse_duration;
+use crate::vocab::parse_duration;
 
 /// Where things live and how the engine behaves.
 #[derive(Debug, Clone)]

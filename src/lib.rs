@@ -16,4 +16,5 @@ pub mod quality;
 pub mod store;
 pub mod tasks;
 pub mod transform;
+pub mod vocab;
 pub mod web;

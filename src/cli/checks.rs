@@ -9,8 +9,9 @@ use serde_json::json;
 
 use super::output::{Table, print_json};
 use crate::config::Config;
-use crate::quality::{ExpectationErrors, load_dir};
+use crate::quality::load_dir;
 use crate::store::{QualityRow, Store};
+use crate::vocab::SourceErrors;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -75,7 +76,7 @@ fn validate(dir: PathBuf, json: bool) -> u8 {
             }
             0
         }
-        Err(ExpectationErrors(errors)) => {
+        Err(SourceErrors(errors)) => {
             if json {
                 print_json(&json!({
                     "valid": [],

@@ -135,7 +135,7 @@ fn parse_ratio(s: &str) -> Result<f64, String> {
 
 /// A positive duration (`500ms`, `30s`, `5m`, `1h`, or plain seconds), in the flow-file syntax.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = crate::flow::parse_duration(s)?;
+    let d = crate::vocab::parse_duration(s)?;
     if d.is_zero() {
         return Err(format!("duration must be positive, found `{s}`"));
     }

@@ -8,8 +8,10 @@ use serde_json::json;
 use super::UsageError;
 use super::output::{Table, print_json};
 use crate::config::Config;
-use crate::flow::{Flow, FlowErrors, format_duration, load_dir, load_file};
+use crate::flow::{Flow, load_dir, load_file};
 use crate::tasks::TaskRegistry;
+use crate::vocab::SourceErrors;
+use crate::vocab::format_duration;
 
 #[derive(Debug, Subcommand)]
 pub enum FlowsCmd {
@@ -67,7 +69,7 @@ pub fn run(cfg: &Config, cmd: FlowsCmd) -> anyhow::Result<u8> {
             let (flows, errors) = match &file {
                 Some(f) => match load_file(f, &registry) {
                     Ok(flow) => (vec![flow], vec![]),
-                    Err(FlowErrors(es)) => (vec![], es),
+                    Err(SourceErrors(es)) => (vec![], es),
                 },
                 None => load_dir(&cfg.flows_dir, &registry),
             };
@@ -194,7 +196,7 @@ pub fn find_flow(cfg: &Config, registry: &TaskRegistry, name: &str) -> anyhow::R
         return Ok(f);
     }
     if !errors.is_empty() {
-        return Err(FlowErrors(errors).into());
+        return Err(SourceErrors(errors).into());
     }
     Err(UsageError(format!(
         "no flow named `{name}` in {} (see `flowctl flows list`)",

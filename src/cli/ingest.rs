@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::contracts::broker;
 use crate::contracts::registry::Registry;
-use crate::flow::parse_duration;
 use crate::ingest::{self, IngestOptions, Reset};
 use crate::tasks::ingest_bronze::{DEFAULT_TOPICS, expectations_dir};
+use crate::vocab::parse_duration;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {

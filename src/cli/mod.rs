@@ -120,7 +120,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let usage = e.downcast_ref::<UsageError>().is_some()
-                || e.downcast_ref::<crate::flow::FlowErrors>().is_some()
+                || e.downcast_ref::<crate::vocab::SourceErrors>().is_some()
                 || matches!(
                     e.downcast_ref::<crate::engine::EngineError>(),
                     Some(

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
-use crate::flow::format_duration;
+use crate::vocab::format_duration;
 
 /// A plain text table: a header row, left-aligned columns, two spaces apart.
 pub struct Table {

@@ -91,7 +91,15 @@ pub struct WorkerArgs {
 
 pub async fn trigger(cfg: &Config, engine: &Engine, a: TriggerArgs) -> anyhow::Result<u8> {
     let flow = find_flow(cfg, &TaskRegistry::builtin(), &a.flow)?;
-    let params: BTreeMap<String, String> = a.params.into_iter().collect();
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in a.params {
+        if params.insert(k.clone(), v).is_some() {
+            return Err(UsageError(format!(
+                "--param {k} is given twice; give each parameter once"
+            ))
+            .into());
+        }
+    }
     let submitted = engine
         .submit(&flow, &params, "cli", a.idempotency_key.as_deref())
         .await?;

@@ -9,10 +9,10 @@ use clap::Args;
 use super::UsageError;
 use super::output::print_json;
 use super::tables::{human_bytes, open_table};
-use crate::flow::{format_duration, parse_duration};
 use crate::lake::maintain::{
     self, DEFAULT_TARGET_SIZE, MaintainError, OptimizeOptions, VacuumOptions,
 };
+use crate::vocab::{format_duration, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct OptimizeArgs {

@@ -4,19 +4,23 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::{backoff, may_retry};
 use super::rules::{Decision, decide, run_outcome};
 use super::state::{RunState, TaskState};
 use super::{Engine, EngineError};
-use crate::flow::{Flow, format_duration};
-use crate::store::{AttemptRow, Heartbeat, Move, RunRow, TaskFinish};
-use crate::tasks::{QualityBuffer, TaskContext, TaskError, TaskLog, TaskOutcome};
+use crate::flow::Flow;
+use crate::store::{AttemptRow, Heartbeat, Move, RunRow, Store, TaskFinish};
+use crate::tasks::{QualityBuffer, Task, TaskContext, TaskError, TaskLog, TaskOutcome};
+use crate::vocab::{format_duration, panic_message};
 
 /// How long a cancelled or timed-out attempt gets to wind down before it is abandoned.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
@@ -69,6 +73,10 @@ pub(super) async fn drive(
     let store = engine.store();
     let owner = engine.owner().to_string();
     let attempts = store.attempts(run.id).await?;
+    // Every attempt's token is a child of this one, which fires however `drive` ends — a
+    // panic included — so no attempt outlives the loop that would record it.
+    let run_cancel = CancellationToken::new();
+    let _cancel_on_exit = run_cancel.clone().drop_guard();
     let mut slots: Vec<Slot> = Vec::with_capacity(flow.tasks.len());
     for t in &flow.tasks {
         let mine: Vec<&AttemptRow> = attempts.iter().filter(|a| a.task_id == t.id).collect();
@@ -80,10 +88,11 @@ pub(super) async fn drive(
             .filter(|a| a.round == run.round && a.started_at.is_some())
             .count() as u32;
         let due = latest.next_try_at.map(|at| {
-            Instant::now()
-                + at.signed_duration_since(Utc::now())
+            after(
+                at.signed_duration_since(Utc::now())
                     .to_std()
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+            )
         });
         slots.push(Slot {
             row: latest.id,
@@ -94,7 +103,7 @@ pub(super) async fn drive(
             launched: false,
             log: TaskLog::default(),
             quality: QualityBuffer::default(),
-            cancel: CancellationToken::new(),
+            cancel: run_cancel.child_token(),
         });
     }
     let order = flow.dag.topological_order();
@@ -169,7 +178,7 @@ pub(super) async fn drive(
             s.tries += 1;
             s.log = TaskLog::default();
             s.quality = QualityBuffer::default();
-            s.cancel = CancellationToken::new();
+            s.cancel = run_cancel.child_token();
             launch(engine, &run, &flow, i, s, tx.clone());
         }
 
@@ -272,40 +281,92 @@ fn launch(
         cancel: slot.cancel.clone(),
         registry: crate::contracts::registry::Registry::from_env(engine.store().clone()),
     };
-    let task = spec.task.clone();
-    let timeout = spec.timeout;
-    let permits = engine.permits.clone();
-    let store = engine.store().clone();
-    let owner = engine.owner().to_string();
-    let row = slot.row;
+    let attempt = Attempt {
+        task: spec.task.clone(),
+        ctx,
+        timeout: spec.timeout,
+        permits: engine.permits.clone(),
+        store: engine.store().clone(),
+        owner: engine.owner().to_string(),
+        row: slot.row,
+    };
     tokio::spawn(async move {
+        let started_at = Instant::now();
+        // A panicking task is a failed attempt (internal error), not a run waiting forever for
+        // an outcome that never comes.
+        let done = AssertUnwindSafe(attempt.run(i))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Done {
+                task: i,
+                started: true,
+                result: Err(Failure::Task(TaskError::Internal(format!(
+                    "the task panicked: {}",
+                    panic_message(&*panic)
+                )))),
+                elapsed: started_at.elapsed(),
+            });
+        let _ = tx.send(done);
+    });
+}
+
+/// One attempt, moved into its own tokio task.
+struct Attempt {
+    task: Arc<dyn Task>,
+    ctx: TaskContext,
+    timeout: Option<Duration>,
+    permits: Arc<Semaphore>,
+    store: Store,
+    owner: String,
+    /// The attempt's `task_runs` row.
+    row: i64,
+}
+
+impl Attempt {
+    /// Waits for a permit, records the start, runs the task under its timeout and cancel token.
+    async fn run(self, i: usize) -> Done {
+        let Attempt {
+            task,
+            ctx,
+            timeout,
+            permits,
+            store,
+            owner,
+            row,
+        } = self;
         let started_at = Instant::now();
         let permit = tokio::select! {
             p = permits.acquire_owned() => p.ok(),
             _ = ctx.cancel.cancelled() => None,
         };
         let Some(_permit) = permit else {
-            let _ = tx.send(Done {
+            return Done {
                 task: i,
                 started: false,
                 result: Err(Failure::Task(TaskError::Cancelled)),
                 elapsed: started_at.elapsed(),
-            });
-            return;
+            };
         };
         if let Err(e) = store.start_attempt(row, &owner, Utc::now()).await {
-            let _ = tx.send(Done {
+            return Done {
                 task: i,
                 started: false,
                 result: Err(Failure::Store(e)),
                 elapsed: started_at.elapsed(),
-            });
-            return;
+            };
         }
         lineage_event(&ctx, None).await;
         let begin = Instant::now();
-        let fut = task.run(&ctx);
+        let fut = AssertUnwindSafe(task.run(&ctx)).catch_unwind();
         tokio::pin!(fut);
+        let ran = |r: Result<Result<TaskOutcome, TaskError>, Box<dyn std::any::Any + Send>>| match r
+        {
+            Ok(r) => r.map_err(Failure::Task),
+            Err(panic) => Err(Failure::Task(TaskError::Internal(format!(
+                "the task panicked: {}",
+                panic_message(&*panic)
+            )))),
+        };
         let limit = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
@@ -313,7 +374,7 @@ fn launch(
             }
         };
         let result = tokio::select! {
-            r = &mut fut => r.map_err(Failure::Task),
+            r = &mut fut => ran(r),
             _ = limit => {
                 ctx.cancel.cancel();
                 let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
@@ -325,13 +386,21 @@ fn launch(
             }
         };
         lineage_event(&ctx, Some(&result)).await;
-        let _ = tx.send(Done {
+        Done {
             task: i,
             started: true,
             result,
             elapsed: begin.elapsed(),
-        });
-    });
+        }
+    }
+}
+
+/// `wait` from now, or as far as the clock goes (never an overflow panic).
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(crate::vocab::MAX_DURATION))
+        .unwrap_or(now)
 }
 
 /// Emits the attempt's OpenLineage event when OpenLineage is configured: START (`result` None),
@@ -371,7 +440,7 @@ async fn lineage_event(ctx: &TaskContext, result: Option<&Result<TaskOutcome, Fa
             &[][..],
             Some(format!(
                 "timed out after {}",
-                crate::flow::format_duration(*d)
+                crate::vocab::format_duration(*d)
             )),
         ),
         Some(Err(Failure::Store(e))) => (EventType::Fail, &[][..], &[][..], Some(e.to_string())),
@@ -473,7 +542,7 @@ async fn record(
         && may_retry(&spec.retry, s.tries)
     {
         let wait = backoff(&spec.retry, s.tries, rand::random::<f64>());
-        s.due = Some(Instant::now() + wait);
+        s.due = Some(after(wait));
         (
             TaskState::UpForRetry,
             Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),

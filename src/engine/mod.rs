@@ -17,14 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::Semaphore;
 
 pub use recovery::Recovered;
 use state::{RunState, TaskState};
 
-use crate::flow::{Flow, FlowErrors, parse_flow};
+use crate::flow::{Flow, parse_flow};
 use crate::store::{NewRun, Store, StoreError, Submitted};
 use crate::tasks::TaskRegistry;
+use crate::vocab::{SourceErrors, panic_message};
 
 /// Engine tuning, from the environment (see `config`).
 #[derive(Debug, Clone)]
@@ -58,7 +61,7 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the flow definition stored with run {run} no longer validates:\n{errors}")]
-    Snapshot { run: i64, errors: FlowErrors },
+    Snapshot { run: i64, errors: SourceErrors },
     #[error("{0}")]
     Params(String),
     #[error("{0}")]
@@ -177,7 +180,9 @@ impl Engine {
                                 now,
                             )
                             .await?;
-                        self.store.cancel_open_attempts(run_id, now).await?;
+                        self.store
+                            .close_open_attempts(run_id, TaskState::Cancelled, None, now)
+                            .await?;
                         return Ok(RunState::Cancelled);
                     }
                     _ => {}
@@ -186,7 +191,29 @@ impl Engine {
             }
         }
         let run = self.store.get_run(run_id).await?;
-        executor::drive(self, run, flow).await
+        // A bug in the executor must not leave the run `running` under a live owner, where
+        // nothing would ever recover, retry or cancel it: the run fails, with the reason.
+        let driven = AssertUnwindSafe(executor::drive(self, run, flow))
+            .catch_unwind()
+            .await;
+        match driven {
+            Ok(result) => result,
+            Err(panic) => {
+                let msg = format!(
+                    "internal error: the executor panicked: {}",
+                    panic_message(&*panic)
+                );
+                tracing::error!(run = run_id, "{msg}");
+                let now = Utc::now();
+                self.store
+                    .close_open_attempts(run_id, TaskState::Failed, Some(&msg), now)
+                    .await?;
+                self.store
+                    .finish_run(run_id, &self.owner, RunState::Failed, Some(&msg), now)
+                    .await?;
+                Ok(RunState::Failed)
+            }
+        }
     }
 
     /// Claims a run that no live process executes and executes it in the background (used by

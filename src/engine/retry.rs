@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::flow::RetryPolicy;
+use crate::vocab::MAX_DURATION;
 
 /// The wait before retry number `retry` (1 = the first retry). `unit` is a uniform sample in
 /// [0, 1): the delay is shortened by up to `jitter` of itself, so it never exceeds `max_delay`.
@@ -10,7 +11,10 @@ pub fn backoff(policy: &RetryPolicy, retry: u32, unit: f64) -> Duration {
     let exp = policy.backoff.powi(retry.saturating_sub(1).min(64) as i32);
     let base = (policy.delay.as_secs_f64() * exp).min(policy.max_delay.as_secs_f64());
     let jittered = base * (1.0 - policy.jitter * unit.clamp(0.0, 1.0));
-    Duration::from_secs_f64(jittered.max(0.0))
+    // Validated policies keep this within a year; a stored one from an older release might not.
+    Duration::try_from_secs_f64(jittered.max(0.0))
+        .unwrap_or(MAX_DURATION)
+        .min(MAX_DURATION)
 }
 
 /// Whether an attempt that just failed (the `tries`-th started this round) may be retried.
@@ -52,6 +56,20 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn no_policy_overflows_a_clock() {
+        let p = RetryPolicy {
+            count: 3,
+            delay: Duration::MAX,
+            backoff: 100.0,
+            max_delay: Duration::MAX,
+            jitter: 0.0,
+        };
+        let d = backoff(&p, 64, 0.0);
+        assert_eq!(d, MAX_DURATION);
+        assert!(std::time::Instant::now().checked_add(d).is_some());
     }
 
     #[test]

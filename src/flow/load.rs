@@ -1,163 +1,50 @@
 //! Flow files → validated [`Flow`]s. Validation reports every problem at once, each with file,
-//! line and what is wrong, the way Vector's config validation does.
+//! line and what is wrong, the way Vector's config validation does: the YAML tree is walked by
+//! hand ([`Reader`]) so a wrong type, a bad value or a duplicate key never hides the rest.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use marked_yaml::{LoaderOptions, Node, Spanned};
-use serde::Deserialize;
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use marked_yaml::Node;
+use marked_yaml::types::MarkedMappingNode;
 
 use super::dag::Dag;
-use super::duration::parse_duration;
 use super::model::{Flow, RetryPolicy, TaskSpec, TriggerRule};
 use super::schedule::Schedule;
-use crate::tasks::TaskRegistry;
+use crate::tasks::{Task, TaskRegistry};
+use crate::vocab::source::{Reader, SourceError, SourceErrors, line_of, sline};
 
-/// One problem in one flow file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FlowError {
-    pub path: PathBuf,
-    /// 1-based; 0 when the problem is about the whole file.
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for FlowError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line > 0 {
-            write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
-        } else {
-            write!(f, "{}: {}", self.path.display(), self.message)
-        }
-    }
-}
-
-/// All the problems found, in file order.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct FlowErrors(pub Vec<FlowError>);
-
-impl fmt::Display for FlowErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFlow {
-    name: Spanned<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    schedule: Option<Spanned<String>>,
-    #[serde(default)]
-    catchup: Option<bool>,
-    #[serde(default)]
-    max_active_runs: Option<Spanned<u32>>,
-    #[serde(default)]
-    params: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    retries: Option<Spanned<RawRetry>>,
-    #[serde(default)]
-    timeout: Option<Spanned<String>>,
-    tasks: Vec<RawTask>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTask {
-    id: Spanned<String>,
-    kind: Spanned<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    depends_on: Vec<Spanned<String>>,
-    /// Checked by the task kind's builder, which reads the node itself.
-    #[serde(default)]
-    #[allow(dead_code)]
-    params: Option<IgnoredAny>,
-    #[serde(default)]
-    retries: Option<Spanned<RawRetry>>,
-    #[serde(default)]
-    timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    trigger_rule: Option<Spanned<String>>,
-}
-
-/// `retries: 3` or `retries: {count, delay, backoff, max_delay, jitter}`.
-#[derive(Debug, Default)]
-struct RawRetry {
-    count: Option<u32>,
-    delay: Option<String>,
-    backoff: Option<f64>,
-    max_delay: Option<String>,
-    jitter: Option<f64>,
-}
-
-struct RawRetryVisitor;
-
-impl<'de> Visitor<'de> for RawRetryVisitor {
-    type Value = RawRetry;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a retry count or a mapping with count, delay, backoff, max_delay, jitter")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRetry, E> {
-        let count = v.trim().parse().map_err(|_| {
-            E::custom(format!(
-                "retries: `{v}` is not a count (expected e.g. `retries: 3`)"
-            ))
-        })?;
-        Ok(RawRetry {
-            count: Some(count),
-            ..RawRetry::default()
-        })
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawRetry, E> {
-        self.visit_str(&v.to_string())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRetry, A::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Fields {
-            count: Option<u32>,
-            delay: Option<String>,
-            backoff: Option<f64>,
-            max_delay: Option<String>,
-            jitter: Option<f64>,
-        }
-        let f = Fields::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Ok(RawRetry {
-            count: f.count,
-            delay: f.delay,
-            backoff: f.backoff,
-            max_delay: f.max_delay,
-            jitter: f.jitter,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for RawRetry {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RawRetryVisitor)
-    }
-}
-
-fn line_of<T>(s: &Spanned<T>) -> usize {
-    s.span().start().map(|m| m.line()).unwrap_or(0)
-}
+const FLOW_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "schedule",
+    "catchup",
+    "max_active_runs",
+    "params",
+    "retries",
+    "timeout",
+    "tasks",
+];
+const TASK_KEYS: &[&str] = &[
+    "id",
+    "kind",
+    "description",
+    "depends_on",
+    "params",
+    "retries",
+    "timeout",
+    "trigger_rule",
+];
+const RETRY_KEYS: &[&str] = &["count", "delay", "backoff", "max_delay", "jitter"];
+/// More retries than this is a loop, not a policy.
+const MAX_RETRY_COUNT: i64 = 1000;
 
 /// Loads and validates one flow file.
-pub fn load_file(path: &Path, registry: &TaskRegistry) -> Result<Flow, FlowErrors> {
+pub fn load_file(path: &Path, registry: &TaskRegistry) -> Result<Flow, SourceErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        FlowErrors(vec![FlowError {
+        SourceErrors(vec![SourceError {
             path: path.to_path_buf(),
             line: 0,
             message: format!("cannot read flow file: {e}"),
@@ -166,306 +53,391 @@ pub fn load_file(path: &Path, registry: &TaskRegistry) -> Result<Flow, FlowError
     parse_flow(path, &text, registry)
 }
 
+/// The flow-level settings, before the tasks.
+struct Header {
+    name: String,
+    description: Option<String>,
+    schedule: Option<Schedule>,
+    catchup: bool,
+    max_active_runs: u32,
+    params: BTreeMap<String, String>,
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+}
+
+/// One task entry as written, before its references are resolved.
+struct RawTask<'n> {
+    id: String,
+    line: usize,
+    kind: Option<(String, usize)>,
+    depends_on: Vec<(String, usize)>,
+    params: Option<&'n Node>,
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+    trigger_rule: TriggerRule,
+}
+
 /// Validates flow text; `path` only labels the errors.
-pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Flow, FlowErrors> {
-    let err = |line: usize, message: String| FlowError {
-        path: path.to_path_buf(),
-        line,
-        message,
+pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Flow, SourceErrors> {
+    let mut r = Reader::new(path);
+    let root = r.parse(text, "flow files", "name:, tasks:, …");
+    let Some(map) = root
+        .as_ref()
+        .and_then(|n| r.mapping(n, "the top level (name:, tasks:, …)"))
+    else {
+        r.finish()?;
+        unreachable!("a file that is not a mapping has an error");
     };
-    let root = marked_yaml::parse_yaml_with_options(
-        0,
-        text,
-        LoaderOptions::default().error_on_duplicate_keys(true),
-    )
-    .map_err(|e| FlowErrors(vec![load_error(path, &e)]))?;
-    let raw: RawFlow = marked_yaml::from_node(&root).map_err(|e| {
-        let where_ = e.path().map(|p| format!(" (at `{p}`)")).unwrap_or_default();
-        let inner = e.into_inner();
-        let mut line = inner.start_mark().map(|m| m.line()).unwrap_or(0);
-        if let (0, marked_yaml::spanned_serde::Error::UnknownFieldError(field, _, _)) =
-            (line, &inner)
-        {
-            line = find_key_line(&root, field).unwrap_or(0);
-        }
-        FlowErrors(vec![err(line, format!("{inner}{where_}"))])
-    })?;
-
-    let mut errors = Vec::new();
-    let name = raw.name.as_str().trim().to_string();
-    if !valid_ident(&name) {
-        errors.push(err(
-            line_of(&raw.name),
-            format!("flow name `{name}` must be letters, digits, `_` or `-`"),
-        ));
-    }
-    let schedule = raw.schedule.as_ref().and_then(|s| {
-        Schedule::parse(s.as_str())
-            .map_err(|m| errors.push(err(line_of(s), m)))
-            .ok()
-    });
-    let max_active_runs = match &raw.max_active_runs {
-        Some(m) if **m == 0 => {
-            errors.push(err(line_of(m), "max_active_runs must be at least 1".into()));
-            1
-        }
-        Some(m) => **m,
-        None => 16,
-    };
-    let default_retry = match &raw.retries {
-        Some(r) => retry_policy(r, RetryPolicy::default()).unwrap_or_else(|m| {
-            errors.push(err(line_of(r), m));
-            RetryPolicy::default()
-        }),
-        None => RetryPolicy::default(),
-    };
-    let default_timeout = raw.timeout.as_ref().and_then(|t| {
-        parse_duration(t.as_str())
-            .map_err(|m| errors.push(err(line_of(t), format!("timeout: {m}"))))
-            .ok()
-    });
-    if raw.tasks.is_empty() {
-        errors.push(err(
-            0,
-            "a flow needs at least one task under `tasks:`".into(),
-        ));
-    }
-
-    let task_nodes = root.as_mapping().and_then(|m| m.get_sequence("tasks"));
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for (i, t) in raw.tasks.iter().enumerate() {
-        let id = t.id.as_str().to_string();
-        if !valid_ident(&id) {
-            errors.push(err(
-                line_of(&t.id),
-                format!("task id `{id}` must be letters, digits, `_` or `-`"),
-            ));
-        }
-        if let Some(&first) = index.get(&id) {
-            errors.push(err(
-                line_of(&t.id),
-                format!(
-                    "duplicate task id `{id}` (first defined at line {})",
-                    line_of(&raw.tasks[first].id)
-                ),
-            ));
-        } else {
-            index.insert(id, i);
-        }
-    }
-
-    let mut tasks = Vec::with_capacity(raw.tasks.len());
-    let mut deps = Vec::with_capacity(raw.tasks.len());
-    for (i, t) in raw.tasks.iter().enumerate() {
-        let line = line_of(&t.id);
-        let mut my_deps = Vec::new();
-        for d in &t.depends_on {
-            match index.get(d.as_str()) {
-                Some(&j) => {
-                    if !my_deps.contains(&j) {
-                        my_deps.push(j);
-                    }
-                }
-                None => errors.push(err(
-                    line_of(d),
-                    format!(
-                        "unknown dependency `{}` in task `{}` (tasks in this flow: {})",
-                        d.as_str(),
-                        t.id.as_str(),
-                        raw.tasks
-                            .iter()
-                            .map(|t| t.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )),
-            }
-        }
-        deps.push(my_deps);
-
-        let trigger_rule = match &t.trigger_rule {
-            Some(r) => TriggerRule::parse(r.as_str()).unwrap_or_else(|| {
-                errors.push(err(
-                    line_of(r),
-                    format!(
-                        "unknown trigger rule `{}` (expected one of {})",
-                        r.as_str(),
-                        TriggerRule::NAMES.join(", ")
-                    ),
-                ));
-                TriggerRule::AllSuccess
-            }),
-            None => TriggerRule::AllSuccess,
-        };
-        let retry = match &t.retries {
-            Some(r) => retry_policy(r, default_retry).unwrap_or_else(|m| {
-                errors.push(err(line_of(r), m));
-                default_retry
-            }),
-            None => default_retry,
-        };
-        let timeout = match &t.timeout {
-            Some(s) => parse_duration(s.as_str())
-                .map_err(|m| errors.push(err(line_of(s), format!("timeout: {m}"))))
-                .ok(),
-            None => default_timeout,
-        };
-        let params_node: Option<&Node> = task_nodes
-            .and_then(|seq| seq.get_mapping(i))
-            .and_then(|m| m.get_node("params"));
-        let kind = t.kind.as_str();
-        let task = match registry.build(kind, params_node) {
-            None => {
-                errors.push(err(
-                    line_of(&t.kind),
-                    format!(
-                        "unknown task kind `{kind}` in task `{}` (known kinds: {})",
-                        t.id.as_str(),
-                        registry.kinds().collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-                None
-            }
-            Some(Err(p)) => {
-                errors.push(err(
-                    p.line.unwrap_or(line),
-                    format!("task `{}` ({kind}): {}", t.id.as_str(), p.message),
-                ));
-                None
-            }
-            Some(Ok(task)) => Some(task),
-        };
-        let _ = &t.description;
-        if let Some(task) = task {
-            tasks.push(TaskSpec {
-                id: t.id.as_str().to_string(),
-                kind: kind.to_string(),
-                depends_on: t
-                    .depends_on
-                    .iter()
-                    .map(|d| d.as_str().to_string())
-                    .collect(),
-                retry,
-                timeout,
-                trigger_rule,
-                line,
-                task,
-            });
-        }
-    }
-
+    r.unknown_keys(map, FLOW_KEYS, "a flow");
+    let header = read_header(&mut r, map);
+    let raws = read_tasks(&mut r, map, &header);
+    let index = task_index(&mut r, &raws);
+    let deps: Vec<Vec<usize>> = raws
+        .iter()
+        .map(|t| resolve_deps(&mut r, t, &raws, &index))
+        .collect();
+    let tasks: Vec<TaskSpec> = raws
+        .iter()
+        .filter_map(|t| build_task(&mut r, t, registry))
+        .collect();
     let dag = match Dag::new(deps) {
         Ok(dag) => Some(dag),
         Err(cycle) => {
-            let names: Vec<&str> = cycle.iter().map(|&i| raw.tasks[i].id.as_str()).collect();
-            errors.push(err(
-                line_of(&raw.tasks[cycle[0]].id),
+            let names: Vec<&str> = cycle.iter().map(|&i| raws[i].id.as_str()).collect();
+            r.err(
+                raws[cycle[0]].line,
                 format!("dependency cycle: {}", names.join(" -> ")),
-            ));
+            );
             None
         }
     };
-
-    errors.sort_by_key(|e| e.line);
-    match dag {
-        Some(dag) if errors.is_empty() => Ok(Flow {
-            name,
-            description: raw.description,
-            path: path.to_path_buf(),
-            yaml: text.to_string(),
-            schedule,
-            catchup: raw.catchup.unwrap_or(false),
-            max_active_runs,
-            params: raw.params.unwrap_or_default(),
-            tasks,
-            dag,
-        }),
-        _ => Err(FlowErrors(errors)),
-    }
-}
-
-/// The line of the first mapping key named `key` (unknown-field errors carry no position).
-fn find_key_line(node: &Node, key: &str) -> Option<usize> {
-    match node {
-        Node::Mapping(m) => m.iter().find_map(|(k, v)| {
-            if k.as_str() == key {
-                k.span().start().map(|s| s.line())
-            } else {
-                find_key_line(v, key)
-            }
-        }),
-        Node::Sequence(s) => s.iter().find_map(|n| find_key_line(n, key)),
-        Node::Scalar(_) => None,
-    }
-}
-
-fn load_error(path: &Path, e: &marked_yaml::LoadError) -> FlowError {
-    use marked_yaml::LoadError as L;
-    let (line, message) = match e {
-        L::TopLevelMustBeMapping(m) => (
-            m.line(),
-            "the top level of a flow file must be a mapping (name:, tasks:, …)".to_string(),
-        ),
-        L::TopLevelMustBeSequence(m) => (m.line(), "expected a sequence".to_string()),
-        L::UnexpectedAnchor(m) => (
-            m.line(),
-            "YAML anchors are not supported in flow files".to_string(),
-        ),
-        L::MappingKeyMustBeScalar(m) => {
-            (m.line(), "mapping keys must be plain scalars".to_string())
-        }
-        L::UnexpectedTag(m) => (
-            m.line(),
-            "YAML tags are not supported in flow files".to_string(),
-        ),
-        L::ScanError(m, s) => (m.line(), format!("malformed YAML: {s}")),
-        L::DuplicateKey(d) => (
-            d.key.span().start().map(|m| m.line()).unwrap_or(0),
-            format!(
-                "duplicate key `{}` (first at line {})",
-                d.key.as_str(),
-                d.prev_key.span().start().map(|m| m.line()).unwrap_or(0)
-            ),
-        ),
-    };
-    FlowError {
+    r.finish()?;
+    Ok(Flow {
+        name: header.name,
+        description: header.description,
         path: path.to_path_buf(),
-        line,
-        message,
+        yaml: text.to_string(),
+        schedule: header.schedule,
+        catchup: header.catchup,
+        max_active_runs: header.max_active_runs,
+        params: header.params,
+        tasks,
+        dag: dag.expect("no errors means the DAG was built"),
+    })
+}
+
+fn read_header(r: &mut Reader, map: &MarkedMappingNode) -> Header {
+    let name = match map.get_node("name") {
+        Some(n) => r.name(n, "`name`").unwrap_or_default(),
+        None => {
+            r.err(0, "a flow needs a `name:`");
+            String::new()
+        }
+    };
+    if !name.is_empty() && !valid_ident(&name) {
+        let line = map.get_node("name").map(line_of).unwrap_or(0);
+        r.err(
+            line,
+            format!("flow name `{name}` must be letters, digits, `_` or `-`"),
+        );
+    }
+    let retry = map
+        .get_node("retries")
+        .and_then(|n| retry_policy(r, n, RetryPolicy::default()))
+        .unwrap_or_default();
+    Header {
+        name,
+        description: map
+            .get_node("description")
+            .and_then(|n| r.scalar(n, "`description`"))
+            .map(|s| s.as_str().to_string()),
+        schedule: map.get_node("schedule").and_then(|n| {
+            let s = r.scalar(n, "`schedule`")?;
+            Schedule::parse(s.as_str())
+                .map_err(|m| r.err(sline(s), m))
+                .ok()
+        }),
+        catchup: map
+            .get_node("catchup")
+            .and_then(|n| r.boolean(n, "`catchup`"))
+            .unwrap_or(false),
+        max_active_runs: map
+            .get_node("max_active_runs")
+            .and_then(|n| r.integer(n, "`max_active_runs`", 1, 1_000_000))
+            .map_or(16, |v| v as u32),
+        params: map
+            .get_node("params")
+            .map(|n| read_params(r, n))
+            .unwrap_or_default(),
+        retry,
+        timeout: map
+            .get_node("timeout")
+            .and_then(|n| r.duration(n, "timeout", false)),
     }
 }
 
-fn retry_policy(r: &Spanned<RawRetry>, base: RetryPolicy) -> Result<RetryPolicy, String> {
+/// Declared run parameters: names a shell task can see as `FLOWCTL_PARAM_<NAME>` (so letters,
+/// digits and `_`, unique whatever their case), each with a single-value default.
+fn read_params(r: &mut Reader, n: &Node) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(m) = r.mapping(n, "`params`") else {
+        return out;
+    };
+    let mut upper: HashMap<String, usize> = HashMap::new();
+    for (k, v) in m.iter() {
+        let name = k.as_str();
+        let line = sline(k);
+        if !valid_param_name(name) {
+            r.err(
+                line,
+                format!(
+                    "parameter name `{name}` must start with a letter or `_` and hold only \
+                     letters, digits and `_`"
+                ),
+            );
+            continue;
+        }
+        if let Some(first) = upper.insert(name.to_ascii_uppercase(), line) {
+            r.err(
+                line,
+                format!(
+                    "parameter `{name}` collides with the one at line {first}: both become \
+                     FLOWCTL_PARAM_{}",
+                    name.to_ascii_uppercase()
+                ),
+            );
+            continue;
+        }
+        if let Some(s) = r.scalar(v, &format!("the default of parameter `{name}`")) {
+            out.insert(name.to_string(), s.as_str().to_string());
+        }
+    }
+    out
+}
+
+fn read_tasks<'n>(r: &mut Reader, map: &'n MarkedMappingNode, header: &Header) -> Vec<RawTask<'n>> {
+    let Some(node) = map.get_node("tasks") else {
+        r.err(0, "a flow needs at least one task under `tasks:`");
+        return Vec::new();
+    };
+    let Some(seq) = node.as_sequence() else {
+        r.err(
+            line_of(node),
+            "`tasks` must be a list of tasks (`- id: ...`)",
+        );
+        return Vec::new();
+    };
+    if seq.is_empty() {
+        r.err(
+            line_of(node),
+            "a flow needs at least one task under `tasks:`",
+        );
+    }
+    seq.iter()
+        .filter_map(|item| read_task(r, item, header))
+        .collect()
+}
+
+fn read_task<'n>(r: &mut Reader, item: &'n Node, header: &Header) -> Option<RawTask<'n>> {
+    let m = r.mapping(item, "each task")?;
+    r.unknown_keys(m, TASK_KEYS, "a task");
+    let line = line_of(item);
+    let id = match m.get_node("id") {
+        Some(n) => r.name(n, "a task's `id`")?,
+        None => {
+            r.err(line, "a task needs an `id:`");
+            return None;
+        }
+    };
+    let id_line = m.get_node("id").map(line_of).unwrap_or(line);
+    if !valid_ident(&id) {
+        r.err(
+            id_line,
+            format!("task id `{id}` must be letters, digits, `_` or `-`"),
+        );
+    }
+    let kind = match m.get_node("kind") {
+        Some(n) => r
+            .name(n, &format!("`kind` of task `{id}`"))
+            .map(|k| (k, line_of(n))),
+        None => {
+            r.err(id_line, format!("task `{id}` needs a `kind:`"));
+            None
+        }
+    };
+    if let Some(n) = m.get_node("description") {
+        r.scalar(n, "a task's `description`");
+    }
+    let depends_on = m
+        .get_node("depends_on")
+        .and_then(|n| r.scalar_list(n, &format!("`depends_on` of task `{id}`")))
+        .map(|v| {
+            v.into_iter()
+                .map(|s| (s.as_str().trim().to_string(), sline(s)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let trigger_rule = m
+        .get_node("trigger_rule")
+        .and_then(|n| {
+            let s = r.scalar(n, "`trigger_rule`")?;
+            let rule = TriggerRule::parse(s.as_str().trim());
+            if rule.is_none() {
+                r.err(
+                    sline(s),
+                    format!(
+                        "unknown trigger rule `{}` (expected one of {})",
+                        s.as_str(),
+                        TriggerRule::NAMES.join(", ")
+                    ),
+                );
+            }
+            rule
+        })
+        .unwrap_or(TriggerRule::AllSuccess);
+    Some(RawTask {
+        line: id_line,
+        kind,
+        depends_on,
+        params: m.get_node("params"),
+        retry: m
+            .get_node("retries")
+            .and_then(|n| retry_policy(r, n, header.retry))
+            .unwrap_or(header.retry),
+        timeout: match m.get_node("timeout") {
+            Some(n) => r.duration(n, "timeout", false),
+            None => header.timeout,
+        },
+        trigger_rule,
+        id,
+    })
+}
+
+/// Task id → its index; a repeated id is an error at the repeat.
+fn task_index(r: &mut Reader, raws: &[RawTask]) -> HashMap<String, usize> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, t) in raws.iter().enumerate() {
+        if let Some(&first) = index.get(&t.id) {
+            r.err(
+                t.line,
+                format!(
+                    "duplicate task id `{}` (first defined at line {})",
+                    t.id, raws[first].line
+                ),
+            );
+        } else {
+            index.insert(t.id.clone(), i);
+        }
+    }
+    index
+}
+
+fn resolve_deps(
+    r: &mut Reader,
+    t: &RawTask,
+    raws: &[RawTask],
+    index: &HashMap<String, usize>,
+) -> Vec<usize> {
+    let mut deps = Vec::new();
+    for (d, line) in &t.depends_on {
+        match index.get(d) {
+            Some(&j) if !deps.contains(&j) => deps.push(j),
+            Some(_) => {}
+            None => r.err(
+                *line,
+                format!(
+                    "unknown dependency `{d}` in task `{}` (tasks in this flow: {})",
+                    t.id,
+                    raws.iter()
+                        .map(|t| t.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
+    deps
+}
+
+fn build_task(r: &mut Reader, t: &RawTask, registry: &TaskRegistry) -> Option<TaskSpec> {
+    let (kind, kind_line) = t.kind.as_ref()?;
+    let task: Arc<dyn Task> = match registry.build(kind, t.params) {
+        None => {
+            r.err(
+                *kind_line,
+                format!(
+                    "unknown task kind `{kind}` in task `{}` (known kinds: {})",
+                    t.id,
+                    registry.kinds().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            return None;
+        }
+        Some(Err(p)) => {
+            r.err(
+                p.line.unwrap_or(t.line),
+                format!("task `{}` ({kind}): {}", t.id, p.message),
+            );
+            return None;
+        }
+        Some(Ok(task)) => task,
+    };
+    Some(TaskSpec {
+        id: t.id.clone(),
+        kind: kind.clone(),
+        depends_on: t.depends_on.iter().map(|(d, _)| d.clone()).collect(),
+        retry: t.retry,
+        timeout: t.timeout,
+        trigger_rule: t.trigger_rule,
+        line: t.line,
+        task,
+    })
+}
+
+/// `retries: 3` or `retries: {count, delay, backoff, max_delay, jitter}` over `base`. None
+/// (with the problems recorded) when any part is wrong.
+fn retry_policy(r: &mut Reader, n: &Node, base: RetryPolicy) -> Option<RetryPolicy> {
     let mut p = base;
-    if let Some(c) = r.count {
-        p.count = c;
+    if n.as_scalar().is_some() {
+        p.count = r.integer(n, "retries (a count)", 0, MAX_RETRY_COUNT)? as u32;
+        return Some(p);
     }
-    if let Some(d) = &r.delay {
-        p.delay = parse_duration(d).map_err(|m| format!("retries.delay: {m}"))?;
+    let Some(m) = n.as_mapping() else {
+        r.err(
+            line_of(n),
+            "retries must be a count or a mapping with count, delay, backoff, max_delay, jitter",
+        );
+        return None;
+    };
+    r.unknown_keys(m, RETRY_KEYS, "retries");
+    let before = r.errors.len();
+    if let Some(v) = m.get_node("count") {
+        p.count = r
+            .integer(v, "retries.count", 0, MAX_RETRY_COUNT)
+            .map_or(p.count, |c| c as u32);
     }
-    if let Some(d) = &r.max_delay {
-        p.max_delay = parse_duration(d).map_err(|m| format!("retries.max_delay: {m}"))?;
+    if let Some(v) = m.get_node("delay") {
+        p.delay = r.duration(v, "retries.delay", true).unwrap_or(p.delay);
     }
-    if let Some(b) = r.backoff {
-        if !(1.0..=100.0).contains(&b) {
-            return Err(format!(
-                "retries.backoff must be between 1.0 and 100, found {b}"
-            ));
-        }
-        p.backoff = b;
+    if let Some(v) = m.get_node("max_delay") {
+        p.max_delay = r
+            .duration(v, "retries.max_delay", true)
+            .unwrap_or(p.max_delay);
     }
-    if let Some(j) = r.jitter {
-        if !(0.0..=1.0).contains(&j) {
-            return Err(format!(
-                "retries.jitter must be a fraction between 0 and 1, found {j}"
-            ));
-        }
-        p.jitter = j;
+    if let Some(v) = m.get_node("backoff") {
+        p.backoff = r
+            .number(v, "retries.backoff", 1.0, 100.0)
+            .unwrap_or(p.backoff);
+    }
+    if let Some(v) = m.get_node("jitter") {
+        p.jitter = r
+            .number(v, "retries.jitter (a fraction)", 0.0, 1.0)
+            .unwrap_or(p.jitter);
     }
     if p.max_delay < p.delay {
         p.max_delay = p.delay;
     }
-    Ok(p)
+    (r.errors.len() == before).then_some(p)
 }
 
 fn valid_ident(s: &str) -> bool {
@@ -475,8 +447,20 @@ fn valid_ident(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// A run parameter name: an environment-variable-safe identifier.
+pub fn valid_param_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Every `*.yaml` / `*.yml` file in `dir`, validated. Flow names must be unique across files.
-pub fn load_dir(dir: &Path, registry: &TaskRegistry) -> (Vec<Flow>, Vec<FlowError>) {
+/// One bad file never hides the good ones: its problems are reported and the others load, even
+/// if validating it panicked (a bug, reported as such, not a dead server).
+pub fn load_dir(dir: &Path, registry: &TaskRegistry) -> (Vec<Flow>, Vec<SourceError>) {
     let mut flows: Vec<Flow> = Vec::new();
     let mut errors = Vec::new();
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -485,7 +469,7 @@ pub fn load_dir(dir: &Path, registry: &TaskRegistry) -> (Vec<Flow>, Vec<FlowErro
             .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
             .collect(),
         Err(e) => {
-            errors.push(FlowError {
+            errors.push(SourceError {
                 path: dir.to_path_buf(),
                 line: 0,
                 message: format!("cannot read the flows directory: {e}"),
@@ -495,10 +479,22 @@ pub fn load_dir(dir: &Path, registry: &TaskRegistry) -> (Vec<Flow>, Vec<FlowErro
     };
     paths.sort();
     for p in paths {
-        match load_file(&p, registry) {
+        let loaded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_file(&p, registry)))
+                .unwrap_or_else(|panic| {
+                    Err(SourceErrors(vec![SourceError {
+                        path: p.clone(),
+                        line: 0,
+                        message: format!(
+                            "internal error while validating this file (please report it): {}",
+                            crate::vocab::panic_message(&panic)
+                        ),
+                    }]))
+                });
+        match loaded {
             Ok(f) => {
                 if let Some(other) = flows.iter().find(|o| o.name == f.name) {
-                    errors.push(FlowError {
+                    errors.push(SourceError {
                         path: p.clone(),
                         line: 1,
                         message: format!(
@@ -511,7 +507,7 @@ pub fn load_dir(dir: &Path, registry: &TaskRegistry) -> (Vec<Flow>, Vec<FlowErro
                     flows.push(f);
                 }
             }
-            Err(FlowErrors(es)) => errors.extend(es),
+            Err(SourceErrors(es)) => errors.extend(es),
         }
     }
     (flows, errors)

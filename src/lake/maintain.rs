@@ -471,8 +471,8 @@ pub async fn vacuum(
     if options.retain < MIN_RETENTION && !options.force {
         return Err(MaintainError::RetentionTooShort {
             table: path.display().to_string(),
-            asked: crate::flow::format_duration(options.retain),
-            min: crate::flow::format_duration(MIN_RETENTION),
+            asked: crate::vocab::format_duration(options.retain),
+            min: crate::vocab::format_duration(MIN_RETENTION),
         });
     }
     table.refresh().await?;

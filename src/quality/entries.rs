@@ -5,7 +5,7 @@ use marked_yaml::Node;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 
 use super::model::{Check, Metric, Rule, RuleKind, Severity, Stat, TypeName};
-use super::parse::{Ctx, line_of, sline};
+use super::parse::{Ctx, column, line_of, sline};
 use super::values::{ValidityBuilder, parse_threshold};
 
 pub(super) const VALIDITY_KEYS: &[&str] = &[
@@ -94,7 +94,7 @@ pub(super) fn parse_rule(cx: &mut Ctx, m: &MarkedMappingNode, line: usize) -> Op
                         "a rule takes exactly one of `missing:` or `invalid:`",
                     );
                 }
-                target = cx.column(v, key).map(|c| (key == "missing", c));
+                target = column(cx, v, key).map(|c| (key == "missing", c));
             }
             "missing_values" => {
                 missing_values = cx.string_list(v, "`missing_values`").unwrap_or_default()
@@ -229,7 +229,7 @@ pub(super) fn parse_check(cx: &mut Ctx, m: &MarkedMappingNode, line: usize) -> O
     if reference.is_some() && kind != "values_in" {
         cx.err(line, "`reference` only applies to `values_in`");
     }
-    let col = |cx: &mut Ctx| cx.column(mv, kind);
+    let col = |cx: &mut Ctx| column(cx, mv, kind);
     let (metric, default_threshold, default_name) = match kind {
         "row_count" => {
             if must_be.is_some() {

@@ -38,10 +38,11 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use polars::prelude::{DataFrame, PolarsError};
 
+use crate::vocab::{SourceError, SourceErrors};
 pub use compiled::{CompiledRules, Judge};
 pub use lake_source::{read_lake_table, reference_frames};
 pub use model::{Now, Outcome, Severity};
-pub use parse::{ExpectationError, ExpectationErrors, parse_file};
+pub use parse::parse_file;
 
 use model::{Check, Metric, Rule};
 
@@ -340,9 +341,9 @@ impl ExpectationSet {
 
 /// Loads every `*.yaml` / `*.yml` in `dir`. Reports every problem of every file at once, plus
 /// `values_in` references to tables that have no expectation file.
-pub fn load_dir(dir: &Path) -> Result<ExpectationSet, ExpectationErrors> {
+pub fn load_dir(dir: &Path) -> Result<ExpectationSet, SourceErrors> {
     let fail = |line, message: String| {
-        ExpectationErrors(vec![ExpectationError {
+        SourceErrors(vec![SourceError {
             path: dir.to_path_buf(),
             line,
             message,
@@ -360,7 +361,7 @@ pub fn load_dir(dir: &Path) -> Result<ExpectationSet, ExpectationErrors> {
     for p in paths {
         let parsed = std::fs::read_to_string(&p)
             .map_err(|e| {
-                ExpectationErrors(vec![ExpectationError {
+                SourceErrors(vec![SourceError {
                     path: p.clone(),
                     line: 0,
                     message: format!("cannot read: {e}"),
@@ -371,7 +372,7 @@ pub fn load_dir(dir: &Path) -> Result<ExpectationSet, ExpectationErrors> {
             Ok(t) => {
                 if let Some(prev) = tables.get(&t.name) {
                     let prev: &TableExpectations = prev;
-                    errors.push(ExpectationError {
+                    errors.push(SourceError {
                         path: p.clone(),
                         line: 0,
                         message: format!("table `{}` also has {}", t.name, prev.path.display()),
@@ -380,7 +381,7 @@ pub fn load_dir(dir: &Path) -> Result<ExpectationSet, ExpectationErrors> {
                     tables.insert(t.name.clone(), t);
                 }
             }
-            Err(ExpectationErrors(es)) => errors.extend(es),
+            Err(SourceErrors(es)) => errors.extend(es),
         }
     }
     for t in tables.values() {
@@ -388,7 +389,7 @@ pub fn load_dir(dir: &Path) -> Result<ExpectationSet, ExpectationErrors> {
             if let Metric::ValuesIn { table, .. } = &c.metric
                 && !tables.contains_key(table)
             {
-                errors.push(ExpectationError {
+                errors.push(SourceError {
                     path: t.path.clone(),
                     line: c.line,
                     message: format!(
@@ -406,6 +407,6 @@ pub fn load_dir(dir: &Path) -> Result<ExpectationSet, ExpectationErrors> {
             tables,
         })
     } else {
-        Err(ExpectationErrors(errors))
+        Err(SourceErrors(errors))
     }
 }

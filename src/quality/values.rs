@@ -8,7 +8,7 @@ use marked_yaml::types::MarkedScalarNode;
 
 use super::model::{Bound, Limit, Op, Threshold, TimeBound, Validity};
 use super::parse::{Ctx, line_of, sline};
-use crate::flow::parse_duration;
+use crate::vocab::parse_duration;
 
 /// Collects valid_* keys; `valid_min` and `valid_min_exclusive` exclude each other.
 #[derive(Default)]

@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError, opt_ts, parse_ts, ts};
-use crate::engine::state::RunState;
+use crate::engine::state::{RunState, TaskState};
 
 /// What `create_run` needs.
 #[derive(Debug, Clone)]
@@ -347,18 +347,23 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Marks every unfinished latest attempt of a run cancelled (after the run itself was).
-    pub async fn cancel_open_attempts(
+    /// Ends every unfinished latest attempt of a run in `state` (`cancelled` after the run was
+    /// cancelled, `failed` after its executor broke down), with `error` when given.
+    pub async fn close_open_attempts(
         &self,
         id: i64,
+        state: TaskState,
+        error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE task_runs SET state = 'cancelled', ended_at = ? WHERE run_id = ? \
+            "UPDATE task_runs SET state = ?, ended_at = ?, error = COALESCE(?, error) WHERE run_id = ? \
              AND state IN ('pending', 'queued', 'running', 'up_for_retry') \
              AND attempt = (SELECT MAX(attempt) FROM task_runs t WHERE t.run_id = task_runs.run_id AND t.task_id = task_runs.task_id)",
         )
+        .bind(state.as_str())
         .bind(ts(now))
+        .bind(error)
         .bind(id)
         .execute(&self.writer)
         .await?;

@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
 use crate::contracts::broker;
-use crate::flow::parse_duration;
 use crate::ingest::{self, IngestOptions, Reset};
 use crate::lineage::openlineage::Dataset;
+use crate::vocab::parse_duration;
 
 /// `params:` of an ingest_bronze task.
 #[derive(Debug, Deserialize)]

@@ -15,11 +15,11 @@ use marked_yaml::Node;
 use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
-use crate::flow::{format_duration, parse_duration};
 use crate::lake::maintain::{
     self, DEFAULT_TARGET_SIZE, MIN_RETENTION, MaintainError, OptimizeOptions, VacuumOptions,
 };
 use crate::lake::{LakeTable, lake_root, list_tables};
+use crate::vocab::{format_duration, parse_duration};
 
 /// `tables: all` or a list of table names.
 #[derive(Debug, Deserialize)]

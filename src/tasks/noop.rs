@@ -8,7 +8,7 @@ use marked_yaml::Node;
 use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
-use crate::flow::parse_duration;
+use crate::vocab::parse_duration;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -100,9 +100,13 @@ pub(crate) fn pl(
 }
 
 /// `days` since the epoch → the partition value Delta writes for a Date32 column.
+/// A day outside chrono's calendar (about ±262,000 years) keeps its number rather than panic.
 pub fn date_string(days: i32) -> String {
-    (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
-        + chrono::Duration::days(days as i64))
-    .format("%Y-%m-%d")
-    .to_string()
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+        .expect("epoch")
+        .checked_add_signed(chrono::Duration::days(days as i64))
+        .map_or_else(
+            || format!("day {days}"),
+            |d| d.format("%Y-%m-%d").to_string(),
+        )
 }

@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::engine::Engine;
-use crate::flow::{Flow, FlowErrors, load_dir};
+use crate::flow::{Flow, load_dir};
+use crate::vocab::SourceErrors;
 
 pub use lake_tables::{TableInfo, list_tables};
 
@@ -34,9 +35,9 @@ pub struct AppState {
 
 impl AppState {
     /// Flows are re-read per request so the UI shows the files as they are now.
-    pub fn flows(&self) -> (Vec<Flow>, FlowErrors) {
+    pub fn flows(&self) -> (Vec<Flow>, SourceErrors) {
         let (flows, errors) = load_dir(&self.flows_dir, self.engine.registry());
-        (flows, FlowErrors(errors))
+        (flows, SourceErrors(errors))
     }
 
     pub fn flow(&self, name: &str) -> Result<Flow, ApiError> {

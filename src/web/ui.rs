@@ -17,8 +17,8 @@ use super::svg::{dag, gantt, state_colour};
 use super::{ApiError, AppState};
 use crate::engine::scheduler::Scheduler;
 use crate::engine::state::RunState;
-use crate::flow::format_duration;
 use crate::store::{RunFilter, RunRow, Submitted};
+use crate::vocab::format_duration;
 
 const CSS: &str = r#"
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1f2933;background:#f5f7fa}

@@ -153,3 +153,78 @@ fn executor_respects_dependencies_on_random_dags() {
         prop_assert_eq!(state, if any_failure { RunState::Failed } else { RunState::Success });
     });
 }
+
+#[derive(Debug)]
+struct Panics;
+
+#[async_trait]
+impl Task for Panics {
+    async fn run(&self, _ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
+        tokio::task::yield_now().await;
+        panic!("a bug in a task kind");
+    }
+}
+
+fn build_panics(_: Option<&marked_yaml::Node>) -> Result<Arc<dyn Task>, ParamError> {
+    Ok(Arc::new(Panics))
+}
+
+/// Issue 18: a panic inside a run used to leave it `running` under a live owner for good
+/// (retry 409, cancel hanging). Now the attempt fails as an internal error, the run ends, and a
+/// run beside it in the same engine is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_task_fails_its_run_and_wedges_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).await.unwrap();
+    let mut registry = TaskRegistry::builtin();
+    registry.register("panics", build_panics);
+    registry.register("probe", build_probe);
+    let engine = Engine::new(
+        store.clone(),
+        registry.clone(),
+        EngineConfig {
+            home: dir.path().to_path_buf(),
+            ..EngineConfig::default()
+        },
+    );
+    let bad = parse_flow(
+        Path::new("bad.yaml"),
+        "name: bad\nretries: {count: 1, delay: 10ms}\ntasks:\n  - id: boom\n    kind: panics\n  - id: after\n    kind: probe\n    depends_on: [boom]\n",
+        &registry,
+    )
+    .unwrap();
+    let good = parse_flow(
+        Path::new("good.yaml"),
+        "name: good\ntasks:\n  - id: a\n    kind: probe\n    params: {sleep_us: 50000}\n",
+        &registry,
+    )
+    .unwrap();
+    let none = BTreeMap::new();
+    let bad_id = engine.submit(&bad, &none, "cli", None).await.unwrap().run_id();
+    let good_id = engine.submit(&good, &none, "cli", None).await.unwrap().run_id();
+    let (b, g) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        tokio::join!(engine.execute(bad_id), engine.execute(good_id))
+    })
+    .await
+    .expect("neither run wedges");
+    assert_eq!(b.unwrap(), RunState::Failed);
+    assert_eq!(g.unwrap(), RunState::Success);
+    let attempts = store.attempts(bad_id).await.unwrap();
+    let boom: Vec<_> = attempts.iter().filter(|a| a.task_id == "boom").collect();
+    assert_eq!(boom.len(), 2, "the internal error was retried once by policy");
+    let last = boom.iter().max_by_key(|a| a.attempt).unwrap();
+    assert_eq!(last.state.as_str(), "failed");
+    assert!(
+        last.error
+            .as_deref()
+            .is_some_and(|e| e.contains("the task panicked: a bug in a task kind")),
+        "{:?}",
+        last.error
+    );
+    let after = attempts.iter().find(|a| a.task_id == "after").unwrap();
+    assert_eq!(after.state.as_str(), "upstream_failed");
+    let run = store.get_run(bad_id).await.unwrap();
+    assert!(run.owner.is_none(), "a finished run has no owner");
+    // And it can be retried, unlike a wedged run (409).
+    assert_eq!(engine.retry(bad_id).await.unwrap(), RunState::Failed);
+}

@@ -95,7 +95,7 @@ fn bad_duration() {
     let err = invalid(
         "name: x\nretries:\n  count: 2\n  delay: soon\ntasks:\n  - id: a\n    kind: noop\n",
     );
-    assert_has(&err, "bad.yaml:3: retries.delay: bad duration `soon`");
+    assert_has(&err, "bad.yaml:4: retries.delay: bad duration `soon`");
 }
 
 #[test]
@@ -147,4 +147,141 @@ fn shipped_flows_are_valid() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pipeline_full"), "{text}");
     assert!(text.contains("pipeline_quality_checks"), "{text}");
+}
+
+/// Issue 18: durations that once panicked `flows validate` (exit 101) or overflowed a clock at
+/// run time are validation errors with their line.
+#[test]
+fn huge_durations_are_errors_not_panics() {
+    let err = invalid(
+        "name: x\ntasks:\n  - id: a\n    kind: noop\n    timeout: 9999999999999999999999d\n",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:5: timeout: duration `9999999999999999999999d` is longer than the maximum, 365d",
+    );
+    let err =
+        invalid("name: x\ntimeout: 18446744073709551615s1s\ntasks:\n  - id: a\n    kind: noop\n");
+    assert_has(
+        &err,
+        "bad.yaml:2: timeout: duration `18446744073709551615s1s` is longer than the maximum",
+    );
+    let err = invalid(
+        "name: x\ntasks:\n  - id: a\n    kind: shell\n    params: {command: 'false'}\n    \
+         retries: {count: 3, delay: 213503982334601d, max_delay: 213503982334601d}\n",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:6: retries.delay: duration `213503982334601d` is longer",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:6: retries.max_delay: duration `213503982334601d` is longer",
+    );
+}
+
+#[test]
+fn a_zero_timeout_is_refused() {
+    let err = invalid("name: x\ntasks:\n  - id: a\n    kind: noop\n    timeout: 0s\n");
+    assert_has(
+        &err,
+        "bad.yaml:5: timeout must be longer than zero, found `0s`",
+    );
+}
+
+/// Issue 18 (low): wrong types used to stop validation at the first one, without a line.
+#[test]
+fn wrong_types_are_all_reported_with_lines() {
+    let err = invalid(
+        "name: [1, 2]\ntasks:\n  - id: a\n    kind: noop\n    depends_on: a\n    retries: {count: -1}\n  - id: b\n    kind: noop\n    retries: many\n    description: {x: 1}\n",
+    );
+    assert_has(&err, "bad.yaml:1: `name` must be a single value");
+    assert_has(
+        &err,
+        "bad.yaml:5: `depends_on` of task `a` must be a list, e.g. [a, b]",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:6: retries.count must be a whole number from 0 to 1000, found `-1`",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:9: retries (a count) must be a whole number from 0 to 1000, found `many`",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:10: a task's `description` must be a single value",
+    );
+    assert!(!err.contains("invalid digit"), "{err}");
+}
+
+#[test]
+fn every_duplicate_key_is_reported() {
+    let err = invalid(
+        "name: x\ntasks:\n  - id: a\n    kind: noop\n    kind: shell\n  - id: b\n    kind: noop\n    timeout: 1s\n    timeout: 2s\nname: y\n",
+    );
+    assert_has(&err, "bad.yaml:5: duplicate key `kind` (first at line 4)");
+    assert_has(
+        &err,
+        "bad.yaml:9: duplicate key `timeout` (first at line 8)",
+    );
+    assert_has(&err, "bad.yaml:10: duplicate key `name` (first at line 1)");
+}
+
+#[test]
+fn parameter_names_must_be_distinct_identifiers() {
+    let err = invalid(
+        "name: x\nparams:\n  \"\": a\n  \"X=Y\": b\n  p: c\n  P: d\n  ok: [1]\ntasks:\n  - id: a\n    kind: noop\n",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:3: parameter name `` must start with a letter",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:4: parameter name `X=Y` must start with a letter",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:6: parameter `P` collides with the one at line 5: both become FLOWCTL_PARAM_P",
+    );
+    assert_has(
+        &err,
+        "bad.yaml:7: the default of parameter `ok` must be a single value",
+    );
+}
+
+/// Issue 18: one bad flow file in the directory used to panic `flows list`, the trigger of any
+/// other flow and serve's pages. The good flows stay usable and the bad one is reported.
+#[test]
+fn one_bad_file_never_takes_down_the_other_flows() {
+    let env = Env::new();
+    env.flow(
+        "bad",
+        "name: bad\ntasks:\n  - id: a\n    kind: noop\n    timeout: 9999999999999999999999d\n",
+    );
+    env.flow("good", "name: good\ntasks:\n  - id: a\n    kind: noop\n");
+    let out = env.run(&["flows", "list"]);
+    let (text, err) = (crate::common::stdout(&out), stderr(&out));
+    assert!(text.contains("good"), "{text}\n{err}");
+    assert!(err.contains("bad.yaml:5: timeout"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    let out = env.run(&["trigger", "good"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_repeated_param_flag_is_refused() {
+    let env = Env::new();
+    env.flow(
+        "p",
+        "name: p\nparams: {p: \"\"}\ntasks:\n  - id: a\n    kind: noop\n",
+    );
+    let out = env.run(&["trigger", "p", "--param", "p=1", "--param", "p=2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_has(&stderr(&out), "--param p is given twice");
+    let out = env.run(&["trigger", "p", "--param", "=1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let (_, runs) = env.json(&["runs", "list"]);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 0, "{runs}");
 }
