@@ -291,28 +291,32 @@ fn load_error(e: &marked_yaml::LoadError, kind: &str, keys: &str) -> (usize, Str
 /// Every repeated key of every mapping in `text`: (key, its line, the first one's line).
 /// Complex keys (mappings or lists as keys) are skipped: the tree refuses them anyway.
 fn duplicate_keys(text: &str) -> Vec<(String, usize, usize)> {
+    /// An open mapping: its keys so far (with their lines) and whether the next value is a key.
+    struct Mapping {
+        keys: Vec<(String, usize)>,
+        next_is_key: bool,
+    }
     #[derive(Default)]
     struct Scan {
-        /// One frame per open collection: for a mapping, its keys so far and whether the next
-        /// scalar is a key; for a sequence, None.
-        stack: Vec<Option<(Vec<(String, usize)>, bool)>>,
+        /// One frame per open collection; None for a sequence.
+        stack: Vec<Option<Mapping>>,
         found: Vec<(String, usize, usize)>,
     }
     impl Scan {
         /// A value (scalar or collection) starts at the current level: flips key/value turns.
         fn value(&mut self, key: Option<(&str, usize)>) {
-            if let Some(Some((keys, is_key))) = self.stack.last_mut() {
-                if *is_key {
-                    if let Some((k, line)) = key {
-                        if let Some((_, first)) = keys.iter().find(|(s, _)| s == k) {
-                            self.found.push((k.to_string(), line, *first));
-                        } else {
-                            keys.push((k.to_string(), line));
-                        }
-                    }
+            let Some(Some(m)) = self.stack.last_mut() else {
+                return;
+            };
+            if m.next_is_key
+                && let Some((k, line)) = key
+            {
+                match m.keys.iter().find(|(s, _)| s == k) {
+                    Some((_, first)) => self.found.push((k.to_string(), line, *first)),
+                    None => m.keys.push((k.to_string(), line)),
                 }
-                *is_key = !*is_key;
             }
+            m.next_is_key = !m.next_is_key;
         }
     }
     impl MarkedEventReceiver for Scan {
@@ -322,7 +326,10 @@ fn duplicate_keys(text: &str) -> Vec<(String, usize, usize)> {
                 Event::Alias(_) => self.value(None),
                 Event::MappingStart(..) => {
                     self.value(None);
-                    self.stack.push(Some((Vec::new(), true)));
+                    self.stack.push(Some(Mapping {
+                        keys: Vec::new(),
+                        next_is_key: true,
+                    }));
                 }
                 Event::SequenceStart(..) => {
                     self.value(None);

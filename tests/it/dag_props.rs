@@ -200,8 +200,16 @@ async fn a_panicking_task_fails_its_run_and_wedges_nothing() {
     )
     .unwrap();
     let none = BTreeMap::new();
-    let bad_id = engine.submit(&bad, &none, "cli", None).await.unwrap().run_id();
-    let good_id = engine.submit(&good, &none, "cli", None).await.unwrap().run_id();
+    let bad_id = engine
+        .submit(&bad, &none, "cli", None)
+        .await
+        .unwrap()
+        .run_id();
+    let good_id = engine
+        .submit(&good, &none, "cli", None)
+        .await
+        .unwrap()
+        .run_id();
     let (b, g) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         tokio::join!(engine.execute(bad_id), engine.execute(good_id))
     })
@@ -211,7 +219,11 @@ async fn a_panicking_task_fails_its_run_and_wedges_nothing() {
     assert_eq!(g.unwrap(), RunState::Success);
     let attempts = store.attempts(bad_id).await.unwrap();
     let boom: Vec<_> = attempts.iter().filter(|a| a.task_id == "boom").collect();
-    assert_eq!(boom.len(), 2, "the internal error was retried once by policy");
+    assert_eq!(
+        boom.len(),
+        2,
+        "the internal error was retried once by policy"
+    );
     let last = boom.iter().max_by_key(|a| a.attempt).unwrap();
     assert_eq!(last.state.as_str(), "failed");
     assert!(
