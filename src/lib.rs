@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod lake;
 pub mod lineage;
 pub mod metrics;
+pub mod process;
 pub mod quality;
 pub mod store;
 pub mod tasks;

@@ -18,8 +18,11 @@ use super::rules::{Decision, decide, run_outcome};
 use super::state::{RunState, TaskState};
 use super::{Engine, EngineError};
 use crate::flow::Flow;
+use crate::process::ProcessId;
 use crate::store::{AttemptRow, Heartbeat, Move, RunRow, Store, TaskFinish};
-use crate::tasks::{QualityBuffer, Task, TaskContext, TaskError, TaskLog, TaskOutcome};
+use crate::tasks::{
+    ProcessReport, QualityBuffer, Task, TaskContext, TaskError, TaskLog, TaskOutcome,
+};
 use crate::vocab::{format_duration, panic_message};
 
 /// How long a cancelled or timed-out attempt gets to wind down before it is abandoned.
@@ -108,6 +111,7 @@ pub(super) async fn drive(
     }
     let order = flow.dag.topological_order();
     let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
+    let (process_tx, mut process_rx) = mpsc::unbounded_channel::<(i64, ProcessId)>();
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + engine.cfg.heartbeat,
         engine.cfg.heartbeat,
@@ -179,7 +183,7 @@ pub(super) async fn drive(
             s.log = TaskLog::default();
             s.quality = QualityBuffer::default();
             s.cancel = run_cancel.child_token();
-            launch(engine, &run, &flow, i, s, tx.clone());
+            launch(engine, &run, &flow, i, s, tx.clone(), process_tx.clone());
         }
 
         // 2. Finished?
@@ -204,6 +208,9 @@ pub(super) async fn drive(
                 while let Ok(done) = rx.try_recv() {
                     record(engine, &run, &flow, &mut slots, done, cancelling).await?;
                 }
+            }
+            Some((row, process)) = process_rx.recv() => {
+                store.set_attempt_process(row, process).await?;
             }
             _ = sleep => {}
             _ = heartbeat.tick() => {
@@ -267,6 +274,7 @@ fn launch(
     i: usize,
     slot: &Slot,
     tx: mpsc::UnboundedSender<Done>,
+    process_tx: mpsc::UnboundedSender<(i64, ProcessId)>,
 ) {
     let spec = &flow.tasks[i];
     let ctx = TaskContext {
@@ -280,6 +288,7 @@ fn launch(
         quality: slot.quality.clone(),
         cancel: slot.cancel.clone(),
         registry: crate::contracts::registry::Registry::from_env(engine.store().clone()),
+        process: ProcessReport::new(slot.row, process_tx),
     };
     let attempt = Attempt {
         task: spec.task.clone(),

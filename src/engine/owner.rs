@@ -5,28 +5,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::process::{hostname, start_time};
+
 /// This process's owner string.
 pub fn current() -> String {
     let pid = std::process::id();
     format!("{}:{}:{}", hostname(), pid, start_time(pid).unwrap_or(0))
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).replace(':', "_")
-}
-
-/// Process start time in clock ticks since boot (field 22 of /proc/PID/stat).
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +19,17 @@ pub enum Liveness {
     Dead,
     /// Another host: only the lease can tell.
     Unknown,
+}
+
+/// The host part of an owner string.
+pub fn host_of(owner: &str) -> Option<&str> {
+    let mut parts = owner.rsplitn(3, ':');
+    parts.nth(2)
+}
+
+/// Whether `owner` names a process on this machine (whose processes we can see and signal).
+pub fn is_local(owner: &str) -> bool {
+    host_of(owner).is_some_and(|h| h == hostname())
 }
 
 pub fn liveness(owner: &str) -> Liveness {

@@ -7,11 +7,12 @@
 
 use chrono::Utc;
 
-use super::owner::is_orphaned;
+use super::owner::{is_local, is_orphaned};
 use super::retry::may_retry;
 use super::state::TaskState;
 use super::{Engine, EngineError};
-use crate::store::Move;
+use crate::process::{GroupKill, kill_orphan_group};
+use crate::store::{AttemptRow, Move};
 
 /// A run this process released from a dead owner.
 #[derive(Debug, Clone)]
@@ -46,6 +47,10 @@ pub(super) async fn recover(engine: &Engine) -> Result<Vec<Recovered>, EngineErr
             .snapshot_flow(run.id, &full.flow_path, &full.flow_yaml)
             .ok();
         let attempts = store.attempts(run.id).await?;
+        if !kill_orphans(&owner, &attempts).await {
+            tracing::error!(run = run.id, %owner, "a dead owner's task process survived SIGKILL; not releasing the run yet");
+            continue;
+        }
         let mut moves = Vec::new();
         let mut tasks = Vec::new();
         for a in &attempts {
@@ -110,4 +115,31 @@ pub(super) async fn recover(engine: &Engine) -> Result<Vec<Recovered>, EngineErr
         }
     }
     Ok(out)
+}
+
+/// Kills the still-running process groups of a dead owner's running attempts, so that no task
+/// runs twice at once once its attempt is released. False when one survived SIGKILL. Processes
+/// of an owner on another host cannot be seen from here: that host's watcher ends them.
+async fn kill_orphans(owner: &str, attempts: &[AttemptRow]) -> bool {
+    if !is_local(owner) {
+        return true;
+    }
+    let mut all_gone = true;
+    for a in attempts {
+        let (TaskState::Running, Some(leader)) = (a.state, a.process) else {
+            continue;
+        };
+        match kill_orphan_group(leader).await {
+            GroupKill::Gone => {}
+            GroupKill::Killed => tracing::warn!(
+                run = a.run_id,
+                task = %a.task_id,
+                attempt = a.attempt,
+                pid = leader.pid,
+                "killed the orphaned process group of a dead owner's attempt"
+            ),
+            GroupKill::Survived => all_gone = false,
+        }
+    }
+    all_gone
 }

@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError, opt_ts, ts};
 use crate::engine::state::TaskState;
+use crate::process::ProcessId;
 
 /// One attempt of one task.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -25,6 +26,9 @@ pub struct AttemptRow {
     pub next_try_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub metrics: serde_json::Value,
+    /// The OS process group the attempt started (shell tasks), for recovery to kill.
+    #[serde(skip)]
+    pub process: Option<ProcessId>,
 }
 
 fn ser_state<S: serde::Serializer>(v: &TaskState, s: S) -> Result<S::Ok, S::Error> {
@@ -58,6 +62,16 @@ fn attempt_from_row(row: &SqliteRow) -> Result<AttemptRow, StoreError> {
         error: row.try_get("error")?,
         metrics: serde_json::from_str(&metrics)
             .map_err(|e| StoreError::Corrupt(format!("attempt metrics `{metrics}`: {e}")))?,
+        process: match (
+            row.try_get::<Option<i64>, _>("pid")?,
+            row.try_get::<Option<i64>, _>("pid_start")?,
+        ) {
+            (Some(pid), Some(start)) => Some(ProcessId {
+                pid: pid as u32,
+                start: start as u64,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -174,6 +188,22 @@ impl Store {
                 "attempt row {row_id} is no longer queued"
             )));
         }
+        Ok(())
+    }
+
+    /// Records the process group an attempt started (written as soon as the task reports it,
+    /// so that a crash right after still leaves recovery something to kill).
+    pub async fn set_attempt_process(
+        &self,
+        row_id: i64,
+        process: ProcessId,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE task_runs SET pid = ?, pid_start = ? WHERE id = ?")
+            .bind(i64::from(process.pid))
+            .bind(process.start as i64)
+            .bind(row_id)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

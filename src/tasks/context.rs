@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::process::ProcessId;
+
 /// Everything one attempt may use. Tasks never touch the store: they log through `log`, record
 /// check results in `quality` and report through their outcome.
 #[derive(Debug, Clone)]
@@ -27,6 +29,31 @@ pub struct TaskContext {
     /// The schema registry (embedded in the state DB, or remote via
     /// `FLOWCTL_SCHEMA_REGISTRY_URL`).
     pub registry: crate::contracts::registry::Registry,
+    /// Where a task reports an OS process it started.
+    pub process: ProcessReport,
+}
+
+/// A task that starts an OS process group reports it here; the executor records it with the
+/// attempt, and recovery kills it if this process dies before the attempt ends.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessReport {
+    /// (attempt row, process); None outside an executor (tests, `flowctl` subcommands).
+    tx: Option<(i64, tokio::sync::mpsc::UnboundedSender<(i64, ProcessId)>)>,
+}
+
+impl ProcessReport {
+    pub fn new(row: i64, tx: tokio::sync::mpsc::UnboundedSender<(i64, ProcessId)>) -> Self {
+        ProcessReport {
+            tx: Some((row, tx)),
+        }
+    }
+
+    /// The attempt started `leader` (a process group leader).
+    pub fn started(&self, leader: ProcessId) {
+        if let Some((row, tx)) = &self.tx {
+            let _ = tx.send((*row, leader));
+        }
+    }
 }
 
 /// One captured log line.

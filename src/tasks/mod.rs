@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::de::DeserializeOwned;
 
-pub use context::{LogLine, QualityBuffer, QualityRecord, TaskContext, TaskLog};
+pub use context::{LogLine, ProcessReport, QualityBuffer, QualityRecord, TaskContext, TaskLog};
 pub use noop::NoopTask;
 pub use quality_check::QualityCheckTask;
 pub use shell::ShellTask;

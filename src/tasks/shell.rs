@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
+
+use crate::process::{KILL_GRACE, ProcessId, WatchedGroup};
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskLog, TaskOutcome, parse_params};
 
@@ -60,9 +61,6 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
     }))
 }
 
-/// How long a cancelled command gets between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(3);
-
 #[async_trait]
 impl Task for ShellTask {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
@@ -103,6 +101,11 @@ impl Task for ShellTask {
             ))
         })?;
         let pid = child.id();
+        // Announced to the watcher (killed with us if we die) and reported for recovery.
+        let _watched = pid.map(WatchedGroup::watch);
+        if let Some(leader) = pid.and_then(ProcessId::of) {
+            ctx.process.started(leader);
+        }
         let out = tokio::spawn(pump(child.stdout.take(), ctx.log.clone(), "stdout"));
         let err = tokio::spawn(pump(child.stderr.take(), ctx.log.clone(), "stderr"));
 

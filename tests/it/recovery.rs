@@ -174,3 +174,122 @@ fn a_waiting_trigger_takes_over_when_the_owner_dies() {
     let (_, runs) = env.json(&["runs", "list"]);
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
 }
+
+/// Task `b` of issue 18's reproduction: attempt 1 sleeps in a background child (its pid in
+/// `b.1.pid`) and would log `end 1` after 30 s; every attempt logs `overlap` if it starts while
+/// attempt 1's sleep is still alive (a zombie waiting for its reaper does not count).
+const ORPHAN_FLOW: &str = r#"name: orphan
+tasks:
+  - {id: a, kind: noop}
+  - id: b
+    kind: shell
+    depends_on: [a]
+    retries: {count: 1, delay: 10ms}
+    params:
+      command: |
+        echo "start $FLOWCTL_ATTEMPT" >> {work}/b.log
+        s=; [ -f {work}/b.1.pid ] && s=$(cut -d')' -f2 "/proc/$(cat {work}/b.1.pid)/stat" 2>/dev/null | cut -c2)
+        if [ -n "$s" ] && [ "$s" != Z ]; then echo overlap >> {work}/b.log; fi
+        if [ "$FLOWCTL_ATTEMPT" = 1 ]; then sleep 30 & echo $! > {work}/b.1.pid; wait; fi
+        echo "end $FLOWCTL_ATTEMPT" >> {work}/b.log
+  - {id: c, kind: noop, depends_on: [b]}
+"#;
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+fn wait_dead(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// The shell-task watcher a flowctl process starts: its child whose command line holds the
+/// watcher script.
+fn watcher_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (ppid == parent && String::from_utf8_lossy(&cmdline).contains("groups=")).then_some(pid)
+    })
+}
+
+fn start_orphan_flow(env: &Env) -> (std::process::Child, u32) {
+    env.flow("orphan", ORPHAN_FLOW);
+    let child = env
+        .cmd(&["trigger", "orphan"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pidfile = env.work().join("b.1.pid");
+    wait_for(&pidfile);
+    // The attempt's process is recorded as soon as it starts; give the write a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let sleep_pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(sleep_pid));
+    (child, sleep_pid)
+}
+
+/// Issue 18: a shell task's processes used to outlive a `kill -9` of their owner (re-parented
+/// to init). The watcher ends them even when nobody ever recovers the run.
+#[test]
+fn a_killed_owner_takes_its_shell_tasks_with_it() {
+    let env = Env::new();
+    let (mut child, sleep_pid) = start_orphan_flow(&env);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_dead(sleep_pid, Duration::from_secs(10)),
+        "the orphaned `sleep 30` of task b is still running"
+    );
+}
+
+/// Issue 18: after `kill -9` and `flowctl retry`, attempt 1 of b (orphaned) ran beside attempt 2
+/// (`b start 1, b start 2, b end 1, b end 2`). Even with the watcher gone too, recovery kills
+/// the recorded group before attempt 2 starts.
+#[test]
+fn recovery_kills_an_orphaned_attempt_before_its_retry_starts() {
+    let env = Env::new();
+    let (mut child, sleep_pid) = start_orphan_flow(&env);
+    let watcher = watcher_of(child.id()).expect("the trigger started a shell-task watcher");
+    // SAFETY: SIGKILL to a process of this test's own making.
+    unsafe { libc::kill(watcher as i32, libc::SIGKILL) };
+    assert!(wait_dead(watcher, Duration::from_secs(5)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alive(sleep_pid), "without the watcher the orphan lives on");
+
+    let (code, r) = env.json(&["retry", "1"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["run"]["state"], "success");
+    assert!(!alive(sleep_pid), "recovery killed the orphan");
+    let log = std::fs::read_to_string(env.work().join("b.log")).unwrap();
+    assert_eq!(log, "start 1\nstart 2\nend 2\n", "attempts of b overlapped");
+    let b = attempts(&r, "b");
+    assert_eq!(b.len(), 2, "{r}");
+    assert_eq!(b[1]["state"], "success");
+}
