@@ -17,6 +17,9 @@ pub struct Config {
     pub flows_dir: PathBuf,
     /// `FLOWCTL_EXPECTATIONS_DIR` (default: `expectations/` next to the flows directory).
     pub expectations_dir: PathBuf,
+    /// `FLOWCTL_SCHEMAS_DIR` (default: `schemas/` next to the flows directory): the Avro
+    /// contracts, which give the bronze tables' columns.
+    pub schemas_dir: PathBuf,
     pub engine: EngineConfig,
 }
 
@@ -69,6 +72,14 @@ impl Config {
             .unwrap_or_else(|| home.join("state.db"));
         let flows_dir = flows_dir_from_env();
         let expectations_dir = expectations_dir_from_env();
+        let schemas_dir = std::env::var_os("FLOWCTL_SCHEMAS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                flows_dir
+                    .parent()
+                    .map(|p| p.join("schemas"))
+                    .unwrap_or_else(|| PathBuf::from("schemas"))
+            });
         let defaults = EngineConfig::default();
         let concurrency = match std::env::var("FLOWCTL_CONCURRENCY") {
             Ok(v) => v
@@ -94,6 +105,7 @@ impl Config {
             db,
             flows_dir,
             expectations_dir,
+            schemas_dir,
             engine,
         })
     }

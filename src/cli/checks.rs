@@ -1,8 +1,9 @@
 //! `flowctl checks RUN` (the quality results a run stored) and `flowctl checks validate [DIR]`
 //! (the expectation files, every problem with file:line).
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -38,6 +39,7 @@ pub async fn run(cfg: &Config, args: ChecksArgs) -> anyhow::Result<u8> {
     match (args.cmd, args.run) {
         (Some(ChecksCmd::Validate { dir, json }), _) => Ok(validate(
             dir.unwrap_or_else(|| cfg.expectations_dir.clone()),
+            &cfg.schemas_dir,
             json,
         )),
         (None, Some(run)) => results(cfg, run, args.json).await,
@@ -48,8 +50,42 @@ pub async fn run(cfg: &Config, args: ChecksArgs) -> anyhow::Result<u8> {
     }
 }
 
-fn validate(dir: PathBuf, json: bool) -> u8 {
-    match load_dir(&dir) {
+/// The columns of every table whose shape is known before anything runs: each bronze table
+/// from its topic's latest Avro contract in `schemas_dir`, the DLQ audit table, and the silver
+/// and gold tables from their definitions. Tables not listed are not checked.
+fn known_columns(schemas_dir: &Path) -> HashMap<String, Vec<String>> {
+    let names = |s: &deltalake::arrow::datatypes::Schema| -> Vec<String> {
+        s.fields().iter().map(|f| f.name().clone()).collect()
+    };
+    let mut out: HashMap<String, Vec<String>> = crate::transform::schema::all()
+        .iter()
+        .map(|d| (d.name.to_string(), names(&d.schema)))
+        .collect();
+    out.insert(
+        crate::ingest::AUDIT_TABLE.to_string(),
+        names(&crate::ingest::audit_schema()),
+    );
+    // Oldest version first, so the latest (the reader schema) wins.
+    for file in crate::contracts::schema::load_dir(schemas_dir).unwrap_or_default() {
+        let topic = file.subject.trim_end_matches("-value");
+        if let Ok(decoder) = crate::lake::BronzeDecoder::new(&file.text) {
+            out.insert(crate::ingest::bronze_table(topic), names(&decoder.schema()));
+        }
+    }
+    out
+}
+
+fn validate(dir: PathBuf, schemas_dir: &Path, json: bool) -> u8 {
+    let known = known_columns(schemas_dir);
+    let loaded = load_dir(&dir).and_then(|set| {
+        let unknown = set.unknown_columns(|t| known.get(t).cloned());
+        if unknown.is_empty() {
+            Ok(set)
+        } else {
+            Err(SourceErrors(unknown))
+        }
+    });
+    match loaded {
         Ok(set) => {
             if json {
                 let tables: Vec<_> = set

@@ -95,6 +95,7 @@ impl TopicState {
             }
         };
         let decoder = BronzeDecoder::new(&reader)?;
+        rules.check_columns(&decoder.schema())?;
         let table_name = bronze_table(topic);
         let path = lake_root(home).join(&table_name);
         let mut bronze =

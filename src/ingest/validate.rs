@@ -57,6 +57,23 @@ impl Rules {
         Ok(Rules { table })
     }
 
+    /// Refuses rules and checks that name a column the bronze rows (`schema`, the decoder's)
+    /// never have: each with its file, line and the columns there are, instead of the type
+    /// error such a rule would meet on a column of nulls.
+    pub fn check_columns(&self, schema: &ArrowSchema) -> Result<(), IngestError> {
+        let Some(t) = &self.table else {
+            return Ok(());
+        };
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let unknown = t.unknown_columns(&columns);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(IngestError::Expectations(
+            crate::vocab::SourceErrors(unknown).to_string(),
+        ))
+    }
+
     /// Whether there are any rules at all.
     pub fn any(&self) -> bool {
         self.table.as_ref().is_some_and(|t| t.rule_count() > 0)

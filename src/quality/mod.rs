@@ -14,6 +14,7 @@
 //! testable without a clock. The vocabulary is documented in `expectations/README.md`.
 
 mod checks;
+mod columns;
 mod compiled;
 mod entries;
 mod expr;

@@ -195,3 +195,18 @@ pub fn gold_pipeline_health() -> TableDef {
     ];
     def("gold_pipeline_health", fields, &[])
 }
+
+/// Every silver and gold table this module defines.
+pub fn all() -> Vec<TableDef> {
+    vec![
+        silver_orders(),
+        silver_order_items(),
+        silver_clickstream(),
+        silver_payments(),
+        silver_quarantine(),
+        gold_daily_revenue(),
+        gold_payment_success_rate(),
+        gold_campaign_engagement(),
+        gold_pipeline_health(),
+    ]
+}

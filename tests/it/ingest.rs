@@ -809,3 +809,40 @@ async fn replaying_the_dlq_after_a_fix_lands_each_event_once() {
     let again = landed(&env.home(), &topic, &table).await;
     assert_eq!(again.bronze.len(), after.bronze.len());
 }
+
+/// Issue 18: a bronze rule on a column the contract does not have made ingest fail with a
+/// misleading type message. It now names the file, the line and the columns there are, and
+/// creates no bronze table.
+#[tokio::test]
+async fn a_rule_on_an_unknown_column_is_refused_with_its_line() {
+    let bootstrap = broker();
+    let env = Env::new();
+    std::os::unix::fs::symlink(repo().join("schemas"), env.dir.path().join("schemas")).unwrap();
+    crate::common::with_expectations(&env);
+    let rules = env.dir.path().join("expectations/bronze_orders.yaml");
+    let text = std::fs::read_to_string(&rules).unwrap().replace(
+        "rules:\n",
+        "rules:\n  - name: bogus\n    category: VALUE_OUT_OF_RANGE\n    invalid: no_such_column_xyz\n    valid_min: 0\n",
+    );
+    std::fs::write(&rules, text).unwrap();
+    let out = env
+        .cmd(&["schemas", "register"])
+        .env("FLOWCTL_KAFKA_BOOTSTRAP", &bootstrap)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let topic = unique("orders-badrule");
+    produce(&env, &bootstrap, &topic, 20, 0.0, 3);
+    let out = ingest(&env, &bootstrap, &["--topics", &topic]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bronze_orders.yaml:")
+            && err.contains(
+                "rule `bogus` names column `no_such_column_xyz`, which bronze_orders does not have"
+            ),
+        "{err}"
+    );
+    let table = flowctl::ingest::bronze_table(&topic);
+    assert!(!env.home().join("lake").join(table).exists());
+}

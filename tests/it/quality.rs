@@ -393,3 +393,47 @@ async fn stored_results_feed_the_quality_checks_counter() {
 }
 
 mod wap;
+
+/// Issue 18: a rule on a column the table never has validated (exit 0); ingest then refused the
+/// file with a misleading type message. Now `checks validate` names file, line and the columns
+/// there are — bronze's from the Avro contracts, silver's and gold's from their definitions.
+#[test]
+fn checks_validate_names_columns_the_table_does_not_have() {
+    let env = Env::new();
+    with_expectations(&env);
+    let dir = env.dir.path().join("expectations");
+    let path = dir.join("bronze_clickstream.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "rules:\n",
+        "rules:\n  - name: bogus\n    category: VALUE_OUT_OF_RANGE\n    invalid: no_such_column_xyz\n    valid_min: 0\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let silver = dir.join("silver_orders.yaml");
+    let text = std::fs::read_to_string(&silver).unwrap().replace(
+        "checks:\n",
+        "checks:\n  - name: typo\n    missing_count: totl_amount\n    must_be: \"= 0\"\n",
+    );
+    std::fs::write(&silver, text).unwrap();
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let out = env
+        .cmd(&["checks", "validate"])
+        .env("FLOWCTL_SCHEMAS_DIR", &schemas)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "expectations/bronze_clickstream.yaml:6: rule `bogus` names column `no_such_column_xyz`, which bronze_clickstream does not have (its columns: event_id,"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("silver_orders.yaml:")
+            && err.contains(
+                "check `typo` names column `totl_amount`, which silver_orders does not have"
+            ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+}
