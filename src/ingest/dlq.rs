@@ -28,6 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::error::IngestError;
 use super::source::{IngestConsumer, RawBatch, RawRecord, watermarks};
 use crate::contracts::broker::client_config;
+use crate::contracts::wire::SchemaId;
 
 /// The audit table's name under the lake.
 pub const AUDIT_TABLE: &str = "bronze_dlq_audit";
@@ -53,7 +54,7 @@ pub struct BadRecord {
     pub detail: String,
     /// The expectation rule that failed (business rules only).
     pub rule: Option<String>,
-    pub schema_id: Option<u32>,
+    pub schema_id: Option<SchemaId>,
 }
 
 /// The `bronze_dlq_audit` schema (docs/tables.md).
@@ -103,9 +104,7 @@ pub fn audit_batch(
         Arc::new(StringArray::from_iter(
             bad.iter().map(|b| b.rule.as_deref()),
         )),
-        Arc::new(Int32Array::from_iter(
-            bad.iter().map(|b| b.schema_id.map(|i| i as i32)),
-        )),
+        Arc::new(Int32Array::from_iter(bad.iter().map(|b| b.schema_id))),
         Arc::new(BinaryArray::from_iter(bad.iter().map(|b| raw.key(rec(b))))),
         Arc::new(BinaryArray::from_iter_values(
             bad.iter().map(|b| raw.payload(rec(b))),

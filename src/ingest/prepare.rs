@@ -18,7 +18,7 @@ use super::positions::Plan;
 use super::source::RawBatch;
 use super::validate::{RuleFailure, Rules};
 use crate::contracts::registry::{Registry, RegistryError};
-use crate::contracts::wire;
+use crate::contracts::wire::{self, SchemaId};
 use crate::lake::{BronzeDecoder, LakeError, RecordError, RowJudge, conform};
 use crate::quality::CompiledRules;
 
@@ -28,7 +28,7 @@ pub struct Checker {
     topic: String,
     decoder: BronzeDecoder,
     /// Schema ids the registry does not know (asked once).
-    unknown_ids: HashSet<u32>,
+    unknown_ids: HashSet<SchemaId>,
     table_schema: SchemaRef,
     rules: Rules,
     /// The rules compiled for the decoder to judge each row as it decodes it; `None` when
@@ -87,7 +87,13 @@ impl Checker {
             }
         }
         for id in ids {
-            match registry.schema_by_id(id as i64).await {
+            // Registries hand out positive ids only: a negative one (a hostile header such as
+            // `ff ff ff ff`) is unknown without asking.
+            if id < 0 {
+                self.unknown_ids.insert(id);
+                continue;
+            }
+            match registry.schema_by_id(i64::from(id)).await {
                 Ok(text) => {
                     if let Err(e) = self.decoder.add_writer_schema(id, &text) {
                         tracing::warn!(topic = %self.topic, id, error = %e, "writer schema does not resolve");
