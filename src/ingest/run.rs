@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::Committer;
 use super::dlq::{
-    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, SourcePos, audit_schema, dlq_app_id, produced_after,
+    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, SourcePos, audit_schema, dlq_app_id,
+    dlq_message_limit, produced_after,
 };
 use super::error::IngestError;
 use super::prepare::PrepContext;
@@ -171,8 +172,16 @@ pub async fn ingest(
     retain_freed_memory();
     check_reachable(&opts.bootstrap).await?;
     // First thing: an idempotent producer needs about half a second to get its producer id, and
-    // the first audit commit waits for the first DLQ delivery.
-    let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
+    // the first audit commit waits for the first DLQ delivery. Its record limit comes from the
+    // DLQ topic's config (one round trip).
+    let dlq_limit =
+        dlq_message_limit(&opts.bootstrap, &opts.dlq_topic, opts.dlq_max_message_bytes).await?;
+    let dlq = DlqProducer::new(
+        &opts.bootstrap,
+        &opts.dlq_topic,
+        opts.dlq_timeout,
+        dlq_limit,
+    )?;
     let lock = lock(&opts.home).await?;
     let lake = lake_root(&opts.home);
     let mut audit =
@@ -191,7 +200,8 @@ pub async fn ingest(
         let mut total = 0u64;
         for (index, topic) in opts.topics.iter().enumerate() {
             let rules = Rules::for_table(opts.expectations_dir.as_deref(), topic)?;
-            let mut state = TopicState::open(topic, registry, &opts.home, rules).await?;
+            let mut state =
+                TopicState::open(topic, registry, &opts.home, rules, opts.max_record_bytes).await?;
             let (c, bounds) = {
                 let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
                 blocking(move || {
@@ -222,6 +232,7 @@ pub async fn ingest(
                 topic: topic.clone(),
                 partitions: parts,
                 batch_records: opts.batch_records,
+                batch_bytes: opts.batch_bytes,
                 batch_interval: if opts.follow {
                     opts.commit_interval
                 } else {

@@ -73,6 +73,7 @@ impl TopicState {
         registry: &Registry,
         home: &std::path::Path,
         rules: Rules,
+        max_record_bytes: usize,
     ) -> Result<TopicState, IngestError> {
         let subject = format!("{topic}-value");
         let reader = match registry.latest(&subject).await? {
@@ -112,7 +113,7 @@ impl TopicState {
                 ..Default::default()
             },
             table_name,
-            checker: Checker::new(topic, decoder, table_schema, rules),
+            checker: Checker::new(topic, decoder, table_schema, rules, max_record_bytes),
             bronze,
             plans: BTreeMap::new(),
             highs: BTreeMap::new(),
@@ -222,6 +223,9 @@ impl TopicState {
         }
         for (_, f) in checked.refused {
             *still.entry(f.category).or_default() += 1;
+        }
+        for (_, s) in &checked.screened {
+            *still.entry(s.error_type().to_string()).or_default() += 1;
         }
         // The same rows, files and Parquet settings as an ingest batch.
         let parts = checked.parts;

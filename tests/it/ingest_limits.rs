@@ -1,0 +1,589 @@
+//! Hostile input against the real broker: records too large for the DLQ topic, for the
+//! consumer's fetch limits or for `max_record_bytes`, null values, a negative schema id, and
+//! ingests that fail before their first commit. Each ends in exactly one place and the topic
+//! goes on.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use apache_avro::types::Value as Avro;
+use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::datatypes::{Int32Type, Int64Type};
+use flowctl::contracts::broker::client_config;
+use flowctl::contracts::encode::encode;
+use flowctl::contracts::registry::{Embedded, Registry};
+use flowctl::contracts::schema::ParsedSchema;
+use flowctl::lake::LakeTable;
+use flowctl::store::Store;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::common::{Env, stderr};
+use crate::contracts::{broker, unique};
+use crate::ingest::{assert_exactly_once, env_with_schemas, ingest, landed, produce, repo};
+
+/// Creates `topic` (one partition) with `max.message.bytes` = `max_bytes`.
+async fn topic_allowing(bootstrap: &str, topic: &str, max_bytes: usize) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().unwrap();
+    let max = max_bytes.to_string();
+    let t = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", &max);
+    let r = admin
+        .create_topics([&t], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(r.into_iter().all(|r| r.is_ok()), "creating {topic}");
+}
+
+/// Sends `records` (key, value; `None` value: a tombstone) with a producer allowed records of
+/// up to 200 MB, as one whose limits were raised to match a topic's.
+fn produce_big(bootstrap: &str, topic: &str, records: &[(Option<&[u8]>, Option<&[u8]>)]) {
+    let p: BaseProducer = client_config(bootstrap)
+        .set("message.max.bytes", "200000000")
+        .create()
+        .unwrap();
+    for (k, v) in records {
+        let mut r = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(k) = k {
+            r = r.key(k);
+        }
+        if let Some(v) = v {
+            r = r.payload(v);
+        }
+        p.send(r).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// The registered orders schema (latest version of `orders-value`) and its id.
+async fn orders_schema(env: &Env) -> (i32, ParsedSchema) {
+    let store = Store::open(&env.home().join("state.db")).await.unwrap();
+    let reg = Registry::Embedded(Embedded::new(store));
+    let (id, text) = reg
+        .latest("orders-value")
+        .await
+        .unwrap()
+        .expect("registered");
+    (id as i32, ParsedSchema::parse(&text).unwrap())
+}
+
+/// A framed v2 order with `items` line items, in `currency`: valid unless the currency is not.
+fn order(schema: &(i32, ParsedSchema), id: &str, items: usize, currency: &str) -> Vec<u8> {
+    let item = |i: usize| {
+        Avro::Record(vec![
+            ("sku".into(), Avro::String(format!("SKU-{i:06}"))),
+            ("quantity".into(), Avro::Int(1)),
+            ("unit_price".into(), Avro::Double(1.5)),
+        ])
+    };
+    let value = Avro::Record(vec![
+        ("order_id".into(), Avro::String(id.into())),
+        ("customer_id".into(), Avro::String("c-1".into())),
+        ("campaign_id".into(), Avro::Union(0, Box::new(Avro::Null))),
+        ("items".into(), Avro::Array((0..items).map(item).collect())),
+        ("amount".into(), Avro::Double(1.5 * items as f64)),
+        ("currency".into(), Avro::String(currency.into())),
+        ("status".into(), Avro::String("PAID".into())),
+        (
+            "event_time".into(),
+            Avro::TimestampMillis(chrono::Utc::now().timestamp_millis() - 60_000),
+        ),
+        ("channel".into(), Avro::String("web".into())),
+        ("coupon_code".into(), Avro::Union(0, Box::new(Avro::Null))),
+    ]);
+    let mut out = Vec::new();
+    flowctl::contracts::wire::write_header(&mut out, schema.0);
+    encode(&schema.1.model, &value, &mut out).unwrap();
+    out
+}
+
+/// One DLQ record, as a consumer of the DLQ topic sees it.
+#[derive(Debug)]
+struct DeadLetter {
+    headers: BTreeMap<String, String>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+/// The DLQ topic's records of `source_topic`, in DLQ order.
+fn dead_letters(bootstrap: &str, dlq: &str, source_topic: &str) -> Vec<DeadLetter> {
+    let c: BaseConsumer = client_config(bootstrap)
+        .set("group.id", unique("it-dlq"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let (lo, hi) = c.fetch_watermarks(dlq, 0, Duration::from_secs(15)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(dlq, 0, Offset::Offset(lo))
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut read = lo;
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while read < hi && Instant::now() < give_up {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            read = m.offset() + 1;
+            let headers: BTreeMap<String, String> = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            let v = x.value.map(String::from_utf8_lossy).unwrap_or_default();
+                            (x.key.to_string(), v.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if headers.get("source_topic").map(String::as_str) == Some(source_topic) {
+                out.push(DeadLetter {
+                    headers,
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                });
+            }
+        }
+    }
+    assert_eq!(read, hi, "read the whole DLQ topic");
+    out
+}
+
+/// One audit row: (error_type, error_detail, schema_id, kafka_key, payload).
+type AuditRow = (
+    String,
+    String,
+    Option<i32>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+);
+
+/// The audit rows of `topic` by source offset (partition 0 only).
+async fn audit_rows(home: &Path, topic: &str) -> BTreeMap<i64, AuditRow> {
+    let t = LakeTable::open(&home.join("lake/bronze_dlq_audit"))
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for b in t.read_all().unwrap() {
+        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let bin = |n: &str| b.column_by_name(n).unwrap().as_binary::<i32>().clone();
+        let (src, kind, detail) = (s("source_topic"), s("error_type"), s("error_detail"));
+        let (key, payload) = (bin("kafka_key"), bin("payload"));
+        let ids = b
+            .column_by_name("schema_id")
+            .unwrap()
+            .as_primitive::<Int32Type>()
+            .clone();
+        let offs = b
+            .column_by_name("original_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            if src.value(i) != topic {
+                continue;
+            }
+            let opt = |a: &deltalake::arrow::array::BinaryArray| {
+                (!a.is_null(i)).then(|| a.value(i).to_vec())
+            };
+            let row = (
+                kind.value(i).to_string(),
+                detail.value(i).to_string(),
+                (!ids.is_null(i)).then(|| ids.value(i)),
+                opt(&key),
+                opt(&payload),
+            );
+            assert!(out.insert(offs.value(i), row).is_none(), "audited twice");
+        }
+    }
+    out
+}
+
+/// The number of line items of the bronze row at `offset` (partition 0), if there is one.
+async fn bronze_items(home: &Path, table: &str, offset: i64) -> Option<usize> {
+    let t = LakeTable::open(&home.join("lake").join(table))
+        .await
+        .unwrap();
+    for b in t.read_all().unwrap() {
+        let offs = b
+            .column_by_name("_kafka_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let items = b.column_by_name("items").unwrap().as_list::<i32>();
+        if let Some(i) = (0..b.num_rows()).find(|&i| offs.value(i) == offset) {
+            return Some(items.value_length(i) as usize);
+        }
+    }
+    None
+}
+
+/// A copy of the repository's expectations the test may edit.
+fn own_expectations(env: &Env) -> std::path::PathBuf {
+    let exp = env.dir.path().join("expectations");
+    std::fs::remove_file(&exp).unwrap();
+    std::fs::create_dir(&exp).unwrap();
+    for f in std::fs::read_dir(repo().join("expectations")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, exp.join(f.file_name().unwrap())).unwrap();
+    }
+    exp
+}
+
+/// Lets every currency through (the fix the replay tests apply).
+fn accept_any_currency(exp: &Path) {
+    let rules = exp.join("bronze_orders.yaml");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let rule = "  - name: currency_known\n    category: INVALID_CURRENCY\n    invalid: currency\n    valid_values: [EUR, USD, GBP, CHF, JPY]\n";
+    assert!(text.contains(rule), "the rule to relax is in the file");
+    std::fs::write(&rules, text.replace(rule, "")).unwrap();
+}
+
+fn replay(env: &Env, bootstrap: &str, dlq: &str) -> Value {
+    let out = env
+        .cmd(&["replay", dlq, "--json"])
+        .env("FLOWCTL_KAFKA_BOOTSTRAP", bootstrap)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "replay: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn records_read(out: &std::process::Output) -> u64 {
+    assert!(out.status.success(), "ingest: {}", stderr(out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    s["topics"][0]["records"].as_u64().unwrap()
+}
+
+/// The reproduction: `orders` allows 2,000,000-byte records, the DLQ topic (nisshi's
+/// default) about 1 MiB; a 1,040,005-byte order with a bad currency used to fail every ingest
+/// with `MessageSizeTooLarge`, and the 30 orders after it never reached bronze.
+#[tokio::test]
+async fn a_dead_letter_too_large_for_the_dlq_topic_is_truncated_audited_whole_and_replayable() {
+    let bootstrap = broker();
+    let env = env_with_schemas(&bootstrap);
+    let exp = own_expectations(&env);
+    let topic = unique("orders-oversize");
+    let dlq = unique("dlq-oversize");
+    topic_allowing(&bootstrap, &topic, 2_000_000).await;
+    let schema = orders_schema(&env).await;
+    let big = order(&schema, "big-1", 52_000, "XYZ");
+    assert!(
+        big.len() > 1_040_000 && big.len() < 1_100_000,
+        "{}",
+        big.len()
+    );
+    produce_big(&bootstrap, &topic, &[(Some(b"big-1"), Some(&big))]);
+    produce(&env, &bootstrap, &topic, 30, 0.0, 5);
+    let args = [
+        "--topics",
+        topic.as_str(),
+        "--dlq-topic",
+        dlq.as_str(),
+        "--json",
+    ];
+
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &args)), 31);
+    let table = flowctl::ingest::bronze_table(&topic);
+    let l = landed(&env.home(), &topic, &table).await;
+    assert_exactly_once(&l, 31);
+    assert_eq!(l.bronze.len(), 30, "the orders after it reached bronze");
+    let audit = audit_rows(&env.home(), &topic).await;
+    let (kind, _, id, key, payload) = &audit[&0];
+    assert_eq!(kind, "INVALID_CURRENCY");
+    assert_eq!(*id, Some(schema.0));
+    assert_eq!(key.as_deref(), Some(&b"big-1"[..]));
+    assert_eq!(
+        payload.as_deref(),
+        Some(&big[..]),
+        "the audit row keeps the bytes whole"
+    );
+    let letters = dead_letters(&bootstrap, &dlq, &topic);
+    assert_eq!(letters.len(), 1);
+    let h = &letters[0].headers;
+    assert_eq!(h["truncated"], "true");
+    assert_eq!(h["original_value_bytes"], big.len().to_string());
+    assert_eq!(h["original_key_bytes"], "5");
+    assert_eq!(h["payload_in"], "bronze_dlq_audit");
+    assert_eq!(h["error_type"], "INVALID_CURRENCY");
+    assert_eq!(h["original_offset"], "0");
+    assert_eq!(
+        letters[0].value.as_deref(),
+        Some(&[][..]),
+        "an empty value, not null"
+    );
+    assert_eq!(letters[0].key.as_deref(), Some(&b"big-1"[..]));
+
+    // Nothing new the second time.
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &args)), 0);
+
+    // A crash after the DLQ delivery and before the audit commit leaves the DLQ ahead of the
+    // lake: here the whole lake is gone. The redo reads the DLQ back and does not produce the
+    // truncated record again.
+    std::fs::rename(env.home().join("lake"), env.home().join("lake.lost")).unwrap();
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &args)), 31);
+    assert_eq!(
+        dead_letters(&bootstrap, &dlq, &topic).len(),
+        1,
+        "produced once"
+    );
+    let audit = audit_rows(&env.home(), &topic).await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[&0].4.as_deref(), Some(&big[..]));
+
+    // After the fix, replay takes the bytes from the audit table and the order lands whole.
+    accept_any_currency(&exp);
+    let s = replay(&env, &bootstrap, &dlq);
+    assert_eq!(s["from_audit"].as_u64(), Some(1), "{s}");
+    assert_eq!(s["landed"][&topic].as_u64(), Some(1), "{s}");
+    assert_eq!(bronze_items(&env.home(), &table, 0).await, Some(52_000));
+    let s = replay(&env, &bootstrap, &dlq);
+    assert_eq!(s["already_replayed"].as_u64(), Some(1), "{s}");
+    let l = landed(&env.home(), &topic, &table).await;
+    assert_eq!(l.bronze.len(), 31);
+}
+
+/// A broker whose DLQ limit is below the one assumed refuses after sending: the dead letter is
+/// produced truncated then, and the DLQ still holds each bad record once, in step with the
+/// audit table.
+#[tokio::test]
+async fn a_dead_letter_the_broker_refuses_after_sending_is_produced_truncated() {
+    let bootstrap = broker();
+    let env = env_with_schemas(&bootstrap);
+    let topic = unique("orders-refused");
+    let dlq = unique("dlq-refused");
+    topic_allowing(&bootstrap, &topic, 2_000_000).await;
+    let schema = orders_schema(&env).await;
+    // Above what nisshi takes on the DLQ topic (1 MiB), below the 5 MB assumed.
+    let big = order(&schema, "big-2", 80_000, "XYZ");
+    assert!(big.len() > 1_100_000, "{}", big.len());
+    let before = produce(&env, &bootstrap, &topic, 100, 0.2, 7)["sent"]
+        .as_u64()
+        .unwrap();
+    produce_big(&bootstrap, &topic, &[(Some(b"big-2"), Some(&big))]);
+    let after = produce(&env, &bootstrap, &topic, 100, 0.2, 8)["sent"]
+        .as_u64()
+        .unwrap();
+    let sent = before + 1 + after;
+    // What a user would set for a broker that does not report the DLQ topic's limit, set too
+    // high here: nisshi takes about 1 MiB.
+    let args = [
+        "--topics",
+        topic.as_str(),
+        "--dlq-topic",
+        dlq.as_str(),
+        "--json",
+        "--dlq-max-message-bytes",
+        "5000000",
+    ];
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &args)), sent);
+    let table = flowctl::ingest::bronze_table(&topic);
+    let l = landed(&env.home(), &topic, &table).await;
+    assert_exactly_once(&l, sent);
+    let letters = dead_letters(&bootstrap, &dlq, &topic);
+    let positions: Vec<i64> = letters
+        .iter()
+        .map(|d| d.headers["original_offset"].parse().unwrap())
+        .collect();
+    let unique_positions: HashSet<i64> = positions.iter().copied().collect();
+    assert_eq!(
+        unique_positions.len(),
+        positions.len(),
+        "no dead letter twice"
+    );
+    let mut audited: Vec<i64> = l.audit.iter().map(|(_, o)| *o).collect();
+    let mut in_dlq = positions.clone();
+    audited.sort_unstable();
+    in_dlq.sort_unstable();
+    assert_eq!(
+        in_dlq, audited,
+        "the DLQ and the audit table hold the same records"
+    );
+    let truncated: Vec<&DeadLetter> = letters
+        .iter()
+        .filter(|d| d.headers.get("truncated").is_some())
+        .collect();
+    assert_eq!(truncated.len(), 1);
+    assert_eq!(truncated[0].headers["original_offset"], before.to_string());
+    assert_eq!(
+        truncated[0].headers["original_value_bytes"],
+        big.len().to_string()
+    );
+    let audit = audit_rows(&env.home(), &topic).await;
+    assert_eq!(audit[&(before as i64)].4.as_deref(), Some(&big[..]));
+    // A rerun finds nothing new and produces nothing.
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &args)), 0);
+    assert_eq!(dead_letters(&bootstrap, &dlq, &topic).len(), letters.len());
+}
+
+/// A 102 MB record (the broker takes it; librdkafka's consumer refused fetch responses above
+/// 100 MB and retried forever, so every run stalled at it) goes to the DLQ as
+/// RECORD_TOO_LARGE and the records after it reach bronze.
+#[tokio::test]
+async fn a_record_above_the_consumers_old_fetch_limit_does_not_stall_its_topic() {
+    let bootstrap = broker();
+    let env = env_with_schemas(&bootstrap);
+    let topic = unique("orders-huge");
+    let dlq = unique("dlq-huge");
+    topic_allowing(&bootstrap, &topic, 200_000_000).await;
+    let huge = vec![7u8; 102_000_000];
+    produce_big(&bootstrap, &topic, &[(Some(b"huge"), Some(&huge))]);
+    produce(&env, &bootstrap, &topic, 30, 0.0, 6);
+    let args = [
+        "--topics",
+        topic.as_str(),
+        "--dlq-topic",
+        dlq.as_str(),
+        "--json",
+    ];
+    let started = Instant::now();
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &args)), 31);
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let table = flowctl::ingest::bronze_table(&topic);
+    let l = landed(&env.home(), &topic, &table).await;
+    assert_exactly_once(&l, 31);
+    assert_eq!(l.bronze.len(), 30);
+    let audit = audit_rows(&env.home(), &topic).await;
+    let (kind, detail, _, _, payload) = &audit[&0];
+    assert_eq!(kind, "RECORD_TOO_LARGE");
+    assert!(detail.contains("102000004 bytes"), "{detail}");
+    assert_eq!(payload.as_ref().map(Vec::len), Some(huge.len()));
+    let letters = dead_letters(&bootstrap, &dlq, &topic);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].headers["truncated"], "true");
+}
+
+/// A valid order of several megabytes lands in bronze whole; above `--max-record-bytes` one
+/// goes to the DLQ with the reason, the topic goes on, and replay (with the default limit)
+/// lands it from the audit table.
+#[tokio::test]
+async fn a_valid_order_of_megabytes_lands_whole_or_waits_in_the_dlq_for_a_higher_limit() {
+    let bootstrap = broker();
+    let env = env_with_schemas(&bootstrap);
+    let topic = unique("orders-mega");
+    let dlq = unique("dlq-mega");
+    topic_allowing(&bootstrap, &topic, 20_000_000).await;
+    let schema = orders_schema(&env).await;
+    let first = order(&schema, "mega-1", 150_000, "EUR");
+    assert!(first.len() > 3_000_000, "{}", first.len());
+    produce_big(&bootstrap, &topic, &[(Some(b"mega-1"), Some(&first))]);
+    let args = [
+        "--topics",
+        topic.as_str(),
+        "--dlq-topic",
+        dlq.as_str(),
+        "--json",
+    ];
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &args)), 1);
+    let table = flowctl::ingest::bronze_table(&topic);
+    assert_eq!(bronze_items(&env.home(), &table, 0).await, Some(150_000));
+
+    let second = order(&schema, "mega-2", 150_000, "EUR");
+    let small: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| {
+            (
+                format!("small-{i}"),
+                order(&schema, &format!("small-{i}"), 3, "EUR"),
+            )
+        })
+        .collect();
+    let mut records = vec![(Some(&b"mega-2"[..]), Some(&second[..]))];
+    records.extend(
+        small
+            .iter()
+            .map(|(k, v)| (Some(k.as_bytes()), Some(&v[..]))),
+    );
+    produce_big(&bootstrap, &topic, &records);
+    let mut limited = args.to_vec();
+    limited.extend(["--max-record-bytes", "1000000"]);
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &limited)), 11);
+    let l = landed(&env.home(), &topic, &table).await;
+    assert_exactly_once(&l, 12);
+    assert_eq!(l.bronze.len(), 11);
+    let audit = audit_rows(&env.home(), &topic).await;
+    let (kind, detail, id, _, payload) = &audit[&1];
+    assert_eq!(kind, "RECORD_TOO_LARGE");
+    assert!(detail.contains("max_record_bytes 1000000"), "{detail}");
+    assert_eq!(*id, Some(schema.0), "the header was readable");
+    assert_eq!(payload.as_deref(), Some(&second[..]));
+
+    let s = replay(&env, &bootstrap, &dlq);
+    assert_eq!(s["landed"][&topic].as_u64(), Some(1), "{s}");
+    assert_eq!(bronze_items(&env.home(), &table, 1).await, Some(150_000));
+}
+
+/// A null value stays null (DLQ record and audit payload) with its own category, and a header
+/// of `ff ff ff ff` is schema id -1 in the audit column, the DLQ header and the detail alike.
+#[tokio::test]
+async fn tombstones_and_a_negative_schema_id_keep_their_facts_in_the_dlq() {
+    let bootstrap = broker();
+    let env = env_with_schemas(&bootstrap);
+    let topic = unique("orders-hostile");
+    let dlq = unique("dlq-hostile");
+    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 1)
+        .await
+        .unwrap();
+    let schema = orders_schema(&env).await;
+    let mut negative = order(&schema, "neg-1", 2, "EUR");
+    negative[1..5].copy_from_slice(&[0xff; 4]);
+    let good = order(&schema, "good-1", 2, "EUR");
+    produce_big(
+        &bootstrap,
+        &topic,
+        &[
+            (Some(b"tomb-1"), None),
+            (Some(b"neg-1"), Some(&negative)),
+            (Some(b"empty-1"), Some(b"")),
+            (Some(b"good-1"), Some(&good)),
+        ],
+    );
+    let args = [
+        "--topics",
+        topic.as_str(),
+        "--dlq-topic",
+        dlq.as_str(),
+        "--json",
+    ];
+    assert_eq!(records_read(&ingest(&env, &bootstrap, &args)), 4);
+    let audit = audit_rows(&env.home(), &topic).await;
+    let kinds: Vec<&str> = audit.values().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["NULL_VALUE", "UNKNOWN_SCHEMA", "DESERIALIZATION_ERROR"]
+    );
+    let (_, detail, id, key, payload) = &audit[&0];
+    assert!(detail.contains("null"), "{detail}");
+    assert_eq!(
+        (*id, key.as_deref(), payload),
+        (None, Some(&b"tomb-1"[..]), &None)
+    );
+    let (_, detail, id, _, _) = &audit[&1];
+    assert_eq!(*id, Some(-1));
+    assert_eq!(detail, "schema id -1 is not registered");
+    assert_eq!(
+        audit[&2].4.as_deref(),
+        Some(&[][..]),
+        "an empty value stays empty"
+    );
+
+    let letters = dead_letters(&bootstrap, &dlq, &topic);
+    assert_eq!(letters.len(), 3);
+    assert_eq!(
+        letters[0].value, None,
+        "the tombstone's dead letter has a null value"
+    );
+    assert_eq!(letters[0].headers["error_type"], "NULL_VALUE");
+    assert_eq!(letters[1].headers["schema_id"], "-1");
+    assert_eq!(
+        letters[1].headers["error_detail"],
+        "schema id -1 is not registered"
+    );
+    assert_eq!(letters[2].value.as_deref(), Some(&[][..]));
+    let table = flowctl::ingest::bronze_table(&topic);
+    assert_eq!(
+        landed(&env.home(), &topic, &table).await.bronze,
+        vec![(0, 3)]
+    );
+}
