@@ -98,8 +98,9 @@ impl TopicState {
         let decoder = BronzeDecoder::new(&reader)?;
         let table_name = bronze_table(topic);
         let path = lake_root(home).join(&table_name);
+        // Created by its first commit: an ingest that fails before leaves no empty table.
         let mut bronze =
-            LakeTable::open_or_create(&path, &decoder.schema(), &["event_date"]).await?;
+            LakeTable::open_or_defer(&path, &decoder.schema(), &["event_date"]).await?;
         let added = bronze.add_missing_columns(&decoder.schema()).await?;
         if !added.is_empty() {
             tracing::info!(table = %table_name, columns = ?added, "schema evolved: columns added");

@@ -587,3 +587,50 @@ async fn tombstones_and_a_negative_schema_id_keep_their_facts_in_the_dlq() {
         vec![(0, 3)]
     );
 }
+/// An ingest that fails before its first commit leaves no tables behind; one that succeeds
+/// leaves its bronze table even when the topic was empty (silver reads it).
+#[tokio::test]
+async fn a_failed_ingest_leaves_no_empty_tables_and_a_successful_one_leaves_them() {
+    let bootstrap = broker();
+    let env = env_with_schemas(&bootstrap);
+    let missing = unique("orders-missing");
+    let out = ingest(&env, &bootstrap, &["--topics", &missing]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let lake = env.home().join("lake");
+    let bronze = lake.join(flowctl::ingest::bronze_table(&missing));
+    assert!(!bronze.exists(), "no bronze table for a failed ingest");
+    assert!(
+        !lake.join("bronze_dlq_audit").exists(),
+        "no audit table either"
+    );
+
+    let empty = unique("orders-empty");
+    flowctl::contracts::broker::ensure_topic(&bootstrap, &empty, 1)
+        .await
+        .unwrap();
+    let dlq = unique("dlq-empty");
+    let out = ingest(&env, &bootstrap, &["--topics", &empty, "--dlq-topic", &dlq]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = lake.join(flowctl::ingest::bronze_table(&empty));
+    let t = LakeTable::open(&table).await.unwrap();
+    assert_eq!(
+        t.read_all()
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        0
+    );
+    assert!(
+        t.arrow_schema()
+            .unwrap()
+            .field_with_name("order_id")
+            .is_ok()
+    );
+    assert!(
+        LakeTable::open(&lake.join("bronze_dlq_audit"))
+            .await
+            .is_ok()
+    );
+}

@@ -25,7 +25,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{AUDIT_TABLE, BadRecord, SourcePos, header};
-use crate::contracts::broker::{BrokerError, client_config, topic_max_message_bytes};
+use crate::contracts::broker::{client_config, topic_max_message_bytes};
 use crate::ingest::error::IngestError;
 use crate::ingest::source::RawBatch;
 
@@ -47,18 +47,20 @@ const CLIENT_MESSAGE_BYTES: (usize, usize) = (1000, 1_000_000_000);
 
 /// The largest DLQ record (as the broker counts a record batch) to produce to `topic`:
 /// `configured` when given, else the topic's `max.message.bytes` as the broker reports it, else
-/// [`DEFAULT_DLQ_MESSAGE_BYTES`].
-pub async fn dlq_message_limit(
-    bootstrap: &str,
-    topic: &str,
-    configured: Option<usize>,
-) -> Result<usize, BrokerError> {
+/// [`DEFAULT_DLQ_MESSAGE_BYTES`]. A broker that cannot describe topic configs gets the default
+/// too: a wrong guess costs truncated dead letters (their bytes are in the audit table), not
+/// a failed ingest.
+pub async fn dlq_message_limit(bootstrap: &str, topic: &str, configured: Option<usize>) -> usize {
     if let Some(n) = configured {
-        return Ok(n);
+        return n;
     }
-    Ok(topic_max_message_bytes(bootstrap, topic)
-        .await?
-        .unwrap_or(DEFAULT_DLQ_MESSAGE_BYTES))
+    match topic_max_message_bytes(bootstrap, topic).await {
+        Ok(reported) => reported.unwrap_or(DEFAULT_DLQ_MESSAGE_BYTES),
+        Err(e) => {
+            tracing::warn!(topic, error = %e, "DLQ topic limit unknown: assuming {DEFAULT_DLQ_MESSAGE_BYTES} bytes");
+            DEFAULT_DLQ_MESSAGE_BYTES
+        }
+    }
 }
 
 /// Produces DLQ records with an idempotent producer. Clones share the producer.
