@@ -21,6 +21,7 @@ mod dlq;
 mod error;
 mod positions;
 mod prepare;
+mod raw;
 mod replay;
 mod run;
 mod screen;

@@ -28,7 +28,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::dlq::{AUDIT_TABLE, audit_payloads, header};
 use super::error::IngestError;
-use super::source::{IngestConsumer, RawBatch, consumer, partitions, watermarks};
+use super::raw::RawBatch;
+use super::source::{IngestConsumer, consumer, partitions, watermarks};
 use super::topic::TopicState;
 use super::validate::Rules;
 use crate::contracts::registry::Registry;

@@ -4,7 +4,7 @@
 //! and its Arrow columns, whose 32-bit offsets hold 2 GiB, with it). Both go to the DLQ like any
 //! other bad record, with their bytes kept whole in the audit table.
 
-use super::source::RawBatch;
+use super::raw::RawBatch;
 
 /// Default `max_record_bytes`: key and value bytes of the largest record ingest decodes.
 /// Far above any event the contracts describe (a few hundred bytes) and above what brokers

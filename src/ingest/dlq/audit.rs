@@ -15,7 +15,7 @@ use polars::prelude::{DataFrame, IntoColumn, NamedFrom, Series, col, lit};
 
 use super::BadRecord;
 use crate::ingest::error::IngestError;
-use crate::ingest::source::{RawBatch, RawRecord};
+use crate::ingest::raw::{RawBatch, RawRecord};
 use crate::lake::{LakeError, LakeTable};
 
 /// The audit table's name under the lake.

@@ -27,7 +27,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::{AUDIT_TABLE, BadRecord, SourcePos, header};
 use crate::contracts::broker::{client_config, topic_max_message_bytes};
 use crate::ingest::error::IngestError;
-use crate::ingest::source::RawBatch;
+use crate::ingest::raw::RawBatch;
 
 /// The DLQ record limit assumed when neither the broker nor the options say: librdkafka's
 /// default `message.max.bytes`, what DLQ records were held to before, and below what Kafka
