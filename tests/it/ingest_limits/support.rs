@@ -39,13 +39,12 @@ pub(super) async fn topic_allowing(bootstrap: &str, topic: &str, max_bytes: usiz
     assert!(r.into_iter().all(|r| r.is_ok()), "creating {topic}");
 }
 
-/// Sends `records` (key, value; `None` value: a tombstone) with a producer allowed records of
-/// up to 200 MB, as one whose limits were raised to match a topic's.
-pub(super) fn produce_big(
-    bootstrap: &str,
-    topic: &str,
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
-) {
+/// A record as a test sends it: key and value, either of them null.
+pub(super) type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Sends `records` (`None` value: a tombstone) with a producer allowed records of up to
+/// 200 MB, as one whose limits were raised to match a topic's.
+pub(super) fn produce_big(bootstrap: &str, topic: &str, records: &[Record<'_>]) {
     let p: BaseProducer = client_config(bootstrap)
         .set("message.max.bytes", "200000000")
         .create()
