@@ -53,7 +53,7 @@ fn peak_rss_mib() -> f64 {
 
 async fn generate_kind(home: PathBuf, kind: EventKind, count: usize) -> anyhow::Result<usize> {
     let ingested = (T0_MS + (DAYS + 1) * 86_400_000) * 1000;
-    let schemas: Vec<(u32, &str)> = match kind {
+    let schemas: Vec<(i32, &str)> = match kind {
         EventKind::Orders => vec![(1, builtin::ORDERS_V1), (2, builtin::ORDERS_V2)],
         EventKind::Clickstream => vec![(3, builtin::CLICKSTREAM)],
         EventKind::Payments => vec![(4, builtin::PAYMENTS)],
@@ -62,7 +62,7 @@ async fn generate_kind(home: PathBuf, kind: EventKind, count: usize) -> anyhow::
     let mut cfg = GenConfig::new(kind, 42, T0_MS);
     cfg.bad_ratio = 0.005;
     cfg.spacing_ms = (DAYS * 86_400_000) as f64 / count.max(1) as f64;
-    let halves: Vec<(u32, GenConfig, usize)> = if kind == EventKind::Orders {
+    let halves: Vec<(i32, GenConfig, usize)> = if kind == EventKind::Orders {
         let mut v2 = cfg.clone();
         v2.version = SchemaVersion::V2;
         v2.seed = 43;
@@ -75,7 +75,7 @@ async fn generate_kind(home: PathBuf, kind: EventKind, count: usize) -> anyhow::
         let mut generator = Generator::new(cfg).take(n).peekable();
         while generator.peek().is_some() {
             let chunk: Vec<Event> = generator.by_ref().take(CHUNK).collect();
-            let refs: Vec<(u32, &Event)> = chunk.iter().map(|e| (id, e)).collect();
+            let refs: Vec<(i32, &Event)> = chunk.iter().map(|e| (id, e)).collect();
             rows += writer.append(&refs).await?.1;
         }
     }

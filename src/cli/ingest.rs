@@ -36,6 +36,14 @@ pub struct IngestArgs {
     /// The dead-letter topic.
     #[arg(long, default_value = ingest::DEFAULT_DLQ_TOPIC)]
     dlq_topic: String,
+    /// Records larger than this many bytes (key and value) go to the DLQ as RECORD_TOO_LARGE
+    /// without being decoded.
+    #[arg(long, default_value_t = ingest::DEFAULT_MAX_RECORD_BYTES)]
+    max_record_bytes: usize,
+    /// The DLQ topic's largest record when the broker does not report its max.message.bytes
+    /// (default: what it reports, else 1000000); larger dead letters are produced truncated.
+    #[arg(long)]
+    dlq_max_message_bytes: Option<usize>,
     /// Repair stored offsets that are outside the log: `earliest` re-reads from the log start,
     /// `latest` skips to its end. Valid offsets are never moved.
     #[arg(long)]
@@ -60,6 +68,8 @@ pub async fn ingest(args: IngestArgs, home: &Path, db: &Path) -> anyhow::Result<
     opts.max_duration = args.max_duration;
     opts.batch_records = args.batch_records.max(1);
     opts.dlq_topic = args.dlq_topic;
+    opts.max_record_bytes = args.max_record_bytes;
+    opts.dlq_max_message_bytes = args.dlq_max_message_bytes;
     opts.reset = args.reset_offsets;
     let cancel = CancellationToken::new();
     {
@@ -104,6 +114,10 @@ pub struct ReplayArgs {
     /// Replay only the dead letters of this source topic.
     #[arg(long)]
     source: Option<String>,
+    /// Dead letters larger than this many bytes still fail as RECORD_TOO_LARGE (raise it to
+    /// replay what an ingest refused for its size).
+    #[arg(long, default_value_t = ingest::DEFAULT_MAX_RECORD_BYTES)]
+    max_record_bytes: usize,
     #[arg(long)]
     json: bool,
 }
@@ -112,6 +126,7 @@ pub async fn replay(args: ReplayArgs, home: &Path, db: &Path) -> anyhow::Result<
     let registry = Registry::from_env(crate::store::Store::open(db).await?);
     let mut opts = IngestOptions::new(Vec::new(), broker::bootstrap(), home.to_path_buf());
     opts.expectations_dir = Some(expectations_dir());
+    opts.max_record_bytes = args.max_record_bytes;
     broker::check_reachable(&opts.bootstrap).await?;
     let s = ingest::replay(
         &opts,
@@ -125,8 +140,13 @@ pub async fn replay(args: ReplayArgs, home: &Path, db: &Path) -> anyhow::Result<
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         println!(
-            "replayed {} dead letters from {} ({} already replayed before)",
-            s.read, s.dlq_topic, s.already_replayed
+            "replayed {} dead letters from {} ({} already replayed before, {} truncated ones \
+             from {})",
+            s.read,
+            s.dlq_topic,
+            s.already_replayed,
+            s.from_audit,
+            ingest::AUDIT_TABLE
         );
         for (topic, n) in &s.landed {
             println!("  {topic}: {n} now pass and landed in bronze");

@@ -30,6 +30,12 @@ pub enum BrokerError {
         secs: u64,
         detail: String,
     },
+    #[error("describing topic {topic} on {bootstrap}: {detail}")]
+    DescribeTopic {
+        topic: String,
+        bootstrap: String,
+        detail: String,
+    },
     #[error("creating topic {topic} on {bootstrap}: {detail}")]
     CreateTopic {
         topic: String,
@@ -131,6 +137,41 @@ pub async fn ensure_topic(
         }
     }
     Ok(created)
+}
+
+/// The `max.message.bytes` of `topic` as the broker reports it (the largest record batch it
+/// accepts there), or `None` when it reports none: the topic does not exist yet, or the broker
+/// reports only configs set on the topic (nisshi) and the topic has none.
+pub async fn topic_max_message_bytes(
+    bootstrap: &str,
+    topic: &str,
+) -> Result<Option<usize>, BrokerError> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap)
+            .create()
+            .map_err(|source| BrokerError::Client {
+                bootstrap: bootstrap.to_string(),
+                source,
+            })?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(20)));
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+        .await;
+    drop_later(admin);
+    let results = described.map_err(|e| BrokerError::DescribeTopic {
+        topic: topic.to_string(),
+        bootstrap: bootstrap.to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok(results.into_iter().find_map(|r| {
+        r.ok()?
+            .get("max.message.bytes")?
+            .value
+            .as_deref()?
+            .parse()
+            .ok()
+    }))
 }
 
 /// Drops a librdkafka client on a thread of its own: destroying one waits for its internal

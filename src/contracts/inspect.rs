@@ -8,7 +8,7 @@ use apache_avro::types::Value;
 
 use super::domain::{CURRENCIES, EPOCH_2000_MS, EventKind, Fault};
 use super::schema::ParsedSchema;
-use super::wire::{self, WireError};
+use super::wire::{self, SchemaId, WireError};
 
 /// How far in the future an event_time may be before it is a fault (clock skew allowance).
 pub const FUTURE_TOLERANCE_MS: i64 = 3_600_000;
@@ -16,7 +16,7 @@ pub const FUTURE_TOLERANCE_MS: i64 = 3_600_000;
 /// A record that honours the contract.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
-    pub schema_id: u32,
+    pub schema_id: SchemaId,
     pub value: Value,
 }
 
@@ -54,7 +54,7 @@ pub fn inspect(
     kind: EventKind,
     key: Option<&[u8]>,
     payload: &[u8],
-    schemas: &HashMap<u32, ParsedSchema>,
+    schemas: &HashMap<SchemaId, ParsedSchema>,
     now_ms: i64,
 ) -> Result<Decoded, Rejected> {
     let (id, mut body) = wire::split(payload).map_err(|e| match e {

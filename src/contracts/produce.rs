@@ -23,10 +23,10 @@ use super::encode::encode;
 use super::generate::{GenConfig, Generator, SchemaVersion};
 use super::registry::{Registry, RegistryError};
 use super::schema::{ParsedSchema, SchemaError, builtin};
-use super::wire;
+use super::wire::{self, SchemaId};
 
 /// The schema id written by the unknown-schema-id fault: far above any id a registry hands out.
-pub const UNKNOWN_SCHEMA_ID: u32 = 2_000_000_000;
+pub const UNKNOWN_SCHEMA_ID: SchemaId = 2_000_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
@@ -93,7 +93,7 @@ pub struct ProduceOptions {
 pub struct ProduceSummary {
     pub topic: String,
     pub subject: String,
-    pub schema_id: u32,
+    pub schema_id: SchemaId,
     pub seed: u64,
     pub generated: u64,
     pub sent: u64,
@@ -155,7 +155,7 @@ pub fn schema_for(
 }
 
 /// Frames an encoded body into `out`, applying a byte-level fault if there is one.
-pub fn frame(fault: Option<Fault>, schema_id: u32, body: &[u8], out: &mut Vec<u8>) {
+pub fn frame(fault: Option<Fault>, schema_id: SchemaId, body: &[u8], out: &mut Vec<u8>) {
     out.clear();
     match fault {
         Some(Fault::WrongMagic) => {
@@ -219,7 +219,7 @@ pub async fn produce(
                 subject: subject.clone(),
                 source,
             })?;
-    let schema_id = u32::try_from(id).map_err(|_| ProduceError::BadId(id))?;
+    let schema_id = SchemaId::try_from(id).map_err(|_| ProduceError::BadId(id))?;
     ensure_topic(bootstrap, &opts.topic, opts.partitions).await?;
     let deliveries = Arc::new(Deliveries::default());
     let producer = producer(bootstrap, &opts, deliveries.clone())?;
@@ -241,7 +241,7 @@ fn run_loop(
     opts: &ProduceOptions,
     kind: EventKind,
     schema: ParsedSchema,
-    schema_id: u32,
+    schema_id: SchemaId,
     subject: String,
     producer: &ThreadedProducer<Ctx>,
     deliveries: &Deliveries,
@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn every_wire_fault_is_caught_by_inspect() {
         let schema = ParsedSchema::parse(builtin::ORDERS_V1).unwrap();
-        let known: HashMap<u32, ParsedSchema> = [(7u32, schema.clone())].into();
+        let known: HashMap<SchemaId, ParsedSchema> = [(7, schema.clone())].into();
         let mut cfg = GenConfig::new(EventKind::Orders, 9, 1_763_900_000_000);
         cfg.bad_ratio = 0.5;
         let mut seen = BTreeMap::new();

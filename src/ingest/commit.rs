@@ -73,12 +73,10 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Commits every batch `rx` yields, in order, until it is closed; returns the per-topic
-    /// summaries. Stops at the first error (dropping `rx`, which tells the prepare stage).
-    pub async fn run(
-        mut self,
-        mut rx: Receiver<Prepared>,
-    ) -> Result<Vec<TopicSummary>, IngestError> {
+    /// Commits every batch `rx` yields, in order, until it is closed; returns itself for
+    /// [`Committer::finish`]. Stops at the first error (dropping `rx`, which tells the prepare
+    /// stage).
+    pub async fn run(mut self, mut rx: Receiver<Prepared>) -> Result<Committer, IngestError> {
         let mut writing = VecDeque::with_capacity(WRITES_IN_FLIGHT);
         // Time spent waiting for prepared batches (debug log: which stage holds the pipeline).
         let mut waited = 0f64;
@@ -94,6 +92,20 @@ impl Committer {
             self.commit(head, &mut rx, &mut writing).await?;
         }
         tracing::debug!(waiting_for_batches_s = waited, "commit stage done");
+        Ok(self)
+    }
+
+    /// After a run that succeeded: creates the tables no commit created (a topic with nothing
+    /// new, no bad record yet), empty, since readers expect them once an ingest ran; returns
+    /// the per-topic summaries. A run that failed does not get here, and leaves no table that
+    /// its commits did not create.
+    pub async fn finish(mut self) -> Result<Vec<TopicSummary>, IngestError> {
+        self.audit.create_if_deferred(self.run_id).await?;
+        for sink in &mut self.sinks {
+            if sink.bronze.create_if_deferred(self.run_id).await? {
+                sink.summary.bronze_version = sink.bronze.version();
+            }
+        }
         Ok(self.sinks.into_iter().map(|s| s.summary).collect())
     }
 

@@ -55,6 +55,22 @@ pub enum IngestError {
         target: i64,
         idle_secs: u64,
     },
+    #[error(
+        "DLQ {dlq_topic} partition {partition} offset {offset} is a truncated dead letter (too \
+         large for the DLQ topic) of {source_topic} partition {source_partition} offset \
+         {original_offset}, and {table} holds no row with its bytes: the batch that produced it \
+         never reached its audit commit. Run `flowctl ingest --topics {source_topic}` to finish \
+         that batch, then replay again (nothing from this point on was replayed)"
+    )]
+    ReplayUnavailable {
+        dlq_topic: String,
+        partition: i32,
+        offset: i64,
+        source_topic: String,
+        source_partition: i32,
+        original_offset: i64,
+        table: &'static str,
+    },
     #[error("dead-letter queue {topic}: {detail}")]
     Dlq { topic: String, detail: String },
     #[error("ingest lock {path}: {detail}")]
@@ -79,7 +95,8 @@ impl IngestError {
             IngestError::NoSuchTopic(_)
             | IngestError::NoSchema { .. }
             | IngestError::Expectations(_)
-            | IngestError::OutOfRange { .. } => false,
+            | IngestError::OutOfRange { .. }
+            | IngestError::ReplayUnavailable { .. } => false,
         }
     }
 }

@@ -21,8 +21,10 @@ mod dlq;
 mod error;
 mod positions;
 mod prepare;
+mod raw;
 mod replay;
 mod run;
+mod screen;
 mod source;
 mod topic;
 mod validate;
@@ -30,16 +32,23 @@ mod validate;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use dlq::{AUDIT_PARTITION, AUDIT_TABLE, DEFAULT_DLQ_TOPIC, audit_schema};
+pub use dlq::{
+    AUDIT_PARTITION, AUDIT_TABLE, DEFAULT_DLQ_MESSAGE_BYTES, DEFAULT_DLQ_TOPIC, audit_schema,
+};
 pub use error::IngestError;
 pub use positions::{Reset, app_id};
 pub use replay::{ReplaySummary, replay, replay_app_id};
 pub use run::ingest;
+pub use screen::{DEFAULT_MAX_RECORD_BYTES, NULL_VALUE, RECORD_TOO_LARGE};
 pub use topic::{TopicSummary, bronze_table};
 pub use validate::RuleFailure;
 
 /// The consumer group whose committed offsets show ingest lag (informational only).
 pub const DEFAULT_GROUP: &str = "flowctl-bronze";
+
+/// Default [`IngestOptions::batch_bytes`]: far above what 100,000 records of the contracts'
+/// events take (about 25 MB), so it only shortens batches of unusually large records.
+pub const DEFAULT_BATCH_BYTES: usize = 64 << 20;
 
 /// What to ingest and how far. Built by the CLI (`flowctl ingest`) and the `ingest_bronze` task.
 #[derive(Debug, Clone)]
@@ -59,6 +68,17 @@ pub struct IngestOptions {
     /// Records per micro-batch (one pair of commits); the first three batches of a run are
     /// smaller (see [`run`]).
     pub batch_records: usize,
+    /// Key and value bytes per micro-batch: a batch ends before a record would take it past
+    /// this (a batch holds at most this much, or one record), which bounds the memory of the
+    /// batches in flight and keeps a batch's Arrow columns within their 2 GiB.
+    pub batch_bytes: usize,
+    /// Records larger than this (key and value bytes) are not decoded: they go to the DLQ as
+    /// `RECORD_TOO_LARGE`, their bytes kept whole in the audit table, and the topic goes on.
+    pub max_record_bytes: usize,
+    /// The largest record the DLQ topic takes, when the broker does not report the topic's
+    /// `max.message.bytes` (nisshi reports only configs set on the topic). Default: what the
+    /// broker reports, else 1,000,000. Dead letters larger than this are produced truncated.
+    pub dlq_max_message_bytes: Option<usize>,
     /// Keep consuming after the high watermark, committing every `commit_interval`.
     pub follow: bool,
     pub commit_interval: Duration,
@@ -85,6 +105,9 @@ impl IngestOptions {
             max_records: None,
             max_duration: None,
             batch_records: 100_000,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            dlq_max_message_bytes: None,
             follow: false,
             commit_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),

@@ -15,10 +15,11 @@ use deltalake::arrow::record_batch::RecordBatch;
 use super::dlq::{BadRecord, Deliveries, DlqProducer, SourcePos, audit_batch};
 use super::error::IngestError;
 use super::positions::Plan;
-use super::source::RawBatch;
+use super::raw::RawBatch;
+use super::screen::{Screened, screen};
 use super::validate::{RuleFailure, Rules};
 use crate::contracts::registry::{Registry, RegistryError};
-use crate::contracts::wire;
+use crate::contracts::wire::{self, SchemaId};
 use crate::lake::{BronzeDecoder, LakeError, RecordError, RowJudge, conform};
 use crate::quality::CompiledRules;
 
@@ -28,12 +29,14 @@ pub struct Checker {
     topic: String,
     decoder: BronzeDecoder,
     /// Schema ids the registry does not know (asked once).
-    unknown_ids: HashSet<u32>,
+    unknown_ids: HashSet<SchemaId>,
     table_schema: SchemaRef,
     rules: Rules,
     /// The rules compiled for the decoder to judge each row as it decodes it; `None` when
     /// there are none or some need Polars (then they run on the decoded parts).
     compiled: Option<CompiledRules>,
+    /// Records larger than this (key and value bytes) are not decoded ([`screen`]).
+    max_record_bytes: usize,
 }
 
 /// What [`Checker::check`] found in a batch of records.
@@ -46,13 +49,21 @@ pub struct Checked {
     pub refused: Vec<(usize, RuleFailure)>,
     /// The records that did not decode.
     pub errors: Vec<RecordError>,
+    /// The records refused before decoding (null value, too large), in record order.
+    pub screened: Vec<(usize, Screened)>,
     pub decode_s: f64,
     /// Rules run apart from decoding (the Polars evaluator); 0 when the decoder judged.
     pub rules_s: f64,
 }
 
 impl Checker {
-    pub fn new(topic: &str, decoder: BronzeDecoder, table_schema: SchemaRef, rules: Rules) -> Self {
+    pub fn new(
+        topic: &str,
+        decoder: BronzeDecoder,
+        table_schema: SchemaRef,
+        rules: Rules,
+        max_record_bytes: usize,
+    ) -> Self {
         let compiled = rules.compile(&decoder.schema());
         Checker {
             topic: topic.to_string(),
@@ -61,6 +72,7 @@ impl Checker {
             table_schema,
             rules,
             compiled,
+            max_record_bytes,
         }
     }
 
@@ -87,7 +99,13 @@ impl Checker {
             }
         }
         for id in ids {
-            match registry.schema_by_id(id as i64).await {
+            // Registries hand out positive ids only: a negative one (a hostile header such as
+            // `ff ff ff ff`) is unknown without asking.
+            if id < 0 {
+                self.unknown_ids.insert(id);
+                continue;
+            }
+            match registry.schema_by_id(i64::from(id)).await {
                 Ok(text) => {
                     if let Err(e) = self.decoder.add_writer_schema(id, &text) {
                         tracing::warn!(topic = %self.topic, id, error = %e, "writer schema does not resolve");
@@ -103,15 +121,34 @@ impl Checker {
     }
 
     /// Decodes `raw` (stamping `now` as the ingest time) into bronze rows split by date,
-    /// judging every row by the business rules (`now` is their clock too).
+    /// judging every row by the business rules (`now` is their clock too). Records with a
+    /// null value or above `max_record_bytes` are screened out first and never decoded.
     pub async fn check(
         &mut self,
         raw: &RawBatch,
         registry: &Registry,
         now: DateTime<Utc>,
     ) -> Result<Checked, IngestError> {
+        let screened = screen(raw, self.max_record_bytes);
+        // The indices of the records the decoder sees, when some were screened out (else all).
+        let kept: Option<Vec<usize>> = (!screened.is_empty()).then(|| {
+            let mut out = screened.iter().map(|(i, _)| *i).peekable();
+            (0..raw.records.len())
+                .filter(|i| {
+                    let screened = out.peek() == Some(i);
+                    if screened {
+                        out.next();
+                    }
+                    !screened
+                })
+                .collect()
+        });
+        let to_raw = |i: usize| kept.as_ref().map_or(i, |k| k[i]);
         self.learn_schemas(raw, registry).await?;
-        let records = raw.kafka_records(&self.topic);
+        let records = match &kept {
+            None => raw.kafka_records(&self.topic),
+            Some(k) => raw.kafka_records_at(&self.topic, k),
+        };
         let t = Instant::now();
         let judge = self.compiled.as_ref().map(|c| c.at(now));
         let out = self.decoder.decode_parts(
@@ -120,13 +157,17 @@ impl Checker {
             judge.as_ref().map(|j| j as &dyn RowJudge),
         )?;
         let decode_s = t.elapsed().as_secs_f64();
+        let mut errors = out.errors;
+        for e in &mut errors {
+            e.index = to_raw(e.index);
+        }
         let t = Instant::now();
         let (parts, refused) = match &self.compiled {
             Some(c) => {
                 let refused = out
                     .refused
                     .iter()
-                    .map(|(i, r)| (*i, c.failure(r)))
+                    .map(|(i, r)| (to_raw(*i), c.failure(r)))
                     .collect();
                 (out.parts, refused)
             }
@@ -140,7 +181,8 @@ impl Checker {
         Ok(Checked {
             parts,
             refused,
-            errors: out.errors,
+            errors,
+            screened,
             decode_s,
             rules_s: t.elapsed().as_secs_f64(),
         })
@@ -302,14 +344,29 @@ impl TopicPrep {
         let mut bad: Vec<BadRecord> = checked
             .errors
             .iter()
-            .map(|e| BadRecord {
-                index: e.index,
-                error_type: e.fault.error_type().to_string(),
-                detail: e.detail.clone(),
-                rule: None,
-                schema_id: e.schema_id,
+            .map(|e| {
+                BadRecord::new(
+                    e.index,
+                    e.fault.error_type(),
+                    e.detail.clone(),
+                    None,
+                    e.schema_id,
+                )
             })
             .collect();
+        for (index, s) in &checked.screened {
+            let schema_id = raw
+                .value(&raw.records[*index])
+                .and_then(|v| wire::split(v).ok())
+                .map(|(id, _)| id);
+            bad.push(BadRecord::new(
+                *index,
+                s.error_type(),
+                s.detail(),
+                None,
+                schema_id,
+            ));
+        }
         let plans = &self.plans;
         let offset_of = |i: usize| (raw.records[i].partition, raw.records[i].offset);
         // Only a batch redone after a crash holds records the tables already have: look each
@@ -325,13 +382,13 @@ impl TopicPrep {
             let schema_id = wire::split(raw.payload(&raw.records[index]))
                 .ok()
                 .map(|(id, _)| id);
-            bad.push(BadRecord {
+            bad.push(BadRecord::new(
                 index,
-                error_type: f.category,
-                detail: f.detail,
-                rule: Some(f.rule),
+                &f.category,
+                f.detail,
+                Some(f.rule),
                 schema_id,
-            });
+            ));
         }
         let mut good = GoodRows {
             parts: checked.parts,

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::Committer;
 use super::dlq::{
-    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, SourcePos, audit_schema, dlq_app_id, produced_after,
+    AUDIT_PARTITION, AUDIT_TABLE, DlqProducer, SourcePos, audit_schema, dlq_app_id,
+    dlq_message_limit, produced_after,
 };
 use super::error::IngestError;
 use super::prepare::PrepContext;
@@ -171,12 +172,22 @@ pub async fn ingest(
     retain_freed_memory();
     check_reachable(&opts.bootstrap).await?;
     // First thing: an idempotent producer needs about half a second to get its producer id, and
-    // the first audit commit waits for the first DLQ delivery.
-    let dlq = DlqProducer::new(&opts.bootstrap, &opts.dlq_topic, opts.dlq_timeout)?;
+    // the first audit commit waits for the first DLQ delivery. Its record limit comes from the
+    // DLQ topic's config (one round trip).
+    let dlq_limit =
+        dlq_message_limit(&opts.bootstrap, &opts.dlq_topic, opts.dlq_max_message_bytes).await;
+    let dlq = DlqProducer::new(
+        &opts.bootstrap,
+        &opts.dlq_topic,
+        opts.dlq_timeout,
+        dlq_limit,
+    )?;
     let lock = lock(&opts.home).await?;
     let lake = lake_root(&opts.home);
+    // Tables are created by their first commit (or, when a successful run has none, at its
+    // end): a run that fails before committing leaves no empty table behind.
     let mut audit =
-        LakeTable::open_or_create(&lake.join(AUDIT_TABLE), &audit_schema(), &[AUDIT_PARTITION])
+        LakeTable::open_or_defer(&lake.join(AUDIT_TABLE), &audit_schema(), &[AUDIT_PARTITION])
             .await?;
 
     let (bootstrap, group) = (opts.bootstrap.clone(), opts.group.clone());
@@ -191,7 +202,8 @@ pub async fn ingest(
         let mut total = 0u64;
         for (index, topic) in opts.topics.iter().enumerate() {
             let rules = Rules::for_table(opts.expectations_dir.as_deref(), topic)?;
-            let mut state = TopicState::open(topic, registry, &opts.home, rules).await?;
+            let mut state =
+                TopicState::open(topic, registry, &opts.home, rules, opts.max_record_bytes).await?;
             let (c, bounds) = {
                 let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
                 blocking(move || {
@@ -222,6 +234,7 @@ pub async fn ingest(
                 topic: topic.clone(),
                 partitions: parts,
                 batch_records: opts.batch_records,
+                batch_bytes: opts.batch_bytes,
                 batch_interval: if opts.follow {
                     opts.commit_interval
                 } else {
@@ -280,7 +293,7 @@ pub async fn ingest(
     let mut stopping = false;
     let mut failure: Option<IngestError> = None;
     // The commit stage's result, when it ended before the prepare loop.
-    let mut early: Option<Result<Vec<_>, IngestError>> = None;
+    let mut early: Option<Result<Committer, IngestError>> = None;
     // Time this stage waited for records and for the commit stage (debug log: which stage
     // holds the pipeline back).
     let (mut wait_in, mut wait_out, mut t_wait) = (0f64, 0f64, Instant::now());
@@ -359,7 +372,7 @@ pub async fn ingest(
     progress.finish_and_clear();
     let result = match (committed, failure) {
         (Err(e), _) | (Ok(_), Some(e)) => Err(e),
-        (Ok(summaries), None) => Ok(summaries),
+        (Ok(committer), None) => committer.finish().await,
     };
     let summaries = match result {
         Ok(s) => s,
@@ -396,8 +409,8 @@ struct DlqSetup {
 }
 
 /// Creates the DLQ topic if needed, starts the producer and reads back what an interrupted
-/// run produced after its last audit commit. Reads the audit table (which exists by now)
-/// through a handle of its own, so it can run while the topics are planned.
+/// run produced after its last audit commit. Reads the audit table (none yet: nothing
+/// recorded) through a handle of its own, so it can run while the topics are planned.
 async fn dlq_setup(
     opts: &IngestOptions,
     dlq: DlqProducer,
@@ -406,7 +419,12 @@ async fn dlq_setup(
     const NEW_DLQ_PARTITIONS: i32 = 1;
     let created = ensure_topic(&opts.bootstrap, &opts.dlq_topic, NEW_DLQ_PARTITIONS).await?;
     dlq.warm_up();
-    let audit = LakeTable::open(&lake_root(&opts.home).join(AUDIT_TABLE)).await?;
+    let audit = LakeTable::open_or_defer(
+        &lake_root(&opts.home).join(AUDIT_TABLE),
+        &audit_schema(),
+        &[AUDIT_PARTITION],
+    )
+    .await?;
     // A topic this run created is empty: nothing to read back (and its metadata can take a
     // moment to reach every client).
     let (consumer, parts) = if created {

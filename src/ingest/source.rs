@@ -10,7 +10,6 @@
 //! stalled (what was read is still committed).
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,117 +20,11 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::IngestError;
+use super::raw::RawBatch;
 use crate::contracts::broker::client_config;
-use crate::lake::KafkaRecord;
 
 /// How long a metadata or watermark request may take.
 const META_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// One record of a [`RawBatch`]: ranges into the batch's arena.
-#[derive(Debug, Clone)]
-pub struct RawRecord {
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
-    pub key: Option<Range<usize>>,
-    pub payload: Range<usize>,
-}
-
-/// Records copied out of librdkafka's buffers into one arena (one allocation per batch, not
-/// two per record).
-#[derive(Debug, Default)]
-pub struct RawBatch {
-    pub arena: Vec<u8>,
-    pub records: Vec<RawRecord>,
-}
-
-impl RawBatch {
-    /// An empty batch with room for `records` records of `bytes` bytes in all.
-    pub fn with_capacity(records: usize, bytes: usize) -> RawBatch {
-        RawBatch {
-            arena: Vec::with_capacity(bytes),
-            records: Vec::with_capacity(records),
-        }
-    }
-
-    /// Copies one record into the batch.
-    pub fn push(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-        key: Option<&[u8]>,
-        payload: &[u8],
-    ) {
-        let key = key.map(|k| {
-            let s = self.arena.len();
-            self.arena.extend_from_slice(k);
-            s..self.arena.len()
-        });
-        let s = self.arena.len();
-        self.arena.extend_from_slice(payload);
-        self.records.push(RawRecord {
-            partition,
-            offset,
-            timestamp_ms,
-            key,
-            payload: s..self.arena.len(),
-        });
-    }
-
-    pub fn key(&self, r: &RawRecord) -> Option<&[u8]> {
-        r.key.clone().map(|k| &self.arena[k])
-    }
-    pub fn payload(&self, r: &RawRecord) -> &[u8] {
-        &self.arena[r.payload.clone()]
-    }
-    /// The records as the bronze decoder takes them, borrowing from the arena.
-    pub fn kafka_records<'a>(&'a self, topic: &'a str) -> Vec<KafkaRecord<'a>> {
-        self.records
-            .iter()
-            .map(|r| KafkaRecord {
-                topic,
-                partition: r.partition,
-                offset: r.offset,
-                key: self.key(r),
-                timestamp_ms: r.timestamp_ms,
-                payload: self.payload(r),
-            })
-            .collect()
-    }
-
-    /// The highest offset per partition in this batch.
-    pub fn last_offsets(&self) -> BTreeMap<i32, i64> {
-        self.offsets(i64::max)
-    }
-
-    /// The lowest offset per partition in this batch.
-    pub fn first_offsets(&self) -> BTreeMap<i32, i64> {
-        self.offsets(i64::min)
-    }
-
-    fn offsets(&self, pick: fn(i64, i64) -> i64) -> BTreeMap<i32, i64> {
-        let mut m: BTreeMap<i32, i64> = BTreeMap::new();
-        // Records of a partition mostly come in runs: one map lookup per run.
-        let mut run: Option<(i32, i64)> = None;
-        for r in &self.records {
-            match &mut run {
-                Some((p, o)) if *p == r.partition => *o = pick(*o, r.offset),
-                _ => {
-                    if let Some((p, o)) = run.replace((r.partition, r.offset)) {
-                        let e = m.entry(p).or_insert(o);
-                        *e = pick(*e, o);
-                    }
-                }
-            }
-        }
-        if let Some((p, o)) = run {
-            let e = m.entry(p).or_insert(o);
-            *e = pick(*e, o);
-        }
-        m
-    }
-}
 
 /// Why the consumer thread stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +60,11 @@ pub struct SourcePlan {
     pub partitions: BTreeMap<i32, (i64, Option<i64>)>,
     /// Records per batch once the first batches have ramped up (`batch_limit`).
     pub batch_records: usize,
+    /// Bytes (keys and values) per batch: a batch is handed over before a record would take it
+    /// past this, so a batch holds at most this much or one record. Large records then cannot
+    /// pile up in one batch beyond what its Arrow columns (32-bit offsets: 2 GiB) and memory
+    /// hold.
+    pub batch_bytes: usize,
     /// Longest time a batch collects before it is handed over (follow mode's commit interval).
     pub batch_interval: Duration,
     pub idle_timeout: Duration,
@@ -218,8 +116,15 @@ impl rdkafka::consumer::ConsumerContext for QuietEof {}
 /// The consumer type ingest uses.
 pub type IngestConsumer = BaseConsumer<QuietEof>;
 
+/// The largest fetch response the consumer accepts (librdkafka's maximum). Below a record's
+/// size a fetch fails ("Invalid response size … increase receive.message.max.bytes") and is
+/// retried forever: with the default, 100 MB, one record of 102 MB that the broker accepted
+/// stalled its partition on every run. Nothing is allocated up front; a response is as large
+/// as `fetch.max.bytes` (50 MB), or as the first record batch when that is larger.
+const RECEIVE_MESSAGE_MAX_BYTES: i32 = i32::MAX;
+
 /// A consumer for `group` on `bootstrap`, configured for explicit assignment and no automatic
-/// offset handling.
+/// offset handling, and able to read any record the broker holds.
 pub fn consumer(bootstrap: &str, group: &str) -> Result<IngestConsumer, KafkaError> {
     client_config(bootstrap)
         .set("group.id", group)
@@ -234,6 +139,10 @@ pub fn consumer(bootstrap: &str, group: &str) -> Result<IngestConsumer, KafkaErr
         // default librdkafka then stops fetching for a whole second (fetch.queue.backoff.ms =
         // 1000), so the queue runs dry and the consumer sits idle once it catches up.
         .set("fetch.queue.backoff.ms", "10")
+        .set(
+            "receive.message.max.bytes",
+            RECEIVE_MESSAGE_MAX_BYTES.to_string(),
+        )
         .create_with_context(QuietEof)
 }
 
@@ -383,18 +292,21 @@ struct Out {
 
 impl Out {
     /// Hands `b` over (blocking while the channel is full) and leaves an empty batch, a
-    /// recycled one when there is one, in its place. False when the receiver is gone.
-    fn send(&self, b: &mut RawBatch) -> bool {
+    /// recycled one when there is one, in its place. False when the receiver is gone. The
+    /// arena kept for the next batch is at most `batch_bytes` (a batch that held one huge
+    /// record does not make every later one reserve as much).
+    fn send(&self, b: &mut RawBatch, batch_bytes: usize) -> bool {
         if b.records.is_empty() {
             return true;
         }
         let fresh = match self.recycled.try_recv() {
             Ok(mut r) => {
                 r.arena.clear();
+                r.arena.shrink_to(batch_bytes);
                 r.records.clear();
                 r
             }
-            Err(_) => RawBatch::with_capacity(b.records.len(), b.arena.len()),
+            Err(_) => RawBatch::with_capacity(b.records.len(), b.arena.len().min(batch_bytes)),
         };
         let full = std::mem::replace(b, fresh);
         self.tx
@@ -460,13 +372,16 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
                     break 'msg;
                 }
                 got = true;
-                batch.push(
-                    p,
-                    off,
-                    m.timestamp().to_millis(),
-                    m.key(),
-                    m.payload().unwrap_or_default(),
-                );
+                let size = m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len);
+                if !batch.records.is_empty() && batch.arena.len() + size > plan.batch_bytes {
+                    if !out.send(&mut batch, plan.batch_bytes) {
+                        return;
+                    }
+                    handed_over += 1;
+                    batch_started = Instant::now();
+                    last_message = batch_started;
+                }
+                batch.push(p, off, m.timestamp().to_millis(), m.key(), m.payload());
                 total += 1;
                 if target.is_some_and(|t| off + 1 >= t) {
                     open.remove(&p);
@@ -492,7 +407,8 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
         if got {
             unclocked += 1;
         }
-        let full = batch.records.len() >= batch_limit(plan.batch_records, handed_over);
+        let full = batch.records.len() >= batch_limit(plan.batch_records, handed_over)
+            || batch.arena.len() >= plan.batch_bytes;
         // Time matters only when the broker went quiet, or every CLOCK_EVERY messages.
         let now = (full || !got || unclocked >= CLOCK_EVERY).then(Instant::now);
         if let Some(now) = now {
@@ -506,7 +422,7 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
         }
         let due = now.is_some_and(|now| now - batch_started >= plan.batch_interval);
         if full || (!batch.records.is_empty() && due) {
-            if !out.send(&mut batch) {
+            if !out.send(&mut batch, plan.batch_bytes) {
                 return;
             }
             handed_over += 1;
@@ -535,7 +451,7 @@ fn run(consumer: &IngestConsumer, plan: SourcePlan, stop: &AtomicBool, out: &Out
         ?end,
         "consumer done"
     );
-    if out.send(&mut batch) {
+    if out.send(&mut batch, plan.batch_bytes) {
         let _ = out.tx.blocking_send((out.index, SourceMsg::End(end)));
     }
 }
@@ -552,18 +468,5 @@ mod tests {
         assert_eq!(batch_limit(4_000, 0), 1_000);
         assert_eq!(batch_limit(500, 0), 500);
         assert_eq!(batch_limit(1, 1), 1);
-    }
-
-    #[test]
-    fn first_and_last_offsets_per_partition() {
-        let mut b = RawBatch::default();
-        for (p, o) in [(0, 5), (0, 6), (1, 9), (0, 7), (1, 8), (2, 1)] {
-            b.push(p, o, None, None, b"x");
-        }
-        let first: Vec<_> = b.first_offsets().into_iter().collect();
-        let last: Vec<_> = b.last_offsets().into_iter().collect();
-        assert_eq!(first, vec![(0, 5), (1, 8), (2, 1)]);
-        assert_eq!(last, vec![(0, 7), (1, 9), (2, 1)]);
-        assert!(RawBatch::default().last_offsets().is_empty());
     }
 }

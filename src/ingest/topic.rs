@@ -11,7 +11,8 @@ use super::dlq::AUDIT_TABLE;
 use super::error::IngestError;
 use super::positions::{self, Plan, Reset, Stored, app_id};
 use super::prepare::{Checker, TopicPrep};
-use super::source::{GroupHandle, RawBatch};
+use super::raw::RawBatch;
+use super::source::GroupHandle;
 use super::validate::Rules;
 use crate::contracts::domain::EventKind;
 use crate::contracts::generate::SchemaVersion;
@@ -73,6 +74,7 @@ impl TopicState {
         registry: &Registry,
         home: &std::path::Path,
         rules: Rules,
+        max_record_bytes: usize,
     ) -> Result<TopicState, IngestError> {
         let subject = format!("{topic}-value");
         let reader = match registry.latest(&subject).await? {
@@ -98,8 +100,9 @@ impl TopicState {
         rules.check_columns(&decoder.schema())?;
         let table_name = bronze_table(topic);
         let path = lake_root(home).join(&table_name);
+        // Created by its first commit: an ingest that fails before leaves no empty table.
         let mut bronze =
-            LakeTable::open_or_create(&path, &decoder.schema(), &["event_date"]).await?;
+            LakeTable::open_or_defer(&path, &decoder.schema(), &["event_date"]).await?;
         let added = bronze.add_missing_columns(&decoder.schema()).await?;
         if !added.is_empty() {
             tracing::info!(table = %table_name, columns = ?added, "schema evolved: columns added");
@@ -113,7 +116,7 @@ impl TopicState {
                 ..Default::default()
             },
             table_name,
-            checker: Checker::new(topic, decoder, table_schema, rules),
+            checker: Checker::new(topic, decoder, table_schema, rules, max_record_bytes),
             bronze,
             plans: BTreeMap::new(),
             highs: BTreeMap::new(),
@@ -223,6 +226,9 @@ impl TopicState {
         }
         for (_, f) in checked.refused {
             *still.entry(f.category).or_default() += 1;
+        }
+        for (_, s) in &checked.screened {
+            *still.entry(s.error_type().to_string()).or_default() += 1;
         }
         // The same rows, files and Parquet settings as an ingest batch.
         let parts = checked.parts;

@@ -180,10 +180,13 @@ impl PartsWriter {
 impl LakeTable {
     /// A writer of data files for this table, encoded with `props`.
     pub fn parts_writer(&self, props: &WriterProperties) -> Result<PartsWriter, LakeError> {
+        let writer = match self.deferred_writer() {
+            Some(w) => w?,
+            None => RecordBatchWriter::for_table(&self.table)
+                .map_err(delta_err(&self.path, "append"))?,
+        };
         Ok(PartsWriter {
-            writer: RecordBatchWriter::for_table(&self.table)
-                .map_err(delta_err(&self.path, "append"))?
-                .with_writer_properties(props.clone()),
+            writer: writer.with_writer_properties(props.clone()),
             partition_columns: self.partition_columns()?,
             path: self.path.clone(),
         })
@@ -210,6 +213,9 @@ impl LakeTable {
         txns: &[AppTxn],
         run_id: Option<i64>,
     ) -> Result<i64, LakeError> {
+        if self.is_deferred() {
+            return self.create_with(adds, txns, run_id).await;
+        }
         let operation = append_operation(self.partition_columns()?);
         let props = commit_properties(txns, run_id);
         let snapshot = self

@@ -53,9 +53,19 @@ impl Appender {
         Appender { table, head }
     }
 
-    /// The latest version this handle committed (or read, before its first commit).
+    /// The latest version this handle committed (or read, before its first commit; -1 for a
+    /// table its first commit will create).
     pub fn version(&self) -> i64 {
         self.head
+    }
+
+    /// Creates the table now, empty, if its first commit has not ([`LakeTable::create_if_deferred`]).
+    pub async fn create_if_deferred(&mut self, run_id: Option<i64>) -> Result<bool, LakeError> {
+        let created = self.table.create_if_deferred(run_id).await?;
+        if created {
+            self.head = self.table.version();
+        }
+        Ok(created)
     }
 
     /// A writer of data files for this table, encoded with `props`.
@@ -83,6 +93,11 @@ impl Appender {
         txns: &[AppTxn],
         run_id: Option<i64>,
     ) -> Result<i64, LakeError> {
+        if self.table.is_deferred() {
+            // The first commit creates the table (see `lake::deferred`).
+            self.head = self.table.commit_files(adds, txns, run_id).await?;
+            return Ok(self.head);
+        }
         let path = self.table.path.clone();
         let version = self.head + 1;
         let written = {

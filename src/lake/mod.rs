@@ -10,6 +10,7 @@
 mod append;
 mod appender;
 mod bronze_decode;
+mod deferred;
 mod error;
 mod frame;
 mod inspect;

@@ -77,6 +77,9 @@ impl LakeTable {
     /// The number of rows in the current version: from the log's per-file statistics when every
     /// file has them (ours always do), else by reading the files.
     pub fn row_count(&self) -> Result<usize, LakeError> {
+        if self.is_deferred() {
+            return Ok(0);
+        }
         let snap = self.table.snapshot().map_err(|source| LakeError::Delta {
             table: self.path.display().to_string(),
             step: "snapshot",

@@ -77,6 +77,9 @@ fn partition_literal(
 impl LakeTable {
     /// Data files of the current version.
     pub fn files(&self) -> Result<Vec<DataFile>, LakeError> {
+        if self.is_deferred() {
+            return Ok(Vec::new());
+        }
         snapshot_files(&self.table, &self.path)
     }
 

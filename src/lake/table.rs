@@ -16,6 +16,7 @@ use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use futures::TryStreamExt as _;
 use url::Url;
 
+use super::deferred::Deferred;
 use super::error::LakeError;
 
 /// Where the lake lives: `<home>/lake`. `home` is `Config::home` (`$FLOWCTL_HOME`).
@@ -45,6 +46,8 @@ pub struct Commit {
 pub struct LakeTable {
     pub(super) table: DeltaTable,
     pub(super) path: PathBuf,
+    /// Set while the table is to be created by its first commit ([`LakeTable::open_or_defer`]).
+    pub(super) deferred: Option<Deferred>,
 }
 
 /// A commit's properties: the `txn` actions of `txns` and, with `run_id`, the run that wrote
@@ -113,7 +116,11 @@ impl LakeTable {
                 .map_err(delta(path, "open"))?
         };
         if table.version().is_some() {
-            return Ok(LakeTable { table, path: abs });
+            return Ok(LakeTable {
+                table,
+                path: abs,
+                deferred: None,
+            });
         }
         let struct_type: deltalake::kernel::StructType =
             schema.try_into_kernel().map_err(|e| LakeError::Schema {
@@ -126,7 +133,11 @@ impl LakeTable {
             .with_partition_columns(partition_by.iter().map(|c| c.to_string()))
             .await
             .map_err(delta(path, "create"))?;
-        Ok(LakeTable { table, path: abs })
+        Ok(LakeTable {
+            table,
+            path: abs,
+            deferred: None,
+        })
     }
 
     /// Opens an existing table; an error if `path` holds no Delta table.
@@ -147,7 +158,11 @@ impl LakeTable {
                 detail: "no Delta table here".into(),
             });
         }
-        Ok(LakeTable { table, path: abs })
+        Ok(LakeTable {
+            table,
+            path: abs,
+            deferred: None,
+        })
     }
 
     /// The table's folder.
@@ -162,6 +177,9 @@ impl LakeTable {
 
     /// The table's Arrow schema, partition columns included.
     pub fn arrow_schema(&self) -> Result<Arc<ArrowSchema>, LakeError> {
+        if let Some(schema) = self.deferred_schema() {
+            return Ok(schema);
+        }
         let writer =
             RecordBatchWriter::for_table(&self.table).map_err(delta(&self.path, "schema"))?;
         Ok(writer.arrow_schema())
@@ -169,6 +187,9 @@ impl LakeTable {
 
     /// The table's partition columns.
     pub fn partition_columns(&self) -> Result<Vec<String>, LakeError> {
+        if let Some(parts) = self.deferred_partitions() {
+            return Ok(parts);
+        }
         let snap = self
             .table
             .snapshot()
@@ -209,8 +230,12 @@ impl LakeTable {
         &self,
         batches: impl IntoIterator<Item = RecordBatch>,
     ) -> Result<Vec<deltalake::kernel::Add>, LakeError> {
-        let mut writer =
-            RecordBatchWriter::for_table(&self.table).map_err(delta(&self.path, "append"))?;
+        let mut writer = match self.deferred_writer() {
+            Some(w) => w?,
+            None => {
+                RecordBatchWriter::for_table(&self.table).map_err(delta(&self.path, "append"))?
+            }
+        };
         for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
             writer
                 .write(batch)
@@ -238,6 +263,10 @@ impl LakeTable {
             return Ok(Vec::new());
         }
         let names = missing.iter().map(|f| f.name().clone()).collect();
+        if self.is_deferred() {
+            self.widen_deferred(missing)?;
+            return Ok(names);
+        }
         let as_struct: deltalake::kernel::StructType = (&ArrowSchema::new(missing))
             .try_into_kernel()
             .map_err(|e| LakeError::Schema {
@@ -256,6 +285,9 @@ impl LakeTable {
 
     /// The version last committed for `app_id`, or `None` if no commit carried it.
     pub async fn txn_version(&self, app_id: &str) -> Result<Option<i64>, LakeError> {
+        if self.is_deferred() {
+            return Ok(None);
+        }
         let snap = self
             .table
             .snapshot()
@@ -265,8 +297,15 @@ impl LakeTable {
             .map_err(delta(&self.path, "txn_version"))
     }
 
-    /// Re-reads the log, picking up commits made by other writers.
+    /// Re-reads the log, picking up commits made by other writers (a deferred table another
+    /// writer created meanwhile becomes that table).
     pub async fn refresh(&mut self) -> Result<(), LakeError> {
+        if self.is_deferred() {
+            if self.path.join("_delta_log").exists() {
+                *self = LakeTable::open(&self.path.clone()).await?;
+            }
+            return Ok(());
+        }
         self.table
             .update_state()
             .await

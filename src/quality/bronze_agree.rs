@@ -14,6 +14,7 @@ use crate::contracts::generate::{GenConfig, Generator, SchemaVersion};
 use crate::contracts::inspect::inspect;
 use crate::contracts::produce::frame;
 use crate::contracts::schema::{ParsedSchema, builtin};
+use crate::contracts::wire::SchemaId;
 use crate::lake::{BronzeDecoder, KafkaRecord, batches_to_df};
 
 pub(super) const T0: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
@@ -40,7 +41,7 @@ pub(super) struct Case {
     pub table: &'static str,
     reader: &'static str,
     /// (schema id, schema text, version) per writer; events alternate between them.
-    writers: Vec<(u32, &'static str, SchemaVersion)>,
+    writers: Vec<(SchemaId, &'static str, SchemaVersion)>,
 }
 
 pub(super) fn cases() -> Vec<Case> {
@@ -156,7 +157,7 @@ fn bronze_rules_reject_exactly_what_inspect_rejects() {
     let now = DateTime::<Utc>::from_timestamp_millis(T0).unwrap();
     for case in cases() {
         let exp = set.table(case.table).expect("bronze expectations");
-        let parsed: HashMap<u32, ParsedSchema> = case
+        let parsed: HashMap<SchemaId, ParsedSchema> = case
             .writers
             .iter()
             .map(|(id, text, _)| (*id, ParsedSchema::parse(text).unwrap()))

@@ -35,6 +35,10 @@ struct IngestConfig {
     dlq_timeout: Option<String>,
     /// `earliest` | `latest`: explicit repair of out-of-range stored offsets.
     reset_offsets: Option<String>,
+    /// Records larger than this many bytes go to the DLQ undecoded (RECORD_TOO_LARGE).
+    max_record_bytes: Option<usize>,
+    /// The DLQ topic's largest record when the broker does not report it.
+    dlq_max_message_bytes: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -47,6 +51,8 @@ pub struct IngestBronzeTask {
     idle_timeout: Option<Duration>,
     dlq_timeout: Option<Duration>,
     reset: Option<Reset>,
+    max_record_bytes: Option<usize>,
+    dlq_max_message_bytes: Option<usize>,
 }
 
 /// The topics `pipeline_full` ingests when a task names none.
@@ -95,6 +101,8 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
         idle_timeout: duration(params, "idle_timeout", cfg.idle_timeout.as_deref())?,
         dlq_timeout: duration(params, "dlq_timeout", cfg.dlq_timeout.as_deref())?,
         reset,
+        max_record_bytes: cfg.max_record_bytes.filter(|n| *n > 0),
+        dlq_max_message_bytes: cfg.dlq_max_message_bytes.filter(|n| *n > 0),
     }))
 }
 
@@ -125,6 +133,10 @@ impl Task for IngestBronzeTask {
         if let Some(d) = self.dlq_timeout {
             opts.dlq_timeout = d;
         }
+        if let Some(n) = self.max_record_bytes {
+            opts.max_record_bytes = n;
+        }
+        opts.dlq_max_message_bytes = self.dlq_max_message_bytes;
         ctx.log.info(format!(
             "ingesting {} from {} into bronze (DLQ topic {})",
             opts.topics.join(", "),

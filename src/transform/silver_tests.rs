@@ -55,7 +55,7 @@ async fn orders_dedup_quarantine_and_idempotence() {
     )
     .await
     .unwrap();
-    let evs: Vec<(u32, &Event)> = v1
+    let evs: Vec<(i32, &Event)> = v1
         .iter()
         .map(|e| (11, e))
         .chain(v2.iter().map(|e| (12, e)))
@@ -177,7 +177,7 @@ async fn a_rule_added_to_the_expectation_file_quarantines_its_rows() {
     )
     .await
     .unwrap();
-    let refs: Vec<(u32, &Event)> = evs.iter().map(|e| (11, e)).collect();
+    let refs: Vec<(i32, &Event)> = evs.iter().map(|e| (11, e)).collect();
     w.append(&refs).await.unwrap();
     let run = SilverRun {
         run_id: Some(1),

@@ -14,7 +14,7 @@ use crate::contracts::domain::{EventKind, Fault};
 use crate::contracts::encode::encode;
 use crate::contracts::generate::Event;
 use crate::contracts::schema::ParsedSchema;
-use crate::contracts::wire;
+use crate::contracts::wire::{self, SchemaId};
 use crate::lake::{BronzeDecoder, KafkaRecord, LakeError, LakeTable, lake_root};
 
 /// Kafka partitions of the synthetic topics.
@@ -74,7 +74,7 @@ pub struct BronzeWriter {
     table: LakeTable,
     topic: String,
     /// Writer schemas by id, to encode with.
-    schemas: Vec<(u32, ParsedSchema)>,
+    schemas: Vec<(SchemaId, ParsedSchema)>,
     next_offset: [i64; PARTITIONS as usize],
     pub ingested_at_us: i64,
 }
@@ -85,7 +85,7 @@ impl BronzeWriter {
     pub async fn open(
         home: &Path,
         kind: EventKind,
-        schemas: &[(u32, &str)],
+        schemas: &[(SchemaId, &str)],
         ingested_at_us: i64,
     ) -> Result<BronzeWriter, LakeError> {
         let topic = match kind {
@@ -146,7 +146,10 @@ impl BronzeWriter {
 
     /// Encodes `events` (each with the id of the schema it follows) and appends the ones that
     /// reach bronze as one commit; returns the new table version and how many rows it added.
-    pub async fn append(&mut self, events: &[(u32, &Event)]) -> Result<(i64, usize), LakeError> {
+    pub async fn append(
+        &mut self,
+        events: &[(SchemaId, &Event)],
+    ) -> Result<(i64, usize), LakeError> {
         // (key, partition, offset, timestamp ms, framed payload)
         type Frame<'e> = (Option<&'e str>, i32, i64, i64, Vec<u8>);
         let mut frames: Vec<Frame<'_>> = Vec::new();

@@ -21,7 +21,7 @@ use crate::common::{Env, stderr, stdout};
 use crate::contracts::{broker, unique};
 use crate::lake::python_read;
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -65,7 +65,7 @@ pub fn produce(env: &Env, bootstrap: &str, topic: &str, count: u64, bad: f64, se
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn ingest(env: &Env, bootstrap: &str, args: &[&str]) -> std::process::Output {
+pub fn ingest(env: &Env, bootstrap: &str, args: &[&str]) -> std::process::Output {
     let mut a = vec!["ingest"];
     a.extend_from_slice(args);
     env.cmd(&a)
@@ -91,13 +91,13 @@ fn category(fault: &str) -> &'static str {
 
 /// What the lake holds for one topic: bronze (partition, offset) pairs, audit pairs and
 /// audit categories.
-struct Landed {
-    bronze: Vec<(i32, i64)>,
-    audit: Vec<(i32, i64)>,
-    categories: BTreeMap<String, u64>,
+pub struct Landed {
+    pub bronze: Vec<(i32, i64)>,
+    pub audit: Vec<(i32, i64)>,
+    pub categories: BTreeMap<String, u64>,
 }
 
-async fn landed(home: &Path, topic: &str, table: &str) -> Landed {
+pub async fn landed(home: &Path, topic: &str, table: &str) -> Landed {
     let lake = home.join("lake");
     let mut bronze = Vec::new();
     if lake.join(table).exists() {
@@ -147,13 +147,13 @@ async fn landed(home: &Path, topic: &str, table: &str) -> Landed {
 }
 
 /// Opening an existing table ignores the schema given.
-fn empty_schema() -> deltalake::arrow::datatypes::Schema {
+pub fn empty_schema() -> deltalake::arrow::datatypes::Schema {
     deltalake::arrow::datatypes::Schema::empty()
 }
 
 /// Every record of `topic`: (partition, offset) → must each appear exactly once in
 /// bronze ∪ audit.
-fn assert_exactly_once(l: &Landed, sent: u64) {
+pub fn assert_exactly_once(l: &Landed, sent: u64) {
     let mut seen = HashSet::new();
     for pos in l.bronze.iter().chain(&l.audit) {
         assert!(seen.insert(*pos), "position {pos:?} landed twice");
@@ -294,7 +294,7 @@ async fn fault_mix_lands_exactly_once_by_category_and_python_reads_it() {
 }
 
 /// Sends raw records (no Avro, no registry): what a misbehaving producer does.
-fn produce_raw(bootstrap: &str, topic: &str, records: &[(Option<Vec<u8>>, Vec<u8>)]) {
+pub fn produce_raw(bootstrap: &str, topic: &str, records: &[(Option<Vec<u8>>, Vec<u8>)]) {
     let p: BaseProducer = client_config(bootstrap).create().unwrap();
     for (k, v) in records {
         let mut r = BaseRecord::<Vec<u8>, Vec<u8>>::to(topic).payload(v);

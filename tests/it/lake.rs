@@ -26,7 +26,7 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn framed(id: u32, version: SchemaVersion, n: u64) -> Vec<u8> {
+fn framed(id: i32, version: SchemaVersion, n: u64) -> Vec<u8> {
     static PARSED: std::sync::OnceLock<[ParsedSchema; 2]> = std::sync::OnceLock::new();
     let [p1, p2] = PARSED.get_or_init(|| {
         [builtin::ORDERS_V1, builtin::ORDERS_V2].map(|t| ParsedSchema::parse(t).unwrap())
@@ -76,7 +76,7 @@ async fn bronze_orders_v1_v2_and_garbage_land_once_and_python_reads_them() {
         .await
         .unwrap();
     assert_ne!(v1, v2);
-    let (v1, v2) = (v1 as u32, v2 as u32);
+    let (v1, v2) = (v1 as i32, v2 as i32);
 
     // The reader schema is the latest; the writer schemas come from the registry by id.
     let mut decoder = BronzeDecoder::new(&reg.schema_by_id(v2 as i64).await.unwrap()).unwrap();

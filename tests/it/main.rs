@@ -8,6 +8,7 @@ mod dag_props;
 mod docker_files;
 mod executor;
 pub mod ingest;
+mod ingest_limits;
 pub mod lake;
 mod lineage;
 mod pipeline;

@@ -99,12 +99,12 @@ fn set_event_time(e: &Event, t: i64) -> Event {
 
 /// Registers the builtin schemas in the home's embedded registry; returns (orders v1, orders
 /// v2, clickstream, payments) ids.
-async fn register(home: &Path) -> [u32; 4] {
+async fn register(home: &Path) -> [i32; 4] {
     std::fs::create_dir_all(home).unwrap();
     let reg = Registry::Embedded(Embedded::new(
         Store::open(&home.join("state.db")).await.unwrap(),
     ));
-    let mut ids = [0u32; 4];
+    let mut ids = [0i32; 4];
     for (i, (subject, text)) in [
         ("orders-value", builtin::ORDERS_V1),
         ("orders-value", builtin::ORDERS_V2),
@@ -114,14 +114,14 @@ async fn register(home: &Path) -> [u32; 4] {
     .into_iter()
     .enumerate()
     {
-        ids[i] = reg.register(subject, text).await.unwrap().0 as u32;
+        ids[i] = reg.register(subject, text).await.unwrap().0 as i32;
     }
     ids
 }
 
 /// Bronze writers for the three topics, ingesting "now" = `now_ms`.
 struct Bronze {
-    ids: [u32; 4],
+    ids: [i32; 4],
     orders: BronzeWriter,
     clicks: BronzeWriter,
     payments: BronzeWriter,

@@ -12,6 +12,7 @@ pub use client::RegistryClient;
 pub use server::{CONTENT_TYPE, registry_app, registry_router};
 pub use service::Embedded;
 
+use crate::contracts::wire::SchemaId;
 use crate::store::{RegistryStoreError, StoreError};
 
 /// The environment variable naming an external registry.
@@ -208,8 +209,8 @@ impl Registry {
 #[derive(Debug)]
 pub struct SchemaCache {
     registry: Registry,
-    known: std::collections::HashMap<u32, crate::contracts::schema::ParsedSchema>,
-    unknown: std::collections::HashSet<u32>,
+    known: std::collections::HashMap<SchemaId, crate::contracts::schema::ParsedSchema>,
+    unknown: std::collections::HashSet<SchemaId>,
 }
 
 impl SchemaCache {
@@ -222,14 +223,14 @@ impl SchemaCache {
     }
 
     /// Makes sure `id` is resolved; `Ok(false)` when the registry does not know it.
-    pub async fn resolve(&mut self, id: u32) -> Result<bool, RegistryError> {
+    pub async fn resolve(&mut self, id: SchemaId) -> Result<bool, RegistryError> {
         if self.known.contains_key(&id) {
             return Ok(true);
         }
         if self.unknown.contains(&id) {
             return Ok(false);
         }
-        match self.registry.schema_by_id(id as i64).await {
+        match self.registry.schema_by_id(i64::from(id)).await {
             Ok(text) => {
                 let parsed = crate::contracts::schema::ParsedSchema::parse(&text)
                     .map_err(|e| RegistryError::InvalidSchema(format!("schema id {id}: {e}")))?;
@@ -245,7 +246,9 @@ impl SchemaCache {
     }
 
     /// The schemas resolved so far, as [`crate::contracts::inspect::inspect`] takes them.
-    pub fn known(&self) -> &std::collections::HashMap<u32, crate::contracts::schema::ParsedSchema> {
+    pub fn known(
+        &self,
+    ) -> &std::collections::HashMap<SchemaId, crate::contracts::schema::ParsedSchema> {
         &self.known
     }
 }

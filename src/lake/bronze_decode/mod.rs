@@ -30,7 +30,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 
 use super::append::split_by_date;
 use super::error::LakeError;
-use crate::contracts::wire::{self, WireError};
+use crate::contracts::wire::{self, SchemaId, WireError};
 use direct::Direct;
 use parts::{DatePart, DateParts, DirectRow};
 pub use row::{BatchRow, Cell, Refusal, Row, RowJudge};
@@ -73,13 +73,18 @@ impl Hasher for IdHasher {
             self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
     }
-    fn write_u32(&mut self, id: u32) {
-        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    fn write_i32(&mut self, id: i32) {
+        self.0 = u64::from(id as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
-type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
-type IdSet = HashSet<u32, BuildHasherDefault<IdHasher>>;
+type IdMap<V> = HashMap<SchemaId, V, BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<SchemaId, BuildHasherDefault<IdHasher>>;
+
+/// arrow-avro keys writer schemas by an unsigned id: the same four header bytes.
+fn fingerprint(id: SchemaId) -> Fingerprint {
+    Fingerprint::Id(id as u32)
+}
 
 /// One Kafka record as the consumer hands it over. Borrowed: decoding copies what it keeps.
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +131,7 @@ pub struct RecordError {
     pub partition: i32,
     pub offset: i64,
     /// The schema id from the header, when the header was readable.
-    pub schema_id: Option<u32>,
+    pub schema_id: Option<SchemaId>,
     pub fault: DecodeFault,
     pub detail: String,
 }
@@ -271,29 +276,31 @@ impl BronzeDecoder {
     }
 
     /// Whether `id` was registered (resolvable or not).
-    pub fn knows(&self, id: u32) -> bool {
+    pub fn knows(&self, id: SchemaId) -> bool {
         self.known.contains(&id) || self.mismatched.contains_key(&id)
     }
 
     /// Registers the writer schema for `id`. A schema that does not resolve to the reader schema
     /// is remembered as such (its records fail with [`DecodeFault::SchemaMismatch`]) and the
     /// reason is returned as an error; an id already registered is left alone.
-    pub fn add_writer_schema(&mut self, id: u32, writer_schema: &str) -> Result<(), LakeError> {
+    pub fn add_writer_schema(
+        &mut self,
+        id: SchemaId,
+        writer_schema: &str,
+    ) -> Result<(), LakeError> {
         if self.knows(id) {
             return Ok(());
         }
         let writer = AvroSchema::new(writer_schema.to_string());
         // Try it alone first, so one bad schema cannot break the shared decoder.
         let mut alone = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
-        let check = alone
-            .set(Fingerprint::Id(id), writer.clone())
-            .and_then(|_| {
-                ReaderBuilder::new()
-                    .with_reader_schema(self.reader.clone())
-                    .with_writer_schema_store(alone)
-                    .build_decoder()
-                    .map(|_| ())
-            });
+        let check = alone.set(fingerprint(id), writer.clone()).and_then(|_| {
+            ReaderBuilder::new()
+                .with_reader_schema(self.reader.clone())
+                .with_writer_schema_store(alone)
+                .build_decoder()
+                .map(|_| ())
+        });
         if let Err(e) = check {
             let detail = e.to_string();
             self.mismatched.insert(id, detail.clone());
@@ -303,7 +310,7 @@ impl BronzeDecoder {
             });
         }
         self.store
-            .set(Fingerprint::Id(id), writer)
+            .set(fingerprint(id), writer)
             .map_err(|e| avro_err(&format!("id {id}"), e))?;
         match Shape::parse(writer_schema) {
             Some(shape) => {
@@ -318,15 +325,15 @@ impl BronzeDecoder {
         Ok(())
     }
 
-    fn build(&self, id: u32) -> Result<Decoder, LakeError> {
+    fn build(&self, id: SchemaId) -> Result<Decoder, LakeError> {
         let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
         let writer = self
             .store
-            .lookup(&Fingerprint::Id(id))
+            .lookup(&fingerprint(id))
             .cloned()
             .ok_or_else(|| avro_err(&format!("id {id}"), "not in the writer schema store"))?;
         store
-            .set(Fingerprint::Id(id), writer)
+            .set(fingerprint(id), writer)
             .map_err(|e| avro_err(&format!("id {id}"), e))?;
         ReaderBuilder::new()
             .with_batch_size(DECODER_BATCH)

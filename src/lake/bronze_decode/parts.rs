@@ -11,6 +11,7 @@ use deltalake::arrow::datatypes::SchemaRef;
 use super::direct::Rows;
 use super::row::{Cell, Row};
 use super::{KafkaRecord, MICROS_PER_DAY};
+use crate::contracts::wire::SchemaId;
 
 /// Rows of one `event_date` (`None`: no event time) and the input index of each.
 pub(super) struct DatePart {
@@ -103,7 +104,7 @@ impl DateParts {
 pub(super) struct DirectRow<'a> {
     pub rows: &'a Rows,
     pub record: &'a KafkaRecord<'a>,
-    pub schema_id: u32,
+    pub schema_id: SchemaId,
     pub ingested_at_us: i64,
     /// The payload column of the event time.
     pub event_time: Option<usize>,
@@ -134,7 +135,7 @@ impl Row for DirectRow<'_> {
             4 => r
                 .timestamp_ms
                 .map_or(Cell::Null, |ms| Cell::Micros(ms * 1000)),
-            5 => Cell::Int((self.schema_id as i32).into()),
+            5 => Cell::Int(self.schema_id.into()),
             6 => Cell::Micros(self.ingested_at_us),
             7 => self.event_date().map_or(Cell::Null, Cell::Date),
             _ => Cell::Null,

@@ -15,7 +15,7 @@ use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::{EVENT_TIME, IdMap, KafkaRecord, MICROS_PER_DAY, UTC, avro_err};
-use crate::contracts::wire;
+use crate::contracts::wire::{self, SchemaId};
 use crate::lake::LakeError;
 
 /// The state of one `decode` call.
@@ -35,7 +35,7 @@ impl Run<'_, '_> {
     pub fn feed(
         &mut self,
         decoder: &mut Decoder,
-        id: u32,
+        id: SchemaId,
         payload: &SchemaRef,
         schema: &SchemaRef,
         index: usize,
@@ -80,7 +80,7 @@ impl Run<'_, '_> {
     pub fn flush(
         &mut self,
         decoder: &mut Decoder,
-        id: u32,
+        id: SchemaId,
         payload: &SchemaRef,
         schema: &SchemaRef,
     ) -> Result<(), LakeError> {
@@ -158,7 +158,7 @@ impl Run<'_, '_> {
         ));
         // Framing was checked before the record reached the decoder: bytes 1..5 are the id.
         columns.push(Arc::new(Int32Array::from_iter_values(
-            recs().map(|r| wire::split(r.payload).map_or(0, |(id, _)| id as i32)),
+            recs().map(|r| wire::split(r.payload).map_or(0, |(id, _)| id)),
         )));
         columns.push(Arc::new(
             TimestampMicrosecondArray::from_value(self.ingested_at_us, rows.len())

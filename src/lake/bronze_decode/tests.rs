@@ -5,20 +5,21 @@ use super::*;
 use crate::contracts::encode::encode;
 use crate::contracts::generate::{SchemaVersion, order};
 use crate::contracts::schema::{ParsedSchema, builtin};
+use crate::contracts::wire::{self, SchemaId};
 use deltalake::arrow::array::{AsArray, Date32Array, TimestampMicrosecondArray};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::Int64Type;
 
 const T0: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
-pub(super) const V1: u32 = 11;
-pub(super) const V2: u32 = 12;
+pub(super) const V1: SchemaId = 11;
+pub(super) const V2: SchemaId = 12;
 
-fn framed(id: u32, version: SchemaVersion, n: u64) -> Vec<u8> {
+fn framed(id: SchemaId, version: SchemaVersion, n: u64) -> Vec<u8> {
     framed_at(id, version, n, T0)
 }
 
 /// Order `n`, its event time a few seconds before `base_ms`, framed with schema id `id`.
-pub(super) fn framed_at(id: u32, version: SchemaVersion, n: u64, base_ms: i64) -> Vec<u8> {
+pub(super) fn framed_at(id: SchemaId, version: SchemaVersion, n: u64, base_ms: i64) -> Vec<u8> {
     let text = match version {
         SchemaVersion::V1 => builtin::ORDERS_V1,
         SchemaVersion::V2 => builtin::ORDERS_V2,
@@ -172,6 +173,12 @@ fn bad_records_are_reported_and_the_rest_decode() {
     assert_eq!(out.decoded, vec![0, 3, 6, 9]);
     let b = out.batch.unwrap();
     assert_eq!(offsets(&b), vec![100, 103, 106, 109]);
+    // A header of ff ff ff ff is schema id -1, as Confluent reads it: the id and the text agree.
+    let mut hostile = framed(V2, SchemaVersion::V2, 1);
+    hostile[1..5].copy_from_slice(&[0xff; 4]);
+    let out = d.decode(&records(&[hostile]), 0).unwrap();
+    assert_eq!(out.errors[0].schema_id, Some(-1));
+    assert_eq!(out.errors[0].detail, "schema id -1 is not registered");
     // The replayed rows are whole: every good row has its order id.
     assert!(strings(&b, "order_id").iter().all(Option::is_some));
     // And the decoder is still usable afterwards.

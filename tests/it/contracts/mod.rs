@@ -200,7 +200,7 @@ fn options(topic: &str, count: u64, bad_ratio: f64, version: SchemaVersion) -> P
 async fn schemas_for(
     reg: &Registry,
     msgs: &[(Option<Vec<u8>>, Vec<u8>)],
-) -> HashMap<u32, ParsedSchema> {
+) -> HashMap<i32, ParsedSchema> {
     let mut cache = SchemaCache::new(reg.clone());
     for (_, v) in msgs {
         if let Ok((id, _)) = flowctl::contracts::wire::split(v) {
@@ -214,7 +214,7 @@ async fn schemas_for(
 fn classify(
     kind: EventKind,
     msgs: &[(Option<Vec<u8>>, Vec<u8>)],
-    known: &HashMap<u32, ParsedSchema>,
+    known: &HashMap<i32, ParsedSchema>,
 ) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for (k, v) in msgs {

@@ -137,7 +137,7 @@ async fn the_shipped_gates_pass_on_the_real_silver_and_gold() {
         ("clickstream-value", builtin::CLICKSTREAM),
         ("payments-value", builtin::PAYMENTS),
     ] {
-        ids.push(reg.register(subject, text).await.unwrap().0 as u32);
+        ids.push(reg.register(subject, text).await.unwrap().0 as i32);
     }
     let generate = |kind, version, seed, n| -> Vec<Event> {
         let mut cfg = GenConfig::new(kind, seed, T0);
@@ -158,7 +158,7 @@ async fn the_shipped_gates_pass_on_the_real_silver_and_gold() {
     )
     .await
     .unwrap();
-    let mut both: Vec<(u32, &Event)> = o1.iter().map(|e| (ids[0], e)).collect();
+    let mut both: Vec<(i32, &Event)> = o1.iter().map(|e| (ids[0], e)).collect();
     both.extend(o2.iter().map(|e| (ids[1], e)));
     orders.append(&both).await.unwrap();
     for (kind, id, text, seed, n) in [

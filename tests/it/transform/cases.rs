@@ -16,7 +16,7 @@ fn refs(events: &[Event]) -> Vec<&Event> {
     events.iter().collect()
 }
 
-fn with_id(events: &[Event], id: u32) -> Vec<(u32, &Event)> {
+fn with_id(events: &[Event], id: i32) -> Vec<(i32, &Event)> {
     events.iter().map(|e| (id, e)).collect()
 }
 
