@@ -222,6 +222,9 @@ pub async fn runs(engine: &Engine, cmd: RunsCmd) -> anyhow::Result<u8> {
             before,
             json,
         } => {
+            if limit == 0 {
+                return Err(UsageError("--limit must be at least 1".into()).into());
+            }
             let state = state
                 .map(|s| s.parse::<RunState>().map_err(UsageError))
                 .transpose()?;
