@@ -241,7 +241,15 @@ pub async fn registry_serve(args: RegistryServeArgs, db: &Path) -> anyhow::Resul
         listener.local_addr()?,
         db.display()
     );
-    let app = crate::web::guard_registry(registry_app(store), crate::web::api_token());
+    let addr = listener.local_addr()?;
+    let token = crate::web::api_token();
+    crate::web::warn_if_exposed("flowctl registry serve", addr, token.as_deref());
+    let app = crate::web::guard_registry(
+        registry_app(store.clone()),
+        store,
+        token,
+        std::sync::Arc::new(crate::web::Hosts::for_listener(addr)),
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -356,12 +356,17 @@ fn task_summary(run: &RunRow, attempts: &[AttemptRow]) -> Vec<serde_json::Value>
         .collect()
 }
 
+/// Log lines read from the store per query.
+const LOG_PAGE: u32 = 5_000;
+
 pub async fn logs(engine: &Engine, a: LogsArgs) -> anyhow::Result<u8> {
     let store = engine.store();
     store.get_run(a.run).await?;
     let mut after = 0;
     loop {
-        let rows = store.logs(a.run, a.task.as_deref(), after).await?;
+        let rows = store
+            .logs(a.run, a.task.as_deref(), after, LOG_PAGE)
+            .await?;
         for (id, l) in &rows {
             after = *id;
             if a.json {
@@ -376,6 +381,9 @@ pub async fn logs(engine: &Engine, a: LogsArgs) -> anyhow::Result<u8> {
                     l.line
                 );
             }
+        }
+        if rows.len() == LOG_PAGE as usize {
+            continue; // more is stored already: read it before waiting for new lines
         }
         if !a.follow || (rows.is_empty() && store.get_run(a.run).await?.state.is_terminal()) {
             break;
