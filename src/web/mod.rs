@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod guard;
 mod lake_tables;
+mod listener;
 mod run_page;
 mod run_view;
 mod svg;
@@ -29,6 +30,7 @@ use crate::store::Store;
 
 pub use guard::Hosts;
 pub use lake_tables::{TableInfo, list_tables};
+pub use listener::Bounded;
 
 /// The largest request body any route takes (the registry's schemas included); a bigger one
 /// is refused with 413 before it is read.
@@ -268,10 +270,10 @@ fn exposure_warning(what: &str, addr: SocketAddr, token: Option<&str>) -> Option
     ))
 }
 
-/// Serves `router` until Ctrl-C / SIGTERM.
+/// Serves `router` until Ctrl-C / SIGTERM, on a [`Bounded`] listener.
 pub async fn serve(addr: SocketAddr, state: AppState) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(state.listening_on(addr)))
+    axum::serve(Bounded::new(listener), router(state.listening_on(addr)))
         .with_graceful_shutdown(shutdown_signal())
         .await
 }
