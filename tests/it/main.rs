@@ -19,3 +19,5 @@ mod tables;
 mod transform;
 mod validation;
 mod web_api;
+mod web_big_run;
+mod web_hostile;
