@@ -78,7 +78,7 @@ impl Hosts {
                         .trim_end_matches(']')
                         .parse::<IpAddr>()
                         .is_ok_and(|ip| ip.is_loopback())
-                    || extra.iter().any(|e| *e == name)
+                    || extra.contains(&name)
             }
         }
     }

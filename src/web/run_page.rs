@@ -22,6 +22,10 @@ use crate::engine::state::TaskState;
 /// Tasks per page of the run page.
 pub const PAGE: usize = 200;
 
+/// Characters of an error shown in the task table (the API and the log have all of it): a
+/// page of tasks that each failed with a long message stays small.
+const ERROR_CHARS: usize = 500;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunPageQuery {
@@ -114,7 +118,7 @@ fn run_live(view: &RunView, sel: &Selection, q: &TaskQuery) -> Markup {
                     span { @for (k, v) in &run.params { code { (k) "=" (v) } " " } }
                 }
                 @if let Some(e) = &run.error {
-                    span class="muted" { "Note" } span class="err" { (e) }
+                    span class="muted" { "Note" } span class="err" { (svg::truncate(e, 4 * ERROR_CHARS)) }
                 }
             }
             h2 { "Graph" }
@@ -144,7 +148,7 @@ fn run_live(view: &RunView, sel: &Selection, q: &TaskQuery) -> Markup {
                             td class="muted" { (t.kind) }
                             td { (badge(t.state_or_pending())) }
                             td { (t.attempts) }
-                            td class="err" { (t.error.as_deref().unwrap_or("")) }
+                            td class="err" { (svg::truncate(t.error.as_deref().unwrap_or(""), ERROR_CHARS)) }
                             td { a href=(format!("/runs/{id}/logs/{}", urlencode(&t.task))) { "log" } }
                         }
                     }

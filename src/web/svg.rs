@@ -127,7 +127,8 @@ pub fn gantt(view: &RunView, rows: &[usize]) -> Markup {
     }
 }
 
-fn truncate(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters, the last one an ellipsis when anything was cut.
+pub fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() > n {
         format!("{}…", s.chars().take(n - 1).collect::<String>())
     } else {

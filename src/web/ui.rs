@@ -179,7 +179,7 @@ fn runs_table(rows: &[RunRow], filter: &RunFilter) -> Markup {
                                 td class="muted" { (r.trigger_source) }
                                 td { (when(Some(r.created_at))) }
                                 td { (duration(r)) }
-                                td class="err" { (r.error.as_deref().unwrap_or("")) }
+                                td class="err" { (super::svg::truncate(r.error.as_deref().unwrap_or(""), 500)) }
                             }
                         }
                     }
