@@ -71,6 +71,9 @@ fn runs(s: &Server) -> usize {
         .map_or(0, Vec::len)
 }
 
+/// method, path, headers, body, expected status, expected text in the answer
+type Case<'a> = (&'a str, &'a str, Vec<&'a str>, &'a [u8], u16, &'a str);
+
 /// Issue 18 item 6: with no token set, any page the user opens could drive the API. Each
 /// request here is what a browser sends for a page on `evil.example` without asking first
 /// (no CORS preflight); on the old server they got 201, 200, 202 and 200.
@@ -83,7 +86,7 @@ fn other_sites_pages_cannot_drive_the_api() {
     let (_, t) = post(&s.url("/api/flows/slow/trigger"), None, None);
     let slow = t["run_id"].as_i64().unwrap();
 
-    let cases: Vec<(&str, &str, Vec<&str>, &[u8], u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/flows/ok/trigger",
