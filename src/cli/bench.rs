@@ -206,12 +206,7 @@ async fn web(runs: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<u8>
         fill.elapsed().as_secs_f64()
     );
 
-    let state = crate::web::AppState {
-        engine: engine.clone(),
-        flows_dir,
-        home: tmp.clone(),
-        token: None,
-    };
+    let state = crate::web::AppState::new(engine.clone(), flows_dir, tmp.clone(), None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, crate::web::router(state)).await });

@@ -236,13 +236,20 @@ pub async fn registry_serve(args: RegistryServeArgs, db: &Path) -> anyhow::Resul
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding the registry to {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    let token = crate::web::api_token();
+    crate::web::warn_if_exposed("flowctl registry serve", addr, token.as_deref());
     eprintln!(
-        "schema registry listening on http://{} (state DB {})",
-        listener.local_addr()?,
+        "schema registry listening on http://{addr} (state DB {})",
         db.display()
     );
-    let app = crate::web::guard_registry(registry_app(store), crate::web::api_token());
-    axum::serve(listener, app)
+    let app = crate::web::guard_registry(
+        registry_app(store.clone()),
+        store,
+        token,
+        std::sync::Arc::new(crate::web::Hosts::for_listener(addr)),
+    );
+    axum::serve(crate::web::Bounded::new(listener), app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

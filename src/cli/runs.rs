@@ -230,6 +230,9 @@ pub async fn runs(engine: &Engine, cmd: RunsCmd) -> anyhow::Result<u8> {
             before,
             json,
         } => {
+            if limit == 0 {
+                return Err(UsageError("--limit must be at least 1".into()).into());
+            }
             let state = state
                 .map(|s| s.parse::<RunState>().map_err(UsageError))
                 .transpose()?;
@@ -361,12 +364,17 @@ fn task_summary(run: &RunRow, attempts: &[AttemptRow]) -> Vec<serde_json::Value>
         .collect()
 }
 
+/// Log lines read from the store per query.
+const LOG_PAGE: u32 = 5_000;
+
 pub async fn logs(engine: &Engine, a: LogsArgs) -> anyhow::Result<u8> {
     let store = engine.store();
     store.get_run(a.run).await?;
     let mut after = 0;
     loop {
-        let rows = store.logs(a.run, a.task.as_deref(), after).await?;
+        let rows = store
+            .logs(a.run, a.task.as_deref(), after, LOG_PAGE)
+            .await?;
         for (id, l) in &rows {
             after = *id;
             if a.json {
@@ -381,6 +389,9 @@ pub async fn logs(engine: &Engine, a: LogsArgs) -> anyhow::Result<u8> {
                     l.line
                 );
             }
+        }
+        if rows.len() == LOG_PAGE as usize {
+            continue; // more is stored already: read it before waiting for new lines
         }
         if !a.follow || (rows.is_empty() && store.get_run(a.run).await?.state.is_terminal()) {
             break;

@@ -42,18 +42,35 @@ pub async fn serve(cfg: &Config, engine: Engine, a: ServeArgs) -> anyhow::Result
         tokio::spawn(async move { adopt_loop(e).await });
         Some(s)
     };
-    let state = AppState {
-        engine: engine.clone(),
-        flows_dir: cfg.flows_dir.clone(),
-        home: cfg.home.clone(),
-        token: crate::web::api_token(),
-    };
+    let token = crate::web::api_token();
+    crate::web::warn_if_exposed("flowctl serve", addr, token.as_deref());
+    let state = AppState::new(
+        engine.clone(),
+        cfg.flows_dir.clone(),
+        cfg.home.clone(),
+        token,
+    );
+    tokio::spawn(watch_state_db(engine.store().clone()));
     eprintln!("flowctl serving on http://{addr}");
     crate::web::serve(addr, state).await?;
     if let Some(s) = scheduler {
         s.shutdown().await;
     }
     Ok(0)
+}
+
+/// Checks every second that the state DB is still the file `serve` opened. The first time it is
+/// not, the store closes itself (nothing more is written into a deleted file or a stranger's)
+/// and this says so on stderr; /healthz answers 503 from then on.
+async fn watch_state_db(store: crate::store::Store) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.check_file() {
+            eprintln!("error: {e}");
+            return;
+        }
+    }
 }
 
 /// Recovers runs of dead processes and executes runs nobody owns; beats the scheduler heartbeat.

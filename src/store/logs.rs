@@ -43,20 +43,24 @@ impl Store {
         Ok(())
     }
 
-    /// Log lines of a run (optionally one task), oldest first; `after_id` supports tailing.
+    /// Up to `limit` log lines of a run (optionally one task), oldest first, after the line id
+    /// `after_id`: the last id returned is the cursor of the next page, so a task that wrote a
+    /// million lines is read (and served) a page at a time.
     pub async fn logs(
         &self,
         run_id: i64,
         task_id: Option<&str>,
         after_id: i64,
+        limit: u32,
     ) -> Result<Vec<(i64, LogRow)>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, task_id, attempt, ts, stream, line FROM task_logs \
-             WHERE run_id = ?1 AND (?2 IS NULL OR task_id = ?2) AND id > ?3 ORDER BY id",
+             WHERE run_id = ?1 AND (?2 IS NULL OR task_id = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
         )
         .bind(run_id)
         .bind(task_id)
         .bind(after_id)
+        .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
         rows.iter()

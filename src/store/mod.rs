@@ -6,7 +6,12 @@
 //! transactions (a deferred transaction that upgrades to a writer fails at once with
 //! "database is locked" — Prefect #18934 — whatever the busy timeout says). Reads use a separate
 //! pool and never block writers.
+//!
+//! The store also watches that its path still names the file it opened ([`DbFile`]): a DB
+//! deleted or replaced under a running process makes every later query fail with
+//! [`StoreError::FileGone`] or a closed pool, never write into an unlinked file.
 
+mod db_file;
 mod logs;
 mod quality;
 mod registry;
@@ -16,6 +21,7 @@ mod tasks;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,6 +29,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use db_file::FileGone;
 pub use logs::LogRow;
 pub use registry::{Registered, RegistryStoreError, SubjectVersion, VersionSel};
 pub use runs::Heartbeat;
@@ -59,6 +66,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("corrupt value in the state store: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    FileGone(#[from] FileGone),
 }
 
 /// Handle to the state DB; cheap to clone.
@@ -67,6 +76,8 @@ pub struct Store {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
     path: PathBuf,
+    /// Set once the file exists (right after the writer's first connection created it).
+    file: Arc<OnceLock<db_file::DbFile>>,
 }
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -92,12 +103,23 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let file: Arc<OnceLock<db_file::DbFile>> = Arc::default();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(BUSY_TIMEOUT * 2)
+            .before_acquire(still_our_file(file.clone()))
             .connect_with(opts.clone())
             .await
             .map_err(open_err)?;
+        let identity = db_file::DbFile::at(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let _ = file.set(identity);
+        // From now on a connection is only ever opened to the file that exists: reconnecting
+        // after a deletion must fail, not create an empty DB without tables at the path.
+        let opts = opts.create_if_missing(false);
+        writer.set_connect_options(opts.clone());
         // Migrations run under an exclusive file lock: a hundred processes starting at once on a
         // fresh DB must not race to create the same tables.
         {
@@ -119,6 +141,7 @@ impl Store {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(BUSY_TIMEOUT * 2)
+            .before_acquire(still_our_file(file.clone()))
             .connect_with(opts.read_only(true))
             .await
             .map_err(open_err)?;
@@ -126,6 +149,7 @@ impl Store {
             writer,
             reader,
             path: path.to_path_buf(),
+            file,
         })
     }
 
@@ -133,9 +157,56 @@ impl Store {
         &self.path
     }
 
+    /// `Ok` while the store's path still names the file it opened. Once it does not (deleted,
+    /// or replaced by another file), both pools are closed for good, so nothing — not even a
+    /// query already waiting for a connection — writes into the lost file or reads from a
+    /// stranger's; the process has to be restarted. Health checks and `serve`'s watchdog call
+    /// this; every connection handed out is checked the same way.
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        let Some(file) = self.file.get() else {
+            return Ok(());
+        };
+        match file.check() {
+            Ok(()) => Ok(()),
+            Err(gone) => {
+                if !matches!(gone, FileGone::Unreadable { .. }) && !self.writer.is_closed() {
+                    tracing::error!(error = %gone, "closing the state store");
+                    // `close` marks the pools closed at once; waiting for in-flight queries
+                    // to hand their connections back is not needed.
+                    drop(self.writer.close());
+                    drop(self.reader.close());
+                }
+                Err(gone.into())
+            }
+        }
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+/// The pools' `before_acquire` hook: an idle connection whose file is no longer at the path is
+/// closed instead of handed out (a fresh connection then fails to open, see `Store::open`).
+fn still_our_file(
+    file: Arc<OnceLock<db_file::DbFile>>,
+) -> impl for<'c> Fn(
+    &'c mut sqlx::SqliteConnection,
+    sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'c, Result<bool, sqlx::Error>>
++ Send
++ Sync
++ 'static {
+    move |_, _| {
+        let ok = match file.get().map(|f| f.check()) {
+            None | Some(Ok(())) | Some(Err(FileGone::Unreadable { .. })) => true,
+            Some(Err(gone)) => {
+                tracing::error!(error = %gone, "state store connection refused");
+                false
+            }
+        };
+        Box::pin(async move { Ok(ok) })
     }
 }
 

@@ -195,6 +195,11 @@ impl Store {
 
     /// Newest first. Every filter combination is served by an index (see 0001_core.sql).
     pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        // A limit of zero asks for zero rows (SQLite would read `LIMIT 0` the same way; the
+        // early return saves the round trip).
+        if f.limit == 0 {
+            return Ok(Vec::new());
+        }
         // Only the filters given appear in the SQL, so SQLite can pick the matching index
         // (`x IS NULL OR col = x` would defeat it). Values are always bound, never spliced.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(list_runs_sql(f)));
@@ -207,10 +212,7 @@ impl Store {
         if let Some(before) = f.before_id {
             q = q.bind(before);
         }
-        let rows = q
-            .bind(i64::from(f.limit.max(1)))
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = q.bind(i64::from(f.limit)).fetch_all(&self.reader).await?;
         rows.iter().map(|r| run_from_row(r, false)).collect()
     }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::require_bearer;
+use super::run_view::{RunData, RunView, TaskQuery};
 use super::{ApiError, AppState};
 use crate::engine::scheduler::Scheduler;
 use crate::engine::state::RunState;
@@ -33,7 +34,7 @@ fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
 }
 
 pub async fn flows(State(s): State<AppState>) -> ApiResult {
-    let (flows, errors) = s.flows();
+    let (flows, errors) = s.flows().await?;
     let store = s.engine.store();
     let schedules = store.schedules().await?;
     let mut out = Vec::new();
@@ -79,7 +80,7 @@ pub async fn trigger(
     body: Result<Json<TriggerBody>, JsonRejection>,
 ) -> ApiResult {
     require_bearer(&s, &headers)?;
-    let flow = s.flow(&name)?;
+    let flow = s.flow(&name).await?;
     let body = match body {
         Ok(Json(b)) => b,
         // An empty body means "no params".
@@ -91,12 +92,7 @@ pub async fn trigger(
                 idempotency_key: None,
             }
         }
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("bad request body: {}", e.body_text()),
-            ));
-        }
+        Err(e) => return Err(body_rejection(e)),
     };
     let submitted = s
         .engine
@@ -118,9 +114,20 @@ pub async fn trigger(
         .into_response())
 }
 
+/// A JSON body the extractor refused: 413 when over [`super::MAX_BODY`] (a chunked body
+/// without a length gets this far), 415 without a JSON content type, 400 for anything the
+/// body says wrong.
+fn body_rejection(e: JsonRejection) -> ApiError {
+    let status = match e.status() {
+        s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, format!("bad request body: {}", e.body_text()))
+}
+
 async fn set_paused(s: AppState, headers: HeaderMap, name: String, paused: bool) -> ApiResult {
     require_bearer(&s, &headers)?;
-    let flow = s.flow(&name)?;
+    let flow = s.flow(&name).await?;
     if flow.schedule.is_none() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -194,44 +201,59 @@ pub async fn runs(
     ok(json!({"runs": rows, "next_before": next}))
 }
 
-/// Run, tasks (latest attempt each, in DAG order, with upstreams), attempts, quality results.
-pub async fn run_detail(s: &AppState, id: i64) -> Result<Value, ApiError> {
-    let store = s.engine.store();
-    let run = store.get_run(id).await?;
-    let attempts = store.attempts(id).await?;
-    let quality = store.quality_results(id).await?;
-    let flow = crate::flow::parse_flow(
-        std::path::Path::new(&run.flow_path),
-        &run.flow_yaml,
-        s.engine.registry(),
-    )
-    .ok();
-    let mut tasks = Vec::new();
-    if let Some(f) = &flow {
-        for i in f.dag.topological_order() {
-            let t = &f.tasks[i];
-            let mine: Vec<_> = attempts.iter().filter(|a| a.task_id == t.id).collect();
-            let last = mine.iter().max_by_key(|a| a.attempt);
-            tasks.push(json!({
-                "task": t.id,
-                "kind": t.kind,
-                "depends_on": t.depends_on,
-                "trigger_rule": t.trigger_rule.as_str(),
-                "state": last.map(|a| a.state.as_str()),
-                "attempts": mine.iter().filter(|a| a.started_at.is_some()).count(),
-                "error": last.and_then(|a| a.error.clone()),
-                "started_at": mine.iter().filter_map(|a| a.started_at).min(),
-                "ended_at": last.and_then(|a| a.ended_at),
-            }));
-        }
-    }
-    Ok(json!({"run": run, "tasks": tasks, "attempts": attempts, "quality": quality}))
+/// Tasks per page of `GET /api/runs/{id}`, by default and at most.
+pub const RUN_TASKS_MAX: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    #[serde(default)]
+    pub offset: usize,
+    pub limit: Option<usize>,
+    /// Only tasks whose latest attempt is in this state (`pending`: no attempt yet).
+    pub task_state: Option<String>,
 }
 
-pub async fn run(State(s): State<AppState>, id: Result<Path<i64>, PathRejection>) -> ApiResult {
+/// Run, a page of its tasks (latest attempt each, in DAG order, with upstreams) and their
+/// attempts, quality results; `next_offset` pages on.
+pub async fn run(
+    State(s): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    q: Result<Query<RunQuery>, QueryRejection>,
+) -> ApiResult {
     let id = path_id(id)?;
-    ok(run_detail(&s, id).await?)
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(RUN_TASKS_MAX);
+    if limit == 0 || limit > RUN_TASKS_MAX {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1..={RUN_TASKS_MAX}, found {limit}"),
+        ));
+    }
+    let query = TaskQuery {
+        offset: q.offset,
+        limit,
+        state: super::run_page::task_state(q.task_state.as_deref())?,
+    };
+    let data = RunData::load(s.engine.store(), id).await?;
+    let registry = s.engine.registry().clone();
+    // Building and serialising thousands of tasks is CPU work: off the async workers.
+    let body = s
+        .heavy(move || {
+            let view = RunView::build(data, &registry);
+            serde_json::to_vec(&view.to_json(&view.select(&query)))
+        })
+        .await?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    crate::metrics::get()
+        .http_requests
+        .with_label_values(&["api", "200"])
+        .inc();
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
+
+/// Log lines per `GET /api/runs/{id}/logs`, by default and at most.
+pub const LOG_LINES_MAX: u32 = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,6 +261,7 @@ pub struct LogsQuery {
     pub task: Option<String>,
     #[serde(default)]
     pub after: i64,
+    pub limit: Option<u32>,
 }
 
 pub async fn logs(
@@ -248,9 +271,16 @@ pub async fn logs(
 ) -> ApiResult {
     let id = path_id(id)?;
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(LOG_LINES_MAX);
+    if limit == 0 || limit > LOG_LINES_MAX {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1..={LOG_LINES_MAX}, found {limit}"),
+        ));
+    }
     let store = s.engine.store();
     let run = store.get_run(id).await?;
-    let lines = store.logs(id, q.task.as_deref(), q.after).await?;
+    let lines = store.logs(id, q.task.as_deref(), q.after, limit).await?;
     let next = lines.last().map(|(i, _)| *i).unwrap_or(q.after);
     ok(json!({
         "run_state": run.state.as_str(),
@@ -318,16 +348,30 @@ pub async fn cancel(
 }
 
 pub async fn tables(State(s): State<AppState>) -> ApiResult {
-    let tables = super::list_tables(&s.home.join("lake"));
+    let lake = s.home.join("lake");
+    let tables = s.heavy(move || super::list_tables(&lake)).await?;
     ok(json!({"tables": tables}))
 }
 
-pub async fn healthz(State(s): State<AppState>) -> ApiResult {
-    s.engine
-        .store()
-        .count_runs(None, Some(RunState::Running))
-        .await?;
-    ok(json!({"status": "ok"}))
+/// 200 while the state DB answers and is still the file the server opened; 503 with the
+/// reason otherwise (a deleted or replaced DB, a failing query).
+pub async fn healthz(State(s): State<AppState>) -> Response {
+    let store = s.engine.store();
+    let checked = match store.check_file() {
+        Ok(()) => store
+            .count_runs(None, Some(RunState::Running))
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(()) => ok(json!({"status": "ok"})).unwrap_or_else(IntoResponse::into_response),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "error": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 pub async fn metrics(State(s): State<AppState>) -> ApiResult {

@@ -44,9 +44,9 @@ pub fn check_bearer(token: Option<&str>, headers: &HeaderMap) -> Result<(), ApiE
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_credentials);
     match given {
-        Some(g) if same(g.trim(), token) => Ok(()),
+        Some(g) if same(g, token) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid bearer token",
@@ -56,6 +56,17 @@ pub fn check_bearer(token: Option<&str>, headers: &HeaderMap) -> Result<(), ApiE
             "this server requires `Authorization: Bearer <FLOWCTL_API_TOKEN>` for changes",
         )),
     }
+}
+
+/// The credentials of a `Bearer` authorization header. The scheme is case-insensitive
+/// (RFC 7235 §2.1: `bearer`, `BEARER` are the same scheme) and separated from the token by
+/// one or more spaces.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Checks a UI form post: the CSRF field must match the cookie, and with a token configured the
@@ -104,5 +115,34 @@ pub fn csrf_token(headers: &HeaderMap) -> (String, Option<String>) {
             let set = format!("{CSRF_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict");
             (t, Some(set))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER   t0k",
+            "bEaReR\tt0k ",
+            "  Bearer t0k",
+        ] {
+            assert_eq!(bearer_credentials(v), Some("t0k"), "{v:?}");
+        }
+        for v in ["Basic dXNlcg==", "Bearer", "Bearer ", "Bearert0k", "t0k"] {
+            assert_eq!(bearer_credentials(v), None, "{v:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "bearer s3cret".parse().unwrap());
+        assert!(check_bearer(Some("s3cret"), &h).is_ok());
+        h.insert(header::AUTHORIZATION, "BEARER wrong".parse().unwrap());
+        assert_eq!(
+            check_bearer(Some("s3cret"), &h).unwrap_err().message,
+            "invalid bearer token"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! The run page's pictures: the DAG coloured by task state, and a Gantt chart of attempts.
 //! Built with maud, so task ids and errors are escaped like everything else.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::Utc;
 use maud::{Markup, html};
-use serde_json::Value;
+
+use super::run_view::RunView;
 
 pub fn state_colour(state: &str) -> &'static str {
     match state {
@@ -19,20 +22,35 @@ pub fn state_colour(state: &str) -> &'static str {
     }
 }
 
-/// `tasks` as produced by `api::run_detail` (DAG order, with `depends_on`).
-pub fn dag(tasks: &[Value]) -> Markup {
-    let ids: Vec<&str> = tasks
+/// Runs with more tasks than this get no graph: thousands of boxes are neither readable nor
+/// cheap to send (the task table pages through them instead).
+pub const DAG_MAX_TASKS: usize = 300;
+
+/// The run's DAG, each task coloured by state; `None` for runs over [`DAG_MAX_TASKS`].
+pub fn dag(view: &RunView) -> Option<Markup> {
+    let tasks = &view.tasks;
+    if tasks.len() > DAG_MAX_TASKS {
+        return None;
+    }
+    let index: HashMap<&str, usize> = tasks
         .iter()
-        .map(|t| t["task"].as_str().unwrap_or(""))
+        .enumerate()
+        .map(|(i, t)| (t.task.as_str(), i))
         .collect();
-    let index = |id: &str| ids.iter().position(|x| *x == id);
+    let deps: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|t| {
+            t.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
     // Layer = longest path from a root; tasks arrive in topological order.
     let mut layer = vec![0usize; tasks.len()];
-    for (i, t) in tasks.iter().enumerate() {
-        for d in t["depends_on"].as_array().into_iter().flatten() {
-            if let Some(j) = d.as_str().and_then(index) {
-                layer[i] = layer[i].max(layer[j] + 1);
-            }
+    for i in 0..tasks.len() {
+        for &j in &deps[i] {
+            layer[i] = layer[i].max(layer[j] + 1);
         }
     }
     let mut row = vec![0usize; tasks.len()];
@@ -45,69 +63,60 @@ pub fn dag(tasks: &[Value]) -> Markup {
     let pos = |i: usize| (20.0 + layer[i] as f64 * gx, 20.0 + row[i] as f64 * gy);
     let width = 40.0 + per_layer.len() as f64 * gx;
     let height = 40.0 + per_layer.iter().max().copied().unwrap_or(1) as f64 * gy;
-    html! {
+    Some(html! {
         svg class="dag" xmlns="http://www.w3.org/2000/svg" width=(width) height=(height) viewBox=(format!("0 0 {width} {height}")) role="img" aria-label="task graph" {
-            @for (i, t) in tasks.iter().enumerate() {
-                @for d in t["depends_on"].as_array().into_iter().flatten() {
-                    @if let Some(j) = d.as_str().and_then(index) {
-                        @let (x1, y1) = pos(j);
-                        @let (x2, y2) = pos(i);
-                        path class="edge" d=(format!("M{} {} C{} {} {} {} {} {}", x1 + w, y1 + h / 2.0, x1 + w + 30.0, y1 + h / 2.0, x2 - 30.0, y2 + h / 2.0, x2, y2 + h / 2.0)) fill="none" stroke="#9aa3ad" stroke-width="1.5" {}
-                    }
+            @for (i, ds) in deps.iter().enumerate() {
+                @for &j in ds {
+                    @let (x1, y1) = pos(j);
+                    @let (x2, y2) = pos(i);
+                    path class="edge" d=(format!("M{} {} C{} {} {} {} {} {}", x1 + w, y1 + h / 2.0, x1 + w + 30.0, y1 + h / 2.0, x2 - 30.0, y2 + h / 2.0, x2, y2 + h / 2.0)) fill="none" stroke="#9aa3ad" stroke-width="1.5" {}
                 }
             }
             @for (i, t) in tasks.iter().enumerate() {
                 @let (x, y) = pos(i);
-                @let state = t["state"].as_str().unwrap_or("pending");
-                g class="node" data-task=(ids[i]) data-state=(state) {
-                    title { (ids[i]) ": " (state) }
+                @let state = t.state_or_pending();
+                g class="node" data-task=(t.task) data-state=(state) {
+                    title { (t.task) ": " (state) }
                     rect x=(x) y=(y) width=(w) height=(h) rx="6" fill=(state_colour(state)) {}
-                    text x=(x + 10.0) y=(y + 16.0) fill="#fff" font-size="12" font-weight="600" { (truncate(ids[i], 20)) }
+                    text x=(x + 10.0) y=(y + 16.0) fill="#fff" font-size="12" font-weight="600" { (truncate(&t.task, 20)) }
                     text x=(x + 10.0) y=(y + 30.0) fill="#fff" font-size="10" { (state) }
                 }
             }
         }
-    }
+    })
 }
 
-/// One row per task, one bar per attempt that started.
-pub fn gantt(tasks: &[Value], attempts: &[Value]) -> Markup {
-    let t = |v: &Value| {
-        v.as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|d| d.with_timezone(&Utc))
-    };
-    let started: Vec<DateTime<Utc>> = attempts
-        .iter()
-        .filter_map(|a| t(&a["started_at"]))
-        .collect();
-    let Some(start) = started.iter().min().copied() else {
+/// One row per selected task (indices into `view.tasks`), one bar per attempt that started,
+/// on the time axis of the whole run.
+pub fn gantt(view: &RunView, rows: &[usize]) -> Markup {
+    let Some(start) = view.attempts.iter().filter_map(|a| a.started_at).min() else {
         return html! { p class="muted" { "No attempt has started yet." } };
     };
     let now = Utc::now();
-    let end = attempts
+    let end = view
+        .attempts
         .iter()
-        .filter_map(|a| t(&a["ended_at"]).or_else(|| t(&a["started_at"]).map(|_| now)))
+        .filter_map(|a| a.ended_at.or(a.started_at.map(|_| now)))
         .max()
         .unwrap_or(now)
         .max(start + chrono::Duration::milliseconds(1));
     let span_ms = (end - start).num_milliseconds().max(1) as f64;
     let (label_w, plot_w, row_h) = (160.0, 640.0, 22.0);
-    let height = 30.0 + tasks.len() as f64 * row_h;
+    let height = 30.0 + rows.len() as f64 * row_h;
     html! {
         svg class="gantt" xmlns="http://www.w3.org/2000/svg" width=(label_w + plot_w + 20.0) height=(height) role="img" aria-label="attempt timeline" {
-            @for (i, task) in tasks.iter().enumerate() {
-                @let id = task["task"].as_str().unwrap_or("");
-                @let y = 10.0 + i as f64 * row_h;
+            @for (r, &i) in rows.iter().enumerate() {
+                @let id = view.tasks[i].task.as_str();
+                @let y = 10.0 + r as f64 * row_h;
                 text x="4" y=(y + 14.0) font-size="11" fill="#333" { (truncate(id, 22)) }
-                @for a in attempts.iter().filter(|a| a["task_id"].as_str() == Some(id)) {
-                    @if let Some(s) = t(&a["started_at"]) {
-                        @let e = t(&a["ended_at"]).unwrap_or(now);
+                @for a in view.attempts_of(i) {
+                    @if let Some(s) = a.started_at {
+                        @let e = a.ended_at.unwrap_or(now);
                         @let x = label_w + (s - start).num_milliseconds() as f64 / span_ms * plot_w;
                         @let bw = ((e - s).num_milliseconds() as f64 / span_ms * plot_w).max(2.0);
-                        @let state = a["state"].as_str().unwrap_or("");
+                        @let state = a.state.as_str();
                         rect x=(x) y=(y + 3.0) width=(bw) height=(row_h - 6.0) rx="3" fill=(state_colour(state)) {
-                            title { (id) " attempt " (a["attempt"]) ": " (state) ", " ((e - s).num_milliseconds()) " ms" }
+                            title { (id) " attempt " (a.attempt) ": " (state) ", " ((e - s).num_milliseconds()) " ms" }
                         }
                     }
                 }
@@ -118,7 +127,8 @@ pub fn gantt(tasks: &[Value], attempts: &[Value]) -> Markup {
     }
 }
 
-fn truncate(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters, the last one an ellipsis when anything was cut.
+pub fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() > n {
         format!("{}…", s.chars().take(n - 1).collect::<String>())
     } else {

@@ -9,11 +9,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::api::{RunsQuery, run_detail, run_filter, start_retry};
+use super::api::{RunsQuery, run_filter, start_retry};
 use super::auth::{SESSION_COOKIE, csrf_token, require_form};
-use super::svg::{dag, gantt, state_colour};
+use super::svg::state_colour;
 use super::{ApiError, AppState};
 use crate::engine::scheduler::Scheduler;
 use crate::engine::state::RunState;
@@ -44,11 +43,11 @@ const u=new URL(window.location.href);u.searchParams.set('partial','1');
 try{const r=await fetch(u);if(r.ok){el.outerHTML=await r.text();}}catch(e){}},ms);}
 "#;
 
-fn badge(state: &str) -> Markup {
+pub(super) fn badge(state: &str) -> Markup {
     html! { span class="badge" data-state=(state) style=(format!("background:{}", state_colour(state))) { (state) } }
 }
 
-fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+pub(super) fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".into())
 }
@@ -65,7 +64,7 @@ fn duration(r: &RunRow) -> String {
 }
 
 /// A full page; sets the CSRF cookie on first visit.
-fn page(
+pub(super) fn page(
     headers: &HeaderMap,
     active: &str,
     title: &str,
@@ -102,7 +101,7 @@ fn page(
     resp
 }
 
-fn fragment(m: Markup) -> Response {
+pub(super) fn fragment(m: Markup) -> Response {
     m.into_response()
 }
 
@@ -134,7 +133,7 @@ pub async fn runs_page(
     if q.partial == Some(1) {
         return Ok(fragment(table));
     }
-    let flows = s.flows().0;
+    let flows = s.flows().await?.0;
     Ok(page(&headers, "Runs", "Runs", |_| {
         html! {
             h1 { "Runs" }
@@ -180,7 +179,7 @@ fn runs_table(rows: &[RunRow], filter: &RunFilter) -> Markup {
                                 td class="muted" { (r.trigger_source) }
                                 td { (when(Some(r.created_at))) }
                                 td { (duration(r)) }
-                                td class="err" { (r.error.as_deref().unwrap_or("")) }
+                                td class="err" { (super::svg::truncate(r.error.as_deref().unwrap_or(""), 500)) }
                             }
                         }
                     }
@@ -197,7 +196,7 @@ fn runs_table(rows: &[RunRow], filter: &RunFilter) -> Markup {
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -208,130 +207,35 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// Log lines per log page; the page links to the next one, and a live tail fetches the rest.
+pub const LOG_PAGE: u32 = 5_000;
+
 #[derive(Debug, Deserialize)]
-pub struct PartialQuery {
-    partial: Option<u8>,
-}
-
-pub async fn run_page(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    Query(q): Query<PartialQuery>,
-) -> Result<Response, ApiError> {
-    let detail = run_detail(&s, id).await?;
-    let live = run_live(id, &detail);
-    if q.partial == Some(1) {
-        return Ok(fragment(live));
-    }
-    let run = &detail["run"];
-    let state = run["state"].as_str().unwrap_or("");
-    Ok(page(&headers, "Runs", &format!("Run {id}"), |csrf| {
-        html! {
-            h1 { "Run #" (id) " · " (run["flow"].as_str().unwrap_or("")) }
-            div class="card" {
-                form class="inline" method="post" action=(format!("/ui/runs/{id}/retry")) {
-                    input type="hidden" name="csrf" value=(csrf);
-                    button type="submit" class="secondary" disabled[!matches!(state, "failed" | "cancelled")] { "Retry failed tasks" }
-                }
-                " "
-                form class="inline" method="post" action=(format!("/ui/runs/{id}/cancel")) {
-                    input type="hidden" name="csrf" value=(csrf);
-                    button type="submit" class="danger" disabled[matches!(state, "success" | "failed" | "cancelled")] { "Cancel" }
-                }
-            }
-            (live)
-            script { (PreEscaped("live('run-live', 1500);")) }
-        }
-    }))
-}
-
-fn run_live(id: i64, d: &Value) -> Markup {
-    let run = &d["run"];
-    let state = run["state"].as_str().unwrap_or("");
-    let active = matches!(state, "queued" | "running");
-    let tasks = d["tasks"].as_array().cloned().unwrap_or_default();
-    let attempts = d["attempts"].as_array().cloned().unwrap_or_default();
-    let quality = d["quality"].as_array().cloned().unwrap_or_default();
-    html! {
-        div id="run-live" data-live=(if active { "1" } else { "0" }) data-state=(state) {
-            div class="card kv" {
-                span class="muted" { "State" } span id="run-state" { (badge(state)) }
-                span class="muted" { "Trigger" } span { (run["trigger_source"].as_str().unwrap_or("")) }
-                span class="muted" { "Created" } span { (run["created_at"].as_str().unwrap_or("-")) }
-                span class="muted" { "Started" } span { (run["started_at"].as_str().unwrap_or("-")) }
-                span class="muted" { "Ended" } span { (run["ended_at"].as_str().unwrap_or("-")) }
-                span class="muted" { "Round" } span { (run["round"]) }
-                @if let Some(params) = run["params"].as_object().filter(|p| !p.is_empty()) {
-                    span class="muted" { "Params" }
-                    span { @for (k, v) in params { code { (k) "=" (v.as_str().unwrap_or("")) } " " } }
-                }
-                @if let Some(e) = run["error"].as_str() {
-                    span class="muted" { "Note" } span class="err" { (e) }
-                }
-            }
-            h2 { "Graph" }
-            div class="card" { (dag(&tasks)) }
-            h2 { "Timeline" }
-            div class="card" { (gantt(&tasks, &attempts)) }
-            h2 { "Tasks" }
-            table id="tasks" {
-                thead { tr { th { "Task" } th { "Kind" } th { "State" } th { "Attempts" } th { "Error" } th { "Log" } } }
-                tbody {
-                    @for t in &tasks {
-                        @let task = t["task"].as_str().unwrap_or("");
-                        tr data-task=(task) {
-                            td { (task) }
-                            td class="muted" { (t["kind"].as_str().unwrap_or("")) }
-                            td { (badge(t["state"].as_str().unwrap_or("pending"))) }
-                            td { (t["attempts"]) }
-                            td class="err" { (t["error"].as_str().unwrap_or("")) }
-                            td { a href=(format!("/runs/{id}/logs/{}", urlencode(task))) { "log" } }
-                        }
-                    }
-                }
-            }
-            h2 { "Quality checks" }
-            @if quality.is_empty() {
-                div class="card muted" { "No quality results recorded for this run." }
-            } @else {
-                table id="quality" {
-                    thead { tr { th { "Table" } th { "Version" } th { "Check" } th { "Observed" } th { "Threshold" } th { "Severity" } th { "Outcome" } } }
-                    tbody {
-                        @for q in &quality {
-                            tr {
-                                td { (q["table_name"].as_str().unwrap_or("")) }
-                                td { (q["version"]) }
-                                td { (q["check_name"].as_str().unwrap_or("")) }
-                                td { (q["observed"].as_str().unwrap_or("")) }
-                                td { (q["threshold"].as_str().unwrap_or("")) }
-                                td { (q["severity"].as_str().unwrap_or("")) }
-                                td { (badge(match q["outcome"].as_str() { Some("pass") => "success", Some("warn") => "up_for_retry", _ => "failed" })) " " (q["outcome"].as_str().unwrap_or("")) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+#[serde(deny_unknown_fields)]
+pub struct LogPageQuery {
+    #[serde(default)]
+    after: i64,
 }
 
 pub async fn log_page(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path((id, task)): Path<(i64, String)>,
+    Query(q): Query<LogPageQuery>,
 ) -> Result<Response, ApiError> {
     let store = s.engine.store();
     let run = store.get_run(id).await?;
-    let lines = store.logs(id, Some(&task), 0).await?;
-    let last = lines.last().map(|(i, _)| *i).unwrap_or(0);
+    let lines = store.logs(id, Some(&task), q.after, LOG_PAGE).await?;
+    let last = lines.last().map(|(i, _)| *i).unwrap_or(q.after);
+    let more = lines.len() == LOG_PAGE as usize;
+    // Tail only from the last page: a page in the middle of a long log links on instead.
     let script = format!(
         "(function(){{let after={last};const pre=document.getElementById('log');const api='/api/runs/{id}/logs?task='+encodeURIComponent(pre.dataset.task);\
          async function tick(){{const r=await fetch(api+'&after='+after);if(!r.ok)return;const d=await r.json();\
          for(const l of d.lines){{pre.append(document.createTextNode(l.ts.substring(11,23)+' #'+l.attempt+' ['+l.stream+'] '+l.line+'\\n'));}}\
          after=d.next_after;if(d.run_state==='queued'||d.run_state==='running')setTimeout(tick,1000);}}\
          if({active})setTimeout(tick,1000);}})();",
-        active = !run.state.is_terminal()
+        active = !run.state.is_terminal() && !more
     );
     Ok(page(&headers, "Runs", &format!("Log {task}"), |_| {
         html! {
@@ -341,7 +245,12 @@ pub async fn log_page(
                     (l.ts.format("%H:%M:%S%.3f")) " #" (l.attempt) " [" (l.stream) "] " (l.line) "\n"
                 }
             }
-            @if lines.is_empty() && run.state.is_terminal() { p class="muted" { "This task wrote no log lines." } }
+            @if more {
+                div class="pager" {
+                    a href=(format!("/runs/{id}/logs/{}?after={last}", urlencode(&task))) rel="next" { "next " (LOG_PAGE) " lines →" }
+                }
+            }
+            @if lines.is_empty() && q.after == 0 && run.state.is_terminal() { p class="muted" { "This task wrote no log lines." } }
             script { (PreEscaped(script)) }
         }
     }))
@@ -351,7 +260,7 @@ pub async fn flows_page(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (flows, errors) = s.flows();
+    let (flows, errors) = s.flows().await?;
     let store = s.engine.store();
     let schedules = store.schedules().await?;
     let mut recent = HashMap::new();
@@ -432,8 +341,15 @@ pub async fn tables_page(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tables = super::list_tables(&s.home.join("lake"));
-    Ok(page(&headers, "Tables", "Tables", |_| {
+    let lake = s.home.join("lake");
+    s.heavy(move || tables_html(&headers, &lake)).await
+}
+
+/// The tables page: reads every table's Delta log and lineage (file I/O and JSON parsing, for
+/// the blocking pool).
+fn tables_html(headers: &HeaderMap, lake: &std::path::Path) -> Response {
+    let tables = super::list_tables(lake);
+    page(headers, "Tables", "Tables", |_| {
         html! {
             h1 { "Tables" }
             @if tables.is_empty() {
@@ -449,7 +365,7 @@ pub async fn tables_page(
                         span class="muted" { "Rows" } span { (t.row_count.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into())) }
                         span class="muted" { "Schema" } span { @for (n, ty) in &t.schema { code { (n) ": " (ty) } " " } }
                     }
-                    @if let Ok(l) = crate::lineage::trace(&s.home.join("lake"), &t.name, None) {
+                    @if let Ok(l) = crate::lineage::trace(lake, &t.name, None) {
                         div class="lineage" {
                             h3 { "Lineage of v" (l.version) }
                             @if l.commit_inputs.is_empty() && l.tables.is_empty() && l.kafka.is_empty() {
@@ -484,7 +400,7 @@ pub async fn tables_page(
                 }
             }
         }
-    }))
+    })
 }
 
 pub async fn login_page(headers: HeaderMap) -> Response {
@@ -508,10 +424,8 @@ pub async fn login_submit(
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     // Only the CSRF half of the check: the token is what is being presented here.
-    let csrf_only = AppState {
-        token: None,
-        ..s.clone()
-    };
+    let mut csrf_only = s.clone();
+    csrf_only.token = None;
     require_form(
         &csrf_only,
         &headers,
@@ -542,7 +456,7 @@ pub async fn trigger_submit(
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     check_form(&s, &headers, &f)?;
-    let flow = s.flow(&name)?;
+    let flow = s.flow(&name).await?;
     let params = f
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("param.").map(|k| (k.to_string(), v.clone())))
@@ -566,7 +480,7 @@ async fn pause_ui(
     paused: bool,
 ) -> Result<Response, ApiError> {
     check_form(&s, &headers, &f)?;
-    let flow = s.flow(&name)?;
+    let flow = s.flow(&name).await?;
     Scheduler::set_paused(&s.engine, &flow, paused)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

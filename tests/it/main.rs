@@ -20,3 +20,5 @@ mod tables;
 mod transform;
 mod validation;
 mod web_api;
+mod web_big_run;
+mod web_hostile;

@@ -18,6 +18,8 @@ pub fn free_port() -> u16 {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Where the server's stderr goes.
+    pub stderr: std::path::PathBuf,
 }
 
 impl Server {
@@ -27,13 +29,18 @@ impl Server {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        let stderr = env.dir.path().join(format!("serve-{port}.stderr"));
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
-        let s = Server { child, base };
+        let s = Server {
+            child,
+            base,
+            stderr,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = ureq::get(&format!("{}/healthz", s.base)).call()
@@ -49,6 +56,16 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `host:port` of the listener.
+    pub fn authority(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Stops the server like a crash would.
