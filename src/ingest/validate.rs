@@ -57,21 +57,19 @@ impl Rules {
         Ok(Rules { table })
     }
 
-    /// Refuses rules and checks that name a column the bronze rows (`schema`, the decoder's)
-    /// never have: each with its file, line and the columns there are, instead of the type
-    /// error such a rule would meet on a column of nulls.
-    pub fn check_columns(&self, schema: &ArrowSchema) -> Result<(), IngestError> {
+    /// Warns, with file and line, about rules and checks naming a column the bronze rows
+    /// (`schema`, the decoder's) do not have. Not an error here: the registered contract may be
+    /// older than the rules (v1 orders have no `channel`, and rows read it as null); a column no
+    /// contract has is refused by `flowctl checks validate`. The warning keeps a typo from
+    /// hiding behind the type error such a rule then meets on a column of nulls.
+    pub fn warn_unknown_columns(&self, schema: &ArrowSchema) {
         let Some(t) = &self.table else {
-            return Ok(());
+            return;
         };
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let unknown = t.unknown_columns(&columns);
-        if unknown.is_empty() {
-            return Ok(());
+        for e in t.unknown_columns(&columns) {
+            tracing::warn!("{e}; rows read it as null");
         }
-        Err(IngestError::Expectations(
-            crate::vocab::SourceErrors(unknown).to_string(),
-        ))
     }
 
     /// Whether there are any rules at all.
