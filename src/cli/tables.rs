@@ -89,11 +89,7 @@ pub async fn run(cfg: &Config, cmd: TablesCmd) -> anyhow::Result<u8> {
 /// lists the tables there are.
 pub async fn open_table(home: &Path, name: &str) -> anyhow::Result<LakeTable> {
     let lake = lake_root(home);
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !name.starts_with('.');
+    let valid = crate::lake::valid_table_name(name);
     let known = list_tables(&lake)?;
     if !valid || !known.iter().any(|t| t == name) {
         return Err(UsageError(format!(

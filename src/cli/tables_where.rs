@@ -147,7 +147,17 @@ struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     end: usize,
+    /// Open `(` and `not` around the current position.
+    depth: usize,
+    /// Comparisons so far.
+    terms: usize,
 }
+
+/// Nesting deeper than this is refused: the parser, the predicate tree and the Polars plan are
+/// all recursive, and 10,000 `(` once overflowed the stack and aborted the process.
+const MAX_DEPTH: usize = 64;
+/// More comparisons than this is refused for the same reason (a long `and` chain is a deep tree).
+const MAX_TERMS: usize = 256;
 
 fn describe(t: &Tok) -> String {
     match t {
@@ -220,6 +230,24 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Pred, String> {
+        let nested = self.keyword("not") || self.peek() == Some(&Tok::LParen);
+        if nested {
+            if self.depth >= MAX_DEPTH {
+                return Err(format!(
+                    "nested more than {MAX_DEPTH} deep at column {}",
+                    self.col_here()
+                ));
+            }
+            self.depth += 1;
+        }
+        let pred = self.nested_or_cmp();
+        if nested {
+            self.depth -= 1;
+        }
+        pred
+    }
+
+    fn nested_or_cmp(&mut self) -> Result<Pred, String> {
         if self.eat_keyword("not") {
             return Ok(Pred::Not(Box::new(self.unary()?)));
         }
@@ -231,6 +259,13 @@ impl Parser {
             }
             self.pos += 1;
             return Ok(inner);
+        }
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(format!(
+                "more than {MAX_TERMS} comparisons (at column {})",
+                self.col_here()
+            ));
         }
         self.cmp()
     }
@@ -335,6 +370,8 @@ pub fn parse(text: &str) -> Result<Pred, String> {
         toks,
         pos: 0,
         end: text.chars().count() + 1,
+        depth: 0,
+        terms: 0,
     };
     let pred = p.or().map_err(|e| format!("--where: {e}"))?;
     if p.pos < p.toks.len() {

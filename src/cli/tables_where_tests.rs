@@ -115,3 +115,31 @@ fn expressions_filter_a_frame() {
     let err = compile("n = 'x'", frame.schema()).unwrap_err();
     assert!(err.contains("column n is i64"), "{err}");
 }
+
+/// Issue 18: 10,000 nested `(` aborted `tables show` on a stack overflow.
+#[test]
+fn deep_nesting_and_long_chains_are_refused_not_overflowed() {
+    let deep = format!("{}a = 1{}", "(".repeat(10_000), ")".repeat(10_000));
+    assert!(parse(&deep).unwrap_err().contains("nested more than 64 deep"));
+    let nots = format!("{}a = 1", "not ".repeat(10_000));
+    assert!(parse(&nots).unwrap_err().contains("nested more than 64 deep"));
+    let chain = vec!["a = 1"; 100_000].join(" and ");
+    assert!(parse(&chain).unwrap_err().contains("more than 256 comparisons"));
+    // Within the limits all is as before.
+    let ok = format!("{}a = 1{}", "(".repeat(60), ")".repeat(60));
+    assert_eq!(parse(&ok).unwrap(), Pred::Cmp("a".into(), Op::Eq, Value::Int(1)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+    /// Garbage in, an error or a predicate out: never a panic, never an overflow.
+    #[test]
+    fn the_where_parser_never_panics(text in "[()a-z0-9 '\"=<>!,.:-]{0,200}|(not |\\(|and |or |a = 1 |'x' |in |is null ){0,300}") {
+        if let Ok(p) = parse(&text) {
+            let schema = polars::prelude::Schema::from_iter([
+                polars::prelude::Field::new("a".into(), polars::prelude::DataType::Int64),
+            ]);
+            let _ = to_expr(&p, &schema);
+        }
+    }
+}

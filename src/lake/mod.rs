@@ -35,7 +35,7 @@ pub use stage::{
     GateOutcome, GateSubject, StageMode, StageSpec, StagedCommit, gate_and_publish, stage, staged,
     staging_dir,
 };
-pub use table::{AppTxn, Commit, LakeTable, lake_root};
+pub use table::{AppTxn, Commit, LakeTable, lake_root, table_dir, valid_table_name};
 
 /// Test data shared by the lake's unit tests: `id`, `name`, `event_date` partitioned tables.
 #[cfg(test)]

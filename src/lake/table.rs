@@ -24,6 +24,23 @@ pub fn lake_root(home: &Path) -> PathBuf {
     home.join("lake")
 }
 
+/// Whether `name` can be a table of the lake: letters, digits, `_`, `-` and `.`, not starting
+/// with `.` — so it is one directory right under the lake, never `..` or a path elsewhere.
+pub fn valid_table_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// The directory of table `name` under `lake`; None when the name is not a table name (a
+/// user's `../../elsewhere`, or a hostile app id in a Delta log).
+pub fn table_dir(lake: &Path, name: &str) -> Option<PathBuf> {
+    valid_table_name(name).then(|| lake.join(name))
+}
+
 /// An application transaction recorded with an append: `app_id` (e.g. table + topic +
 /// partition) and `version` (e.g. the last Kafka offset included). Delta keeps the latest
 /// version per app id; a reader sees it together with the rows or not at all.

@@ -110,7 +110,12 @@ fn trace_at(
     version: Option<i64>,
     depth: usize,
 ) -> Result<Node, LineageError> {
-    let commits = read_commits(&lake.join(table), version)?;
+    let dir = crate::lake::table_dir(lake, table).ok_or_else(|| LineageError::NoTable {
+        table: table.to_string(),
+        detail: "not a table name (letters, digits, `_`, `-`, `.`; one directory under the lake)"
+            .into(),
+    })?;
+    let commits = read_commits(&dir, version)?;
     let Some(last) = commits.last() else {
         return Err(LineageError::NoTable {
             table: table.to_string(),

@@ -7,7 +7,7 @@ use std::path::Path;
 use polars::prelude::DataFrame;
 
 use super::{Frames, QualityError, TableExpectations};
-use crate::lake::{LakeTable, lake_root};
+use crate::lake::{LakeTable, lake_root, table_dir};
 
 /// The current version of `table` and its rows; None when the table does not exist yet (no
 /// Delta log), which callers report as a failed check rather than an error.
@@ -15,7 +15,12 @@ pub async fn read_lake_table(
     home: &Path,
     table: &str,
 ) -> Result<Option<(i64, DataFrame)>, QualityError> {
-    let path = lake_root(home).join(table);
+    let Some(path) = table_dir(&lake_root(home), table) else {
+        return Err(QualityError::Source {
+            table: table.to_string(),
+            detail: "not a table name".into(),
+        });
+    };
     if !path.join("_delta_log").is_dir() {
         return Ok(None);
     }

@@ -121,3 +121,23 @@ fn a_flow_emits_valid_openlineage_events_and_bronze_lineage_reaches_kafka() {
         "the table page names the Kafka source"
     );
 }
+
+/// Issue 18 (low): `flowctl lineage ../../outside` read a Delta table outside the lake.
+#[test]
+fn lineage_reads_only_tables_of_the_lake() {
+    let env = crate::common::Env::new();
+    // A Delta log outside the lake, reachable by `..` from it.
+    let outside = env.dir.path().join("outside/_delta_log");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("00000000000000000000.json"),
+        r#"{"commitInfo":{"timestamp":1,"operation":"WRITE"}}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(env.home().join("lake")).unwrap();
+    for name in ["../../outside", "../outside", "/tmp", ".hidden", ""] {
+        let out = env.run(&["lineage", name]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
+        assert!(stderr(&out).contains("not a table name"), "{name}: {}", stderr(&out));
+    }
+}

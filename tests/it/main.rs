@@ -11,6 +11,7 @@ pub mod ingest;
 mod ingest_limits;
 pub mod lake;
 mod lineage;
+mod parser_props;
 mod pipeline;
 mod quality;
 mod recovery;
