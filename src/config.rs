@@ -31,16 +31,29 @@ pub struct ConfigError {
     reason: String,
 }
 
+/// A positive duration from `var` (a zero heartbeat would be a busy loop, and tokio refuses a
+/// zero interval outright).
 fn env_duration(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
     match std::env::var(var) {
-        Ok(v) => parse_duration(&v).map_err(|reason| ConfigError {
-            var,
-            value: v,
-            reason,
-        }),
+        Ok(v) => match parse_duration(&v) {
+            Ok(d) if d.is_zero() => Err(ConfigError {
+                var,
+                value: v,
+                reason: "must be longer than zero".into(),
+            }),
+            Ok(d) => Ok(d),
+            Err(reason) => Err(ConfigError {
+                var,
+                value: v,
+                reason,
+            }),
+        },
         Err(_) => Ok(default),
     }
 }
+
+/// More task attempts at once than any machine runs; the bound keeps the semaphore in range.
+const MAX_CONCURRENCY: usize = 100_000;
 
 fn flows_dir_from_env() -> PathBuf {
     std::env::var_os("FLOWCTL_FLOWS_DIR")
@@ -85,19 +98,31 @@ impl Config {
             Ok(v) => v
                 .parse::<usize>()
                 .ok()
-                .filter(|n| *n > 0)
+                .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
                 .ok_or(ConfigError {
                     var: "FLOWCTL_CONCURRENCY",
                     value: v,
-                    reason: "expected a positive integer".into(),
+                    reason: format!("expected a whole number from 1 to {MAX_CONCURRENCY}"),
                 })?,
             Err(_) => defaults.concurrency,
         };
+        let heartbeat = env_duration("FLOWCTL_HEARTBEAT", defaults.heartbeat)?;
+        let lease = env_duration("FLOWCTL_LEASE", defaults.lease)?;
+        if lease < heartbeat * 2 {
+            return Err(ConfigError {
+                var: "FLOWCTL_LEASE",
+                value: crate::vocab::format_duration(lease),
+                reason: format!(
+                    "must be at least twice FLOWCTL_HEARTBEAT ({}), or live owners would look dead",
+                    crate::vocab::format_duration(heartbeat)
+                ),
+            });
+        }
         let engine = EngineConfig {
             home: home.clone(),
             concurrency,
-            heartbeat: env_duration("FLOWCTL_HEARTBEAT", defaults.heartbeat)?,
-            lease: env_duration("FLOWCTL_LEASE", defaults.lease)?,
+            heartbeat,
+            lease,
             poll: defaults.poll,
         };
         Ok(Config {

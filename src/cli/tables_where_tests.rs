@@ -120,14 +120,29 @@ fn expressions_filter_a_frame() {
 #[test]
 fn deep_nesting_and_long_chains_are_refused_not_overflowed() {
     let deep = format!("{}a = 1{}", "(".repeat(10_000), ")".repeat(10_000));
-    assert!(parse(&deep).unwrap_err().contains("nested more than 64 deep"));
+    assert!(
+        parse(&deep)
+            .unwrap_err()
+            .contains("nested more than 64 deep")
+    );
     let nots = format!("{}a = 1", "not ".repeat(10_000));
-    assert!(parse(&nots).unwrap_err().contains("nested more than 64 deep"));
+    assert!(
+        parse(&nots)
+            .unwrap_err()
+            .contains("nested more than 64 deep")
+    );
     let chain = vec!["a = 1"; 100_000].join(" and ");
-    assert!(parse(&chain).unwrap_err().contains("more than 256 comparisons"));
+    assert!(
+        parse(&chain)
+            .unwrap_err()
+            .contains("more than 256 comparisons")
+    );
     // Within the limits all is as before.
     let ok = format!("{}a = 1{}", "(".repeat(60), ")".repeat(60));
-    assert_eq!(parse(&ok).unwrap(), Pred::Cmp("a".into(), Op::Eq, Value::Int(1)));
+    assert_eq!(
+        parse(&ok).unwrap(),
+        Pred::Cmp("a".into(), Op::Eq, Value::Int(1))
+    );
 }
 
 proptest::proptest! {

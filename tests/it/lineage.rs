@@ -138,6 +138,10 @@ fn lineage_reads_only_tables_of_the_lake() {
     for name in ["../../outside", "../outside", "/tmp", ".hidden", ""] {
         let out = env.run(&["lineage", name]);
         assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
-        assert!(stderr(&out).contains("not a table name"), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a table name"),
+            "{name}: {}",
+            stderr(&out)
+        );
     }
 }

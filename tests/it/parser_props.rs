@@ -26,7 +26,10 @@ fn yaml_piece() -> impl Strategy<Value = String> {
         Just("  - id: b\n    depends_on: [a]\n".to_string()),
         Just("    kind: noop\n".to_string()),
         Just("    kind: shell\n    params: {command: 'true'}\n".to_string()),
-        Just("    retries: {count: 3, delay: 1s, backoff: 2, max_delay: 1m, jitter: 0.5}\n".to_string()),
+        Just(
+            "    retries: {count: 3, delay: 1s, backoff: 2, max_delay: 1m, jitter: 0.5}\n"
+                .to_string()
+        ),
         Just("retries: 5\n".to_string()),
         Just("params: {p: v, Q: [1]}\n".to_string()),
         Just("schedule: \"@daily\"\n".to_string()),

@@ -127,9 +127,11 @@ fn a_live_owner_is_never_recovered() {
     // Even with a tiny lease, a live local owner keeps its run.
     let out = env
         .cmd(&["runs", "list", "--json"])
-        .env("FLOWCTL_LEASE", "1ms")
+        .env("FLOWCTL_HEARTBEAT", "1ms")
+        .env("FLOWCTL_LEASE", "2ms")
         .output()
         .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("recovered"), "{}", stderr(&out));
     assert!(child.wait().unwrap().success());
 }

@@ -285,3 +285,36 @@ fn a_repeated_param_flag_is_refused() {
     let (_, runs) = env.json(&["runs", "list"]);
     assert_eq!(runs["runs"].as_array().unwrap().len(), 0, "{runs}");
 }
+
+/// Issue 18 (every duration): `FLOWCTL_HEARTBEAT=0s` panicked every run's executor
+/// ("`period` must be non-zero"); settings are refused at start with what is wrong.
+#[test]
+fn engine_settings_that_would_break_a_clock_are_refused() {
+    let env = Env::new();
+    env.flow("q", "name: q\ntasks:\n  - {id: a, kind: noop}\n");
+    for (var, value, needle) in [
+        ("FLOWCTL_HEARTBEAT", "0s", "must be longer than zero"),
+        ("FLOWCTL_LEASE", "999999d", "longer than the maximum"),
+        ("FLOWCTL_LEASE", "100ms", "at least twice FLOWCTL_HEARTBEAT"),
+        (
+            "FLOWCTL_CONCURRENCY",
+            "99999999999999999999",
+            "from 1 to 100000",
+        ),
+    ] {
+        let out = env.cmd(&["trigger", "q"]).env(var, value).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{var}={value}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(needle),
+            "{var}={value}: {}",
+            stderr(&out)
+        );
+    }
+    let (_, runs) = env.json(&["runs", "list"]);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 0, "{runs}");
+}
