@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::engine::state::RunState;
+use crate::vocab::state::RunState;
 use crate::engine::{Engine, EngineConfig};
 use crate::flow::parse_flow;
 use crate::store::Store;

@@ -10,7 +10,7 @@ use super::UsageError;
 use super::flows::find_flow;
 use super::output::{Table, print_json, short, span, time};
 use crate::config::Config;
-use crate::engine::state::RunState;
+use crate::vocab::state::RunState;
 use crate::engine::{Engine, EngineError};
 use crate::store::{AttemptRow, RunFilter, RunRow, Submitted};
 use crate::tasks::TaskRegistry;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::retry::{backoff, may_retry};
 use super::rules::{Decision, decide, run_outcome};
-use super::state::{RunState, TaskState};
+use crate::vocab::state::{RunState, TaskState};
 use super::{Engine, EngineError};
 use crate::flow::Flow;
 use crate::process::ProcessId;
@@ -309,7 +309,7 @@ fn launch(
             .unwrap_or_else(|panic| Done {
                 task: i,
                 started: true,
-                result: Err(Failure::Task(TaskError::Internal(format!(
+                result: Err(Failure::Task(TaskError::internal(format!(
                     "the task panicked: {}",
                     panic_message(&*panic)
                 )))),
@@ -352,7 +352,7 @@ impl Attempt {
             return Done {
                 task: i,
                 started: false,
-                result: Err(Failure::Task(TaskError::Cancelled)),
+                result: Err(Failure::Task(TaskError::cancelled())),
                 elapsed: started_at.elapsed(),
             };
         };
@@ -371,7 +371,7 @@ impl Attempt {
         let ran = |r: Result<Result<TaskOutcome, TaskError>, Box<dyn std::any::Any + Send>>| match r
         {
             Ok(r) => r.map_err(Failure::Task),
-            Err(panic) => Err(Failure::Task(TaskError::Internal(format!(
+            Err(panic) => Err(Failure::Task(TaskError::internal(format!(
                 "the task panicked: {}",
                 panic_message(&*panic)
             )))),
@@ -391,7 +391,7 @@ impl Attempt {
             }
             _ = ctx.cancel.cancelled() => {
                 let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
-                Err(Failure::Task(TaskError::Cancelled))
+                Err(Failure::Task(TaskError::cancelled()))
             }
         };
         lineage_event(&ctx, Some(&result)).await;
@@ -436,7 +436,7 @@ async fn lineage_event(ctx: &TaskContext, result: Option<&Result<TaskOutcome, Fa
     let (kind, inputs, outputs, error) = match result {
         None => (EventType::Start, &[][..], &[][..], None),
         Some(Ok(o)) => (EventType::Complete, &o.inputs[..], &o.outputs[..], None),
-        Some(Err(Failure::Task(TaskError::Cancelled))) => (
+        Some(Err(Failure::Task(e))) if e.is_cancelled() => (
             EventType::Abort,
             &[][..],
             &[][..],
@@ -531,7 +531,7 @@ async fn record(
             metrics.extend(outcome.metrics);
             (TaskState::Success, None, false)
         }
-        Err(Failure::Task(TaskError::Cancelled)) => {
+        Err(Failure::Task(e)) if e.is_cancelled() => {
             (TaskState::Cancelled, Some("cancelled".to_string()), false)
         }
         Err(Failure::TimedOut(t)) => (

@@ -9,7 +9,6 @@ mod recovery;
 pub mod retry;
 pub mod rules;
 pub mod scheduler;
-pub mod state;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,7 +21,7 @@ use std::panic::AssertUnwindSafe;
 use tokio::sync::Semaphore;
 
 pub use recovery::Recovered;
-use state::{RunState, TaskState};
+use crate::vocab::state::{RunState, TaskState};
 
 use crate::flow::{Flow, parse_flow};
 use crate::store::{NewRun, Store, StoreError, Submitted};

@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use super::owner::{is_local, is_orphaned};
 use super::retry::may_retry;
-use super::state::TaskState;
+use crate::vocab::state::TaskState;
 use super::{Engine, EngineError};
 use crate::process::{GroupKill, kill_orphan_group};
 use crate::store::{AttemptRow, Move};

@@ -1,6 +1,6 @@
 //! Trigger rules and run outcomes as pure functions over task states.
 
-use super::state::{RunState, TaskState};
+use crate::vocab::state::{RunState, TaskState};
 use crate::flow::TriggerRule;
 
 /// What to do with a pending task, given its upstream tasks' states.

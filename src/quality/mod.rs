@@ -103,6 +103,25 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
+    /// The result as the store keeps it: for `table` at `version`, checked at `checked_at`.
+    pub fn record(
+        &self,
+        table: &str,
+        version: Option<i64>,
+        checked_at: chrono::DateTime<chrono::Utc>,
+    ) -> crate::vocab::quality::QualityRecord {
+        crate::vocab::quality::QualityRecord {
+            table: table.to_string(),
+            version,
+            check: self.check.clone(),
+            observed: self.observed_text(),
+            threshold: self.threshold.clone(),
+            severity: self.severity.as_str().to_string(),
+            outcome: self.outcome.as_str().to_string(),
+            checked_at,
+        }
+    }
+
     /// Whether this result stops a gate: a failed `fail` check, or one that could not run.
     pub fn blocks(&self) -> bool {
         self.severity == Severity::Fail && matches!(self.outcome, Outcome::Fail | Outcome::Error)

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError, parse_ts, ts};
-use crate::tasks::LogLine;
+use crate::vocab::log::LogLine;
 
 /// A stored log line.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -2,7 +2,7 @@
 //! and the UI.
 
 use super::{Store, StoreError, ts};
-use crate::tasks::QualityRecord;
+use crate::vocab::quality::QualityRecord;
 
 impl Store {
     /// Stores the results one attempt of `task_id` recorded, in one transaction.

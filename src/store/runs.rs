@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError, opt_ts, parse_ts, ts};
-use crate::engine::state::{RunState, TaskState};
+use crate::vocab::state::{RunState, TaskState};
 
 /// What `create_run` needs.
 #[derive(Debug, Clone)]

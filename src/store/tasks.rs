@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError, opt_ts, ts};
-use crate::engine::state::TaskState;
+use crate::vocab::state::{TaskState, can_transition};
 use crate::process::ProcessId;
 
 /// One attempt of one task.
@@ -106,6 +106,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         if moves.is_empty() {
             return Ok(());
+        }
+        if let Some(m) = moves.iter().find(|m| !can_transition(m.from, m.to)) {
+            return Err(StoreError::Conflict(format!(
+                "attempt row {}: {} -> {} is not a legal move",
+                m.row_id, m.from, m.to
+            )));
         }
         let now_s = ts(now);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;

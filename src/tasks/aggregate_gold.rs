@@ -43,8 +43,8 @@ impl Task for AggregateGoldTask {
             tokio::runtime::Handle::current().block_on(aggregate_gold(&home, &run))
         });
         let report = tokio::select! {
-            r = work => r.map_err(|e| TaskError::Internal(e.to_string()))?.map_err(classify)?,
-            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+            r = work => r.map_err(TaskError::internal_err)?.map_err(classify)?,
+            _ = ctx.cancel.cancelled() => return Err(TaskError::cancelled()),
         };
         for a in &report.aggregates {
             ctx.log.info(format!(

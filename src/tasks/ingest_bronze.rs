@@ -146,11 +146,11 @@ impl Task for IngestBronzeTask {
         let progress = indicatif::ProgressBar::hidden();
         let result = ingest::ingest(&opts, &ctx.registry, ctx.cancel.clone(), &progress).await;
         if ctx.cancel.is_cancelled() {
-            return Err(TaskError::Cancelled);
+            return Err(TaskError::cancelled());
         }
         let summary = result.map_err(|e| match e {
-            e if e.is_retryable() => TaskError::External(e.to_string()),
-            e => TaskError::User(e.to_string()),
+            e if e.is_retryable() => TaskError::external_err(e),
+            e => TaskError::user_err(e),
         })?;
         for line in summary.render().lines() {
             ctx.log.info(line);

@@ -128,9 +128,9 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
 
 fn task_err(e: MaintainError) -> TaskError {
     if e.is_usage() {
-        TaskError::User(e.to_string())
+        TaskError::user_err(e)
     } else {
-        TaskError::External(e.to_string())
+        TaskError::external_err(e)
     }
 }
 
@@ -139,10 +139,10 @@ impl MaintainTask {
         let path = lake_root(&ctx.home).join(name);
         let mut table = LakeTable::open(&path)
             .await
-            .map_err(|e| TaskError::External(e.to_string()))?;
+            .map_err(TaskError::external_err)?;
         let files_before = table
             .file_infos()
-            .map_err(|e| TaskError::External(e.to_string()))?
+            .map_err(TaskError::external_err)?
             .len();
         let mut m = serde_json::json!({ "files_before": files_before });
         if self.optimize {
@@ -195,7 +195,7 @@ impl MaintainTask {
         }
         let after = table
             .file_infos()
-            .map_err(|e| TaskError::External(e.to_string()))?
+            .map_err(TaskError::external_err)?
             .len();
         m["files_after"] = serde_json::json!(after);
         m["version"] = serde_json::json!(table.version());
@@ -207,7 +207,7 @@ impl MaintainTask {
 impl Task for MaintainTask {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
         let lake = lake_root(&ctx.home);
-        let present = list_tables(&lake).map_err(|e| TaskError::External(e.to_string()))?;
+        let present = list_tables(&lake).map_err(TaskError::external_err)?;
         let names = match &self.tables {
             None => present.clone(),
             Some(l) => l.clone(),
@@ -216,7 +216,7 @@ impl Task for MaintainTask {
         let (mut before, mut after, mut done) = (0u64, 0u64, 0u64);
         for name in names {
             if ctx.cancel.is_cancelled() {
-                return Err(TaskError::Cancelled);
+                return Err(TaskError::cancelled());
             }
             if !present.contains(&name) {
                 ctx.log.info(format!("{name}: no such table yet: skipped"));

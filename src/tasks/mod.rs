@@ -18,7 +18,11 @@ use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::de::DeserializeOwned;
 
-pub use context::{LogLine, ProcessReport, QualityBuffer, QualityRecord, TaskContext, TaskLog};
+pub use context::{ProcessReport, TaskContext};
+// The words a task kind is written in, from the shared vocabulary.
+pub use crate::vocab::log::{LogLine, TaskLog};
+pub use crate::vocab::quality::{QualityBuffer, QualityRecord};
+pub use crate::vocab::task::{FaultClass, ParamError, TaskError};
 pub use noop::NoopTask;
 pub use quality_check::QualityCheckTask;
 pub use shell::ShellTask;
@@ -55,37 +59,6 @@ impl TaskOutcome {
         self.outputs.push(d);
         self
     }
-}
-
-/// Why an attempt failed. The class decides whether the executor retries it: external faults
-/// (a flaky command, a broker restart) are retried, user errors (bad config) are not.
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    /// The task's configuration or input is wrong; retrying cannot help.
-    #[error("{0}")]
-    User(String),
-    /// Something outside flowctl failed; a retry may succeed.
-    #[error("{0}")]
-    External(String),
-    /// A bug or an unexpected state inside flowctl.
-    #[error("internal error: {0}")]
-    Internal(String),
-    /// The attempt stopped because it was cancelled or timed out.
-    #[error("cancelled")]
-    Cancelled,
-}
-
-impl TaskError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, TaskError::External(_) | TaskError::Internal(_))
-    }
-}
-
-/// A task kind's parameters were wrong; `line` points into the flow file when known.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamError {
-    pub message: String,
-    pub line: Option<usize>,
 }
 
 /// Builds a task from the `params:` node of a flow file (None when the task has no params).

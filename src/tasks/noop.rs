@@ -42,7 +42,7 @@ impl Task for NoopTask {
         if let Some(d) = self.sleep {
             tokio::select! {
                 _ = tokio::time::sleep(d) => {}
-                _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+                _ = ctx.cancel.cancelled() => return Err(TaskError::cancelled()),
             }
         }
         Ok(TaskOutcome::default())

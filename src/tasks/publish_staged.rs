@@ -71,7 +71,7 @@ impl Task for PublishStagedTask {
                 Ok(matches!(subject, GateSubject::Current { .. }) || df.height() >= min)
             })
             .await
-            .map_err(|e| TaskError::External(e.to_string()))?;
+            .map_err(TaskError::external_err)?;
             ctx.log.info(format!("{table}: {out:?}"));
             let v = match &out {
                 GateOutcome::Published { version, .. } => serde_json::json!({"published": version}),
@@ -88,7 +88,7 @@ impl Task for PublishStagedTask {
         if failed.is_empty() {
             Ok(outcome)
         } else {
-            Err(TaskError::User(format!(
+            Err(TaskError::user(format!(
                 "gate failed for {}: fewer than {} rows; the staged data was discarded",
                 failed.join(", "),
                 self.min_rows

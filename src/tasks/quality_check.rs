@@ -149,7 +149,7 @@ impl QualityCheckTask {
         now: DateTime<Utc>,
     ) -> Result<Checked, TaskError> {
         let table = exp.name();
-        let lake = |e: LakeError| TaskError::External(e.to_string());
+        let lake = |e: LakeError| TaskError::external_err(e);
         let pending = match self.publish_staged {
             true => crate::lake::staged(&ctx.home, table).map_err(lake)?,
             false => None,
@@ -178,7 +178,7 @@ impl QualityCheckTask {
                 .await
                 .map_err(external)?
             else {
-                return Err(TaskError::External(format!(
+                return Err(TaskError::external(format!(
                     "table {table} vanished while checked"
                 )));
             };
@@ -186,8 +186,8 @@ impl QualityCheckTask {
             let report =
                 tokio::task::spawn_blocking(move || quality::gate(&exp, &df, &frames, now))
                     .await
-                    .map_err(|e| TaskError::Internal(format!("checking {table}: {e}")))?
-                    .map_err(|e| TaskError::Internal(e.to_string()))?;
+                    .map_err(|e| TaskError::internal(format!("checking {table}: {e}")))?
+                    .map_err(TaskError::internal_err)?;
             return Ok(Checked {
                 version: Some(version),
                 results: report.results,
@@ -207,8 +207,8 @@ impl QualityCheckTask {
         })
         .await
         .map_err(|e| match e {
-            GateError::Lake(e) => TaskError::External(e.to_string()),
-            GateError::Quality(e) => TaskError::Internal(e.to_string()),
+            GateError::Lake(e) => TaskError::external_err(e),
+            GateError::Quality(e) => TaskError::internal_err(e),
         })?;
         Ok(match out {
             GateOutcome::Published {
@@ -247,7 +247,7 @@ impl QualityCheckTask {
 
 /// Reading a table failed (I/O, a corrupt log): worth a retry.
 fn external(e: quality::QualityError) -> TaskError {
-    TaskError::External(e.to_string())
+    TaskError::external_err(e)
 }
 
 fn missing_table(table: &str, home: &Path) -> CheckResult {
@@ -268,7 +268,7 @@ fn missing_table(table: &str, home: &Path) -> CheckResult {
 impl Task for QualityCheckTask {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
         let set = quality::load_dir(&self.dir).map_err(|e| {
-            TaskError::User(format!(
+            TaskError::user(format!(
                 "the expectations in {} do not validate:\n{e}",
                 self.dir.display()
             ))
@@ -280,10 +280,10 @@ impl Task for QualityCheckTask {
         let (mut published, mut discarded) = (Vec::new(), Vec::new());
         for table in &self.tables {
             if ctx.cancel.is_cancelled() {
-                return Err(TaskError::Cancelled);
+                return Err(TaskError::cancelled());
             }
             let exp = set.table(table).ok_or_else(|| {
-                TaskError::User(format!(
+                TaskError::user(format!(
                     "no expectations for table `{table}` in {}",
                     self.dir.display()
                 ))
@@ -301,7 +301,7 @@ impl Task for QualityCheckTask {
                 .map(|v| format!("v{v}"))
                 .unwrap_or_else(|| "(missing)".into());
             for r in &results {
-                ctx.quality.record(table, version, r, now);
+                ctx.quality.push(r.record(table, version, now));
                 ctx.log.info(format!(
                     "{table} {v} {}: {} ({}) {}",
                     r.check, r.outcome, r.severity, r.detail
@@ -327,7 +327,7 @@ impl Task for QualityCheckTask {
                     discarded.join(", ")
                 )
             };
-            return Err(TaskError::User(format!(
+            return Err(TaskError::user(format!(
                 "{} blocking check(s) failed{staged}: {}",
                 blocking.len(),
                 blocking.join("; ")

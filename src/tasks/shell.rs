@@ -90,7 +90,7 @@ impl Task for ShellTask {
             cmd.current_dir(dir);
         }
         let mut child = cmd.spawn().map_err(|e| {
-            TaskError::User(format!(
+            TaskError::user(format!(
                 "cannot start `{} -c {}`{}: {e}",
                 self.shell,
                 self.command,
@@ -110,12 +110,12 @@ impl Task for ShellTask {
         let err = tokio::spawn(pump(child.stderr.take(), ctx.log.clone(), "stderr"));
 
         let status = tokio::select! {
-            status = child.wait() => status.map_err(|e| TaskError::External(format!("waiting for command: {e}")))?,
+            status = child.wait() => status.map_err(|e| TaskError::external(format!("waiting for command: {e}")))?,
             _ = ctx.cancel.cancelled() => {
                 terminate_group(pid, &mut child).await;
                 let _ = out.await;
                 let _ = err.await;
-                return Err(TaskError::Cancelled);
+                return Err(TaskError::cancelled());
             }
         };
         let (stdout_lines, stderr_lines) = (out.await.unwrap_or(0), err.await.unwrap_or(0));
@@ -124,10 +124,10 @@ impl Task for ShellTask {
                 .with_metric("exit_code", 0)
                 .with_metric("stdout_lines", stdout_lines)
                 .with_metric("stderr_lines", stderr_lines)),
-            Some(code) => Err(TaskError::External(format!(
+            Some(code) => Err(TaskError::external(format!(
                 "command exited with status {code}"
             ))),
-            None => Err(TaskError::External("command killed by a signal".into())),
+            None => Err(TaskError::external("command killed by a signal")),
         }
     }
 }

@@ -53,10 +53,10 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
 /// a retry, a Polars failure is a bug.
 pub(super) fn classify(e: TransformError) -> TaskError {
     match e {
-        TransformError::Lake(l) => TaskError::External(l.to_string()),
-        TransformError::NoBronze(t) => TaskError::User(t),
-        TransformError::Rules(r) => TaskError::User(format!("silver row rules: {r}")),
-        other => TaskError::Internal(other.to_string()),
+        TransformError::Lake(l) => TaskError::external_err(l),
+        TransformError::NoBronze(t) => TaskError::user(t),
+        TransformError::Rules(r) => TaskError::user(format!("silver row rules: {r}")),
+        other => TaskError::internal_err(other),
     }
 }
 
@@ -128,7 +128,7 @@ fn backfill_range(ctx: &TaskContext) -> Result<Option<(i32, i32)>, TaskError> {
                     )
                 })
                 .map_err(|e| {
-                    TaskError::User(format!("param {key}={s:?}: expected YYYY-MM-DD ({e})"))
+                    TaskError::user(format!("param {key}={s:?}: expected YYYY-MM-DD ({e})"))
                 }),
         }
     };
@@ -137,7 +137,7 @@ fn backfill_range(ctx: &TaskContext) -> Result<Option<(i32, i32)>, TaskError> {
         (f, t) => {
             let (f, t) = (f.unwrap_or(0), t.unwrap_or(i32::MAX / 2));
             if f > t {
-                return Err(TaskError::User(format!(
+                return Err(TaskError::user(format!(
                     "backfill range is empty: from {} is after to {}",
                     crate::transform::date_string(f),
                     crate::transform::date_string(t)
@@ -200,8 +200,8 @@ impl Task for TransformSilverTask {
             Ok(reports)
         });
         let reports = tokio::select! {
-            r = work => r.map_err(|e| TaskError::Internal(e.to_string()))?.map_err(classify)?,
-            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+            r = work => r.map_err(TaskError::internal_err)?.map_err(classify)?,
+            _ = ctx.cancel.cancelled() => return Err(TaskError::cancelled()),
         };
         let sum = |f: fn(&crate::transform::silver::EntityReport) -> usize| -> usize {
             reports.iter().map(f).sum()

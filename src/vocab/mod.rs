@@ -1,8 +1,15 @@
 //! The shared vocabulary: the words every other module speaks, depending on nothing of flowctl's
-//! own. Durations as users write them, and errors in the files users write (`file:line: reason`).
+//! own: task and run states, how an attempt fails (its fault class and cause chain), the log
+//! lines and quality records an attempt leaves, durations as users write them, and errors in
+//! the files users write (`file:line: reason`). `store`, `flow`, `engine`, `tasks` and `web`
+//! all depend down on it.
 
 pub mod duration;
+pub mod log;
+pub mod quality;
 pub mod source;
+pub mod state;
+pub mod task;
 
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use source::{SourceError, SourceErrors};

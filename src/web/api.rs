@@ -15,7 +15,7 @@ use super::auth::require_bearer;
 use super::run_view::{RunData, RunView, TaskQuery};
 use super::{ApiError, AppState};
 use crate::engine::scheduler::Scheduler;
-use crate::engine::state::RunState;
+use crate::vocab::state::RunState;
 use crate::store::{RunFilter, Submitted};
 
 pub type ApiResult = Result<Response, ApiError>;

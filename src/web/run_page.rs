@@ -17,7 +17,7 @@ use super::run_view::{RunData, RunView, Selection, TaskQuery};
 use super::svg::{self, dag, gantt};
 use super::ui::{badge, fragment, page, urlencode, when};
 use super::{ApiError, AppState};
-use crate::engine::state::TaskState;
+use crate::vocab::state::TaskState;
 
 /// Tasks per page of the run page.
 pub const PAGE: usize = 200;

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::state::TaskState;
+use crate::vocab::state::TaskState;
 use crate::store::{AttemptRow, QualityRow, RunRow, Store, StoreError};
 use crate::tasks::TaskRegistry;
 

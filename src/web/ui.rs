@@ -15,7 +15,7 @@ use super::auth::{SESSION_COOKIE, csrf_token, require_form};
 use super::svg::state_colour;
 use super::{ApiError, AppState};
 use crate::engine::scheduler::Scheduler;
-use crate::engine::state::RunState;
+use crate::vocab::state::RunState;
 use crate::store::{RunFilter, RunRow, Submitted};
 use crate::vocab::format_duration;
 

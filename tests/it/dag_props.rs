@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use flowctl::engine::state::RunState;
+use flowctl::vocab::state::RunState;
 use flowctl::engine::{Engine, EngineConfig};
 use flowctl::flow::parse_flow;
 use flowctl::store::Store;
@@ -53,7 +53,7 @@ impl Task for Probe {
             .or_default()
             .push((ctx.task_id.clone(), start, end));
         if self.0.fail {
-            Err(TaskError::User("probe told to fail".into()))
+            Err(TaskError::user("probe told to fail"))
         } else {
             Ok(TaskOutcome::default())
         }

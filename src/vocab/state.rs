@@ -1,7 +1,8 @@
 //! Task and run states, and the transitions between them, as pure functions.
 //!
-//! The executor asks these functions what is allowed; the store enforces the same rules with
-//! compare-and-set updates, so two processes can never both move one attempt.
+//! The store refuses any attempt move [`can_transition`] does not allow, and makes each move a
+//! compare-and-set on the state it starts from, so two processes can never both move one
+//! attempt.
 
 use std::fmt;
 use std::str::FromStr;
