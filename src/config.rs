@@ -1,13 +1,19 @@
-//! Settings from the environment, validated once at start.
+//! Settings from the environment, read and validated once at start — the only place outside
+//! the command line that reads an environment variable. Each part is the settings type of the
+//! module that uses it (engine, tasks, kafka, lineage, web), built here and passed down.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::EngineConfig;
-use crate::vocab::parse_duration;
+use crate::kafka::{DEFAULT_BOOTSTRAP, KafkaSettings};
+use crate::lineage::openlineage::OpenLineageSettings;
+use crate::tasks::TaskSettings;
+use crate::vocab::{format_duration, parse_duration};
 
-/// Where things live and how the engine behaves.
-#[derive(Debug, Clone)]
+/// Where things live and how every part behaves.
+#[derive(Clone)]
 pub struct Config {
     /// `FLOWCTL_HOME` (default `./.flowctl`): state DB, lake, logs.
     pub home: PathBuf,
@@ -20,7 +26,36 @@ pub struct Config {
     /// `FLOWCTL_SCHEMAS_DIR` (default: `schemas/` next to the flows directory): the Avro
     /// contracts, which give the bronze tables' columns.
     pub schemas_dir: PathBuf,
+    /// `FLOWCTL_KAFKA_BOOTSTRAP` (default `127.0.0.1:19092`, where `scripts/broker.sh` starts
+    /// the development broker).
+    pub kafka: KafkaSettings,
+    /// `FLOWCTL_SCHEMA_REGISTRY_URL`: an external Confluent-compatible registry; None for the
+    /// one embedded in the state DB.
+    pub registry_url: Option<String>,
+    /// `FLOWCTL_API_TOKEN`: when set, every mutating API call needs it.
+    pub api_token: Option<Arc<str>>,
+    /// `FLOWCTL_ALLOWED_HOSTS`: extra `Host` names a loopback server answers to (a reverse
+    /// proxy's own name).
+    pub allowed_hosts: Vec<String>,
     pub engine: EngineConfig,
+}
+
+/// Never prints the API token.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("home", &self.home)
+            .field("db", &self.db)
+            .field("flows_dir", &self.flows_dir)
+            .field("expectations_dir", &self.expectations_dir)
+            .field("schemas_dir", &self.schemas_dir)
+            .field("kafka", &self.kafka)
+            .field("registry_url", &self.registry_url)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("engine", &self.engine)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +64,11 @@ pub struct ConfigError {
     var: &'static str,
     value: String,
     reason: String,
+}
+
+/// A variable's value, unless unset or blank.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// A positive duration from `var` (a zero heartbeat would be a busy loop, and tokio refuses a
@@ -55,24 +95,13 @@ fn env_duration(var: &'static str, default: Duration) -> Result<Duration, Config
 /// More task attempts at once than any machine runs; the bound keeps the semaphore in range.
 const MAX_CONCURRENCY: usize = 100_000;
 
-fn flows_dir_from_env() -> PathBuf {
-    std::env::var_os("FLOWCTL_FLOWS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("flows"))
-}
-
-/// `FLOWCTL_EXPECTATIONS_DIR`, else `expectations/` beside the flows directory: both live at
-/// the repository root, so a checkout works from wherever `FLOWCTL_FLOWS_DIR` points. A
-/// function rather than only a `Config` field because task kinds resolve it when a flow file
-/// is validated, where no `Config` is at hand.
-pub fn expectations_dir_from_env() -> PathBuf {
-    if let Some(d) = std::env::var_os("FLOWCTL_EXPECTATIONS_DIR") {
-        return PathBuf::from(d);
-    }
-    flows_dir_from_env()
+/// `name/` beside the flows directory: flows, expectations and schemas live at the
+/// repository root, so a checkout works from wherever `FLOWCTL_FLOWS_DIR` points.
+fn beside(flows_dir: &Path, name: &str) -> PathBuf {
+    flows_dir
         .parent()
-        .map(|p| p.join("expectations"))
-        .unwrap_or_else(|| PathBuf::from("expectations"))
+        .map(|p| p.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 impl Config {
@@ -83,16 +112,15 @@ impl Config {
         let db = std::env::var_os("FLOWCTL_DB")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("state.db"));
-        let flows_dir = flows_dir_from_env();
-        let expectations_dir = expectations_dir_from_env();
+        let flows_dir = std::env::var_os("FLOWCTL_FLOWS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("flows"));
+        let expectations_dir = std::env::var_os("FLOWCTL_EXPECTATIONS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| beside(&flows_dir, "expectations"));
         let schemas_dir = std::env::var_os("FLOWCTL_SCHEMAS_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                flows_dir
-                    .parent()
-                    .map(|p| p.join("schemas"))
-                    .unwrap_or_else(|| PathBuf::from("schemas"))
-            });
+            .unwrap_or_else(|| beside(&flows_dir, "schemas"));
         let defaults = EngineConfig::default();
         let concurrency = match std::env::var("FLOWCTL_CONCURRENCY") {
             Ok(v) => v
@@ -111,19 +139,33 @@ impl Config {
         if lease < heartbeat * 2 {
             return Err(ConfigError {
                 var: "FLOWCTL_LEASE",
-                value: crate::vocab::format_duration(lease),
+                value: format_duration(lease),
                 reason: format!(
                     "must be at least twice FLOWCTL_HEARTBEAT ({}), or live owners would look dead",
-                    crate::vocab::format_duration(heartbeat)
+                    format_duration(heartbeat)
                 ),
             });
         }
+        let registry_url = var("FLOWCTL_SCHEMA_REGISTRY_URL").map(|u| u.trim().to_string());
+        let openlineage = {
+            let (file, url) = (
+                var("FLOWCTL_OPENLINEAGE_FILE"),
+                var("FLOWCTL_OPENLINEAGE_URL"),
+            );
+            (file.is_some() || url.is_some()).then(|| OpenLineageSettings {
+                namespace: var("FLOWCTL_OPENLINEAGE_NAMESPACE").unwrap_or_else(|| "flowctl".into()),
+                file: file.map(PathBuf::from),
+                url,
+            })
+        };
         let engine = EngineConfig {
             home: home.clone(),
             concurrency,
             heartbeat,
             lease,
             poll: defaults.poll,
+            registry_url: registry_url.clone(),
+            openlineage,
         };
         Ok(Config {
             home,
@@ -131,7 +173,26 @@ impl Config {
             flows_dir,
             expectations_dir,
             schemas_dir,
+            kafka: KafkaSettings::new(
+                var("FLOWCTL_KAFKA_BOOTSTRAP").unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string()),
+            ),
+            registry_url,
+            api_token: var("FLOWCTL_API_TOKEN").map(Arc::from),
+            allowed_hosts: var("FLOWCTL_ALLOWED_HOSTS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
             engine,
         })
+    }
+
+    /// What task kinds are built and run with.
+    pub fn task_settings(&self) -> TaskSettings {
+        TaskSettings {
+            expectations_dir: self.expectations_dir.clone(),
+            kafka: self.kafka.clone(),
+        }
     }
 }

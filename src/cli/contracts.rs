@@ -12,19 +12,12 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::contracts::broker;
+use crate::config::Config;
 use crate::contracts::generate::SchemaVersion;
 use crate::contracts::produce::{Pacing, ProduceOptions, produce as run_produce, schema_for};
 use crate::contracts::registry::{Registry, RegistryError, registry_app};
 use crate::contracts::schema::{ParsedSchema, load_dir};
 use crate::store::Store;
-
-/// The state DB as `Config` resolves it (`FLOWCTL_DB`, else `$FLOWCTL_HOME/state.db`).
-pub fn state_db() -> PathBuf {
-    crate::config::Config::from_env()
-        .map(|c| c.db)
-        .unwrap_or_else(|_| PathBuf::from(".flowctl").join("state.db"))
-}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SchemasCmd {
@@ -142,14 +135,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The registry `cfg` names: external, or the one embedded in the state DB.
+async fn registry_of(cfg: &Config) -> anyhow::Result<Registry> {
+    Ok(Registry::new(
+        cfg.registry_url.as_deref(),
+        open(&cfg.db).await?,
+    ))
+}
+
 async fn open(db: &Path) -> anyhow::Result<Store> {
     Store::open(db)
         .await
         .with_context(|| format!("opening the state DB {}", db.display()))
 }
 
-pub async fn schemas(cmd: SchemasCmd, db: &Path) -> anyhow::Result<i32> {
-    let registry = Registry::from_env(open(db).await?);
+pub async fn schemas(cmd: SchemasCmd, cfg: &Config) -> anyhow::Result<i32> {
+    let registry = registry_of(cfg).await?;
     match cmd {
         SchemasCmd::Register { dir, json } => {
             let files = match load_dir(&dir) {
@@ -225,19 +226,20 @@ pub async fn schemas(cmd: SchemasCmd, db: &Path) -> anyhow::Result<i32> {
     }
 }
 
-pub async fn registry(cmd: RegistryCmd, db: &Path) -> anyhow::Result<i32> {
+pub async fn registry(cmd: RegistryCmd, cfg: &Config) -> anyhow::Result<i32> {
     match cmd {
-        RegistryCmd::Serve(args) => registry_serve(args, db).await,
+        RegistryCmd::Serve(args) => registry_serve(args, cfg).await,
     }
 }
 
-pub async fn registry_serve(args: RegistryServeArgs, db: &Path) -> anyhow::Result<i32> {
+pub async fn registry_serve(args: RegistryServeArgs, cfg: &Config) -> anyhow::Result<i32> {
+    let db = &cfg.db;
     let store = open(db).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding the registry to {}", args.addr))?;
     let addr = listener.local_addr()?;
-    let token = crate::web::api_token();
+    let token = cfg.api_token.clone();
     crate::web::warn_if_exposed("flowctl registry serve", addr, token.as_deref());
     eprintln!(
         "schema registry listening on http://{addr} (state DB {})",
@@ -247,7 +249,7 @@ pub async fn registry_serve(args: RegistryServeArgs, db: &Path) -> anyhow::Resul
         registry_app(store.clone()),
         store,
         token,
-        std::sync::Arc::new(crate::web::Hosts::for_listener(addr)),
+        std::sync::Arc::new(crate::web::Hosts::for_listener(addr, &cfg.allowed_hosts)),
     );
     axum::serve(crate::web::Bounded::new(listener), app)
         .with_graceful_shutdown(async {
@@ -268,7 +270,7 @@ fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     stop
 }
 
-pub async fn produce(args: ProduceArgs, db: &Path) -> anyhow::Result<i32> {
+pub async fn produce(args: ProduceArgs, cfg: &Config) -> anyhow::Result<i32> {
     let pacing = match (args.count, args.rate, args.duration) {
         (Some(n), _, _) => Pacing::Count(n),
         (None, Some(per_sec), Some(duration)) => Pacing::Rate { per_sec, duration },
@@ -286,7 +288,7 @@ pub async fn produce(args: ProduceArgs, db: &Path) -> anyhow::Result<i32> {
         eprintln!("error: {e}");
         return Ok(2);
     }
-    let registry = Registry::from_env(open(db).await?);
+    let registry = registry_of(cfg).await?;
     let opts = ProduceOptions {
         topic: args.topic,
         version,
@@ -302,7 +304,7 @@ pub async fn produce(args: ProduceArgs, db: &Path) -> anyhow::Result<i32> {
         linger_ms: 5,
         stop: Some(stop_on_ctrl_c()),
     };
-    let summary = run_produce(opts, &registry, &broker::bootstrap()).await?;
+    let summary = run_produce(opts, &registry, &cfg.kafka).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -311,8 +313,8 @@ pub async fn produce(args: ProduceArgs, db: &Path) -> anyhow::Result<i32> {
     Ok(if summary.failed > 0 { 1 } else { 0 })
 }
 
-pub async fn bench_produce(args: BenchProduceArgs, db: &Path) -> anyhow::Result<i32> {
-    let registry = Registry::from_env(open(db).await?);
+pub async fn bench_produce(args: BenchProduceArgs, cfg: &Config) -> anyhow::Result<i32> {
+    let registry = registry_of(cfg).await?;
     let opts = ProduceOptions {
         topic: args.topic,
         version: SchemaVersion::V1,
@@ -328,7 +330,7 @@ pub async fn bench_produce(args: BenchProduceArgs, db: &Path) -> anyhow::Result<
         linger_ms: 20,
         stop: None,
     };
-    let s = run_produce(opts, &registry, &broker::bootstrap()).await?;
+    let s = run_produce(opts, &registry, &cfg.kafka).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {

@@ -35,7 +35,7 @@ pub enum FlowsCmd {
 }
 
 pub fn run(cfg: &Config, cmd: FlowsCmd) -> anyhow::Result<u8> {
-    let registry = TaskRegistry::builtin();
+    let registry = TaskRegistry::builtin(cfg.task_settings());
     match cmd {
         FlowsCmd::List { json } => {
             let (flows, errors) = load_dir(&cfg.flows_dir, &registry);

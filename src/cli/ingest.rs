@@ -2,15 +2,13 @@
 //! watermarks seen at start); `--follow` keeps going, committing every interval, until Ctrl-C,
 //! which commits what was read and exits cleanly.
 
-use std::path::Path;
-
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::contracts::broker;
+use crate::config::Config;
 use crate::contracts::registry::Registry;
 use crate::ingest::{self, IngestOptions, Reset};
-use crate::tasks::ingest_bronze::{DEFAULT_TOPICS, expectations_dir};
+use crate::tasks::ingest_bronze::DEFAULT_TOPICS;
 use crate::vocab::parse_duration;
 
 #[derive(Debug, Args)]
@@ -53,15 +51,18 @@ pub struct IngestArgs {
     json: bool,
 }
 
-pub async fn ingest(args: IngestArgs, home: &Path, db: &Path) -> anyhow::Result<u8> {
+pub async fn ingest(args: IngestArgs, cfg: &Config) -> anyhow::Result<u8> {
     let topics = if args.topics.is_empty() {
         DEFAULT_TOPICS.iter().map(|s| s.to_string()).collect()
     } else {
         args.topics
     };
-    let registry = Registry::from_env(crate::store::Store::open(db).await?);
-    let mut opts = IngestOptions::new(topics, broker::bootstrap(), home.to_path_buf());
-    opts.expectations_dir = Some(expectations_dir());
+    let registry = Registry::new(
+        cfg.registry_url.as_deref(),
+        crate::store::Store::open(&cfg.db).await?,
+    );
+    let mut opts = IngestOptions::new(topics, cfg.kafka.clone(), cfg.home.clone());
+    opts.expectations_dir = Some(cfg.expectations_dir.clone());
     opts.follow = args.follow;
     opts.commit_interval = args.commit_interval;
     opts.max_records = args.max_records;
@@ -122,12 +123,15 @@ pub struct ReplayArgs {
     json: bool,
 }
 
-pub async fn replay(args: ReplayArgs, home: &Path, db: &Path) -> anyhow::Result<u8> {
-    let registry = Registry::from_env(crate::store::Store::open(db).await?);
-    let mut opts = IngestOptions::new(Vec::new(), broker::bootstrap(), home.to_path_buf());
-    opts.expectations_dir = Some(expectations_dir());
+pub async fn replay(args: ReplayArgs, cfg: &Config) -> anyhow::Result<u8> {
+    let registry = Registry::new(
+        cfg.registry_url.as_deref(),
+        crate::store::Store::open(&cfg.db).await?,
+    );
+    let mut opts = IngestOptions::new(Vec::new(), cfg.kafka.clone(), cfg.home.clone());
+    opts.expectations_dir = Some(cfg.expectations_dir.clone());
     opts.max_record_bytes = args.max_record_bytes;
-    broker::check_reachable(&opts.bootstrap).await?;
+    crate::kafka::check_reachable(&opts.kafka).await?;
     let s = ingest::replay(
         &opts,
         &registry,

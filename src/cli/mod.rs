@@ -3,9 +3,6 @@
 //! Exit codes scripts can trust: 0 ok, 1 a run (or the command's work) failed, 2 usage or
 //! validation error (nothing was run).
 
-mod bench;
-mod bench_ingest;
-mod bench_transform;
 mod checks;
 pub mod contracts;
 mod flows;
@@ -85,7 +82,7 @@ enum Command {
     Tables(tables::TablesCmd),
     /// Benchmarks that print figures.
     #[command(subcommand)]
-    Bench(bench::BenchCmd),
+    Bench(crate::bench::BenchCmd),
 }
 
 /// A usage or validation problem: exit code 2.
@@ -143,14 +140,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Flows(cmd) => flows::run(&cfg, cmd),
         Command::Checks(a) => checks::run(&cfg, a).await,
-        Command::Bench(cmd) => bench::run(&cfg, cmd).await,
+        Command::Bench(cmd) => crate::bench::run(&cfg, cmd).await,
         Command::Tables(cmd) => tables::run(&cfg, cmd).await,
-        Command::Schemas(cmd) => exit(contracts::schemas(cmd, &cfg.db).await?),
-        Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg.db).await?),
-        Command::Produce(a) => exit(contracts::produce(a, &cfg.db).await?),
-        Command::Ingest(a) => ingest::ingest(a, &cfg.home, &cfg.db).await,
+        Command::Schemas(cmd) => exit(contracts::schemas(cmd, &cfg).await?),
+        Command::Registry(cmd) => exit(contracts::registry(cmd, &cfg).await?),
+        Command::Produce(a) => exit(contracts::produce(a, &cfg).await?),
+        Command::Ingest(a) => ingest::ingest(a, &cfg).await,
         Command::Lineage(a) => lineage::run(&cfg, a),
-        Command::Replay(a) => ingest::replay(a, &cfg.home, &cfg.db).await,
+        Command::Replay(a) => ingest::replay(a, &cfg).await,
         other => {
             let engine = open_engine(&cfg).await?;
             let code = match other {
@@ -187,7 +184,11 @@ fn exit(code: i32) -> anyhow::Result<u8> {
 /// left behind by dead processes.
 pub async fn open_engine(cfg: &Config) -> anyhow::Result<Engine> {
     let store = Store::open(&cfg.db).await?;
-    let engine = Engine::new(store, TaskRegistry::builtin(), cfg.engine.clone());
+    let engine = Engine::new(
+        store,
+        TaskRegistry::builtin(cfg.task_settings()),
+        cfg.engine.clone(),
+    );
     for r in engine.recover().await? {
         let tasks: Vec<String> = r.tasks.iter().map(|(t, s)| format!("{t} → {s}")).collect();
         eprintln!(

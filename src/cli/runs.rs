@@ -10,10 +10,10 @@ use super::UsageError;
 use super::flows::find_flow;
 use super::output::{Table, print_json, short, span, time};
 use crate::config::Config;
-use crate::vocab::state::RunState;
 use crate::engine::{Engine, EngineError};
 use crate::store::{AttemptRow, RunFilter, RunRow, Submitted};
 use crate::tasks::TaskRegistry;
+use crate::vocab::state::RunState;
 
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
@@ -90,7 +90,7 @@ pub struct WorkerArgs {
 }
 
 pub async fn trigger(cfg: &Config, engine: &Engine, a: TriggerArgs) -> anyhow::Result<u8> {
-    let flow = find_flow(cfg, &TaskRegistry::builtin(), &a.flow)?;
+    let flow = find_flow(cfg, engine.registry(), &a.flow)?;
     let mut params: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in a.params {
         if params.insert(k.clone(), v).is_some() {
@@ -283,7 +283,7 @@ async fn report(engine: &Engine, id: i64, as_json: bool) -> anyhow::Result<()> {
     let attempts = engine.store().attempts(id).await?;
     if as_json {
         print_json(
-            &json!({"run": run, "attempts": attempts, "tasks": task_summary(&run, &attempts)}),
+            &json!({"run": run, "attempts": attempts, "tasks": task_summary(engine.registry(), &run, &attempts)}),
         );
         return Ok(());
     }
@@ -310,7 +310,7 @@ async fn report(engine: &Engine, id: i64, as_json: bool) -> anyhow::Result<()> {
         println!("note: {e}");
     }
     let mut t = Table::new(&["TASK", "STATE", "ATTEMPTS", "DURATION", "ERROR"]);
-    for s in task_summary(&run, &attempts) {
+    for s in task_summary(engine.registry(), &run, &attempts) {
         t.row(vec![
             s["task"].as_str().unwrap_or_default().to_string(),
             s["state"].as_str().unwrap_or_default().to_string(),
@@ -324,11 +324,15 @@ async fn report(engine: &Engine, id: i64, as_json: bool) -> anyhow::Result<()> {
 }
 
 /// Latest state per task in flow order, with the number of attempts that started.
-fn task_summary(run: &RunRow, attempts: &[AttemptRow]) -> Vec<serde_json::Value> {
+fn task_summary(
+    registry: &TaskRegistry,
+    run: &RunRow,
+    attempts: &[AttemptRow],
+) -> Vec<serde_json::Value> {
     let order: Vec<String> = crate::flow::parse_flow(
         std::path::Path::new(&run.flow_path),
         &run.flow_yaml,
-        &TaskRegistry::builtin(),
+        registry,
     )
     .map(|f| {
         f.dag

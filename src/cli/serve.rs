@@ -42,14 +42,15 @@ pub async fn serve(cfg: &Config, engine: Engine, a: ServeArgs) -> anyhow::Result
         tokio::spawn(async move { adopt_loop(e).await });
         Some(s)
     };
-    let token = crate::web::api_token();
+    let token = cfg.api_token.clone();
     crate::web::warn_if_exposed("flowctl serve", addr, token.as_deref());
     let state = AppState::new(
         engine.clone(),
         cfg.flows_dir.clone(),
         cfg.home.clone(),
         token,
-    );
+    )
+    .allowing_hosts(cfg.allowed_hosts.clone());
     tokio::spawn(watch_state_db(engine.store().clone()));
     eprintln!("flowctl serving on http://{addr}");
     crate::web::serve(addr, state).await?;

@@ -17,13 +17,13 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use serde::Serialize;
 
-use super::broker::{BrokerError, client_config, ensure_topic};
 use super::domain::{EventKind, Fault};
 use super::encode::encode;
 use super::generate::{GenConfig, Generator, SchemaVersion};
 use super::registry::{Registry, RegistryError};
 use super::schema::{ParsedSchema, SchemaError, builtin};
 use super::wire::{self, SchemaId};
+use crate::kafka::{BrokerError, KafkaSettings, ensure_topic, producer_config};
 
 /// The schema id written by the unknown-schema-id fault: far above any id a registry hands out.
 pub const UNKNOWN_SCHEMA_ID: SchemaId = 2_000_000_000;
@@ -181,13 +181,11 @@ pub fn frame(fault: Option<Fault>, schema_id: SchemaId, body: &[u8], out: &mut V
 }
 
 fn producer(
-    bootstrap: &str,
+    kafka: &KafkaSettings,
     opts: &ProduceOptions,
     deliveries: Arc<Deliveries>,
 ) -> Result<ThreadedProducer<Ctx>, ProduceError> {
-    client_config(bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
+    producer_config(kafka)
         .set("compression.type", &opts.compression)
         .set("linger.ms", opts.linger_ms.to_string())
         .set("batch.num.messages", "10000")
@@ -197,7 +195,7 @@ fn producer(
         .set("message.timeout.ms", "120000")
         .create_with_context(Ctx(deliveries))
         .map_err(|source| ProduceError::Producer {
-            bootstrap: bootstrap.to_string(),
+            bootstrap: kafka.bootstrap.clone(),
             source,
         })
 }
@@ -206,7 +204,7 @@ fn producer(
 pub async fn produce(
     opts: ProduceOptions,
     registry: &Registry,
-    bootstrap: &str,
+    kafka: &KafkaSettings,
 ) -> Result<ProduceSummary, ProduceError> {
     let (kind, text) = schema_for(&opts.topic, opts.version)?;
     let schema = ParsedSchema::parse(text)?;
@@ -220,9 +218,9 @@ pub async fn produce(
                 source,
             })?;
     let schema_id = SchemaId::try_from(id).map_err(|_| ProduceError::BadId(id))?;
-    ensure_topic(bootstrap, &opts.topic, opts.partitions).await?;
+    ensure_topic(kafka, &opts.topic, opts.partitions).await?;
     let deliveries = Arc::new(Deliveries::default());
-    let producer = producer(bootstrap, &opts, deliveries.clone())?;
+    let producer = producer(kafka, &opts, deliveries.clone())?;
     let run = tokio::task::spawn_blocking(move || {
         run_loop(
             &opts,
@@ -416,7 +414,7 @@ impl ProduceSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contracts::inspect::inspect;
+    use crate::support::inspect::inspect;
     use std::collections::HashMap;
 
     #[test]

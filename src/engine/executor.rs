@@ -15,14 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::retry::{backoff, may_retry};
 use super::rules::{Decision, decide, run_outcome};
-use crate::vocab::state::{RunState, TaskState};
 use super::{Engine, EngineError};
 use crate::flow::Flow;
+use crate::lineage::openlineage::Emitter;
 use crate::process::ProcessId;
 use crate::store::{AttemptRow, Heartbeat, Move, RunRow, Store, TaskFinish};
 use crate::tasks::{
     ProcessReport, QualityBuffer, Task, TaskContext, TaskError, TaskLog, TaskOutcome,
 };
+use crate::vocab::state::{RunState, TaskState};
 use crate::vocab::{format_duration, panic_message};
 
 /// How long a cancelled or timed-out attempt gets to wind down before it is abandoned.
@@ -287,8 +288,9 @@ fn launch(
         log: slot.log.clone(),
         quality: slot.quality.clone(),
         cancel: slot.cancel.clone(),
-        registry: crate::contracts::registry::Registry::from_env(engine.store().clone()),
+        registry: engine.schemas().clone(),
         process: ProcessReport::new(slot.row, process_tx),
+        settings: engine.registry().settings().clone(),
     };
     let attempt = Attempt {
         task: spec.task.clone(),
@@ -298,6 +300,7 @@ fn launch(
         store: engine.store().clone(),
         owner: engine.owner().to_string(),
         row: slot.row,
+        lineage: engine.lineage().cloned(),
     };
     tokio::spawn(async move {
         let started_at = Instant::now();
@@ -329,6 +332,7 @@ struct Attempt {
     owner: String,
     /// The attempt's `task_runs` row.
     row: i64,
+    lineage: Option<Arc<Emitter>>,
 }
 
 impl Attempt {
@@ -342,6 +346,7 @@ impl Attempt {
             store,
             owner,
             row,
+            lineage,
         } = self;
         let started_at = Instant::now();
         let permit = tokio::select! {
@@ -364,7 +369,7 @@ impl Attempt {
                 elapsed: started_at.elapsed(),
             };
         }
-        lineage_event(&ctx, None).await;
+        lineage_event(lineage.as_deref(), &ctx, None).await;
         let begin = Instant::now();
         let fut = AssertUnwindSafe(task.run(&ctx)).catch_unwind();
         tokio::pin!(fut);
@@ -394,7 +399,7 @@ impl Attempt {
                 Err(Failure::Task(TaskError::cancelled()))
             }
         };
-        lineage_event(&ctx, Some(&result)).await;
+        lineage_event(lineage.as_deref(), &ctx, Some(&result)).await;
         Done {
             task: i,
             started: true,
@@ -414,9 +419,13 @@ fn after(wait: Duration) -> Instant {
 
 /// Emits the attempt's OpenLineage event when OpenLineage is configured: START (`result` None),
 /// then COMPLETE with the datasets the task reports, FAIL with the error, or ABORT on cancel.
-async fn lineage_event(ctx: &TaskContext, result: Option<&Result<TaskOutcome, Failure>>) {
-    use crate::lineage::openlineage::{AttemptRef, Emitter, EventType, attempt_uuid, run_event};
-    let Some(em) = Emitter::get() else {
+async fn lineage_event(
+    lineage: Option<&Emitter>,
+    ctx: &TaskContext,
+    result: Option<&Result<TaskOutcome, Failure>>,
+) {
+    use crate::lineage::openlineage::{AttemptRef, EventType, attempt_uuid, run_event};
+    let Some(em) = lineage else {
         return;
     };
     let uuid = attempt_uuid(

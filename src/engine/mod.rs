@@ -20,15 +20,17 @@ use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::Semaphore;
 
-pub use recovery::Recovered;
 use crate::vocab::state::{RunState, TaskState};
+pub use recovery::Recovered;
 
+use crate::contracts::registry::Registry;
 use crate::flow::{Flow, parse_flow};
+use crate::lineage::openlineage::{Emitter, OpenLineageSettings};
 use crate::store::{NewRun, Store, StoreError, Submitted};
 use crate::tasks::TaskRegistry;
 use crate::vocab::{SourceErrors, panic_message};
 
-/// Engine tuning, from the environment (see `config`).
+/// Engine tuning and the services attempts use, read at the edge (see `config`).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// `FLOWCTL_HOME`, handed to tasks.
@@ -41,6 +43,10 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// How often a waiting process re-checks a run it does not own.
     pub poll: Duration,
+    /// An external schema registry; None for the one embedded in the state DB.
+    pub registry_url: Option<String>,
+    /// Where attempts' OpenLineage events go; None when OpenLineage is off.
+    pub openlineage: Option<OpenLineageSettings>,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +57,8 @@ impl Default for EngineConfig {
             heartbeat: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             poll: Duration::from_millis(100),
+            registry_url: None,
+            openlineage: None,
         }
     }
 }
@@ -76,6 +84,9 @@ pub enum EngineError {
 pub struct Engine {
     store: Store,
     registry: TaskRegistry,
+    /// The schema registry every attempt uses (built once, not per attempt).
+    schemas: Registry,
+    lineage: Option<Arc<Emitter>>,
     cfg: Arc<EngineConfig>,
     owner: Arc<str>,
     permits: Arc<Semaphore>,
@@ -84,9 +95,13 @@ pub struct Engine {
 impl Engine {
     pub fn new(store: Store, registry: TaskRegistry, cfg: EngineConfig) -> Engine {
         let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+        let schemas = Registry::new(cfg.registry_url.as_deref(), store.clone());
+        let lineage = cfg.openlineage.as_ref().map(|o| Arc::new(Emitter::new(o)));
         Engine {
             store,
             registry,
+            schemas,
+            lineage,
             cfg: Arc::new(cfg),
             owner: owner::current().into(),
             permits,
@@ -99,6 +114,16 @@ impl Engine {
 
     pub fn registry(&self) -> &TaskRegistry {
         &self.registry
+    }
+
+    /// The schema registry attempts read contracts from.
+    pub fn schemas(&self) -> &Registry {
+        &self.schemas
+    }
+
+    /// The OpenLineage emitter, when OpenLineage is on.
+    pub fn lineage(&self) -> Option<&Arc<Emitter>> {
+        self.lineage.as_ref()
     }
 
     pub fn owner(&self) -> &str {

@@ -9,10 +9,10 @@ use chrono::Utc;
 
 use super::owner::{is_local, is_orphaned};
 use super::retry::may_retry;
-use crate::vocab::state::TaskState;
 use super::{Engine, EngineError};
 use crate::process::{GroupKill, kill_orphan_group};
 use crate::store::{AttemptRow, Move};
+use crate::vocab::state::TaskState;
 
 /// A run this process released from a dead owner.
 #[derive(Debug, Clone)]

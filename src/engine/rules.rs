@@ -1,7 +1,7 @@
 //! Trigger rules and run outcomes as pure functions over task states.
 
-use crate::vocab::state::{RunState, TaskState};
 use crate::flow::TriggerRule;
+use crate::vocab::state::{RunState, TaskState};
 
 /// What to do with a pending task, given its upstream tasks' states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! What can stop an ingest, saying which step failed and where (topic, partition, offsets).
 
-use crate::contracts::broker::BrokerError;
 use crate::contracts::registry::RegistryError;
+use crate::kafka::BrokerError;
 use crate::lake::LakeError;
 
 /// Why an ingest stopped. Bad *records* never end up here: they go to the DLQ.

@@ -30,6 +30,8 @@ mod topic;
 mod validate;
 
 use std::path::PathBuf;
+
+use crate::kafka::KafkaSettings;
 use std::time::Duration;
 
 pub use dlq::{
@@ -54,7 +56,7 @@ pub const DEFAULT_BATCH_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub topics: Vec<String>,
-    pub bootstrap: String,
+    pub kafka: KafkaSettings,
     /// `FLOWCTL_HOME`: the lake lives under it.
     pub home: PathBuf,
     /// Where the bronze tables' expectation files are (their row rules are the business rules).
@@ -93,11 +95,11 @@ pub struct IngestOptions {
 }
 
 impl IngestOptions {
-    /// Defaults for `topics` against `bootstrap` with the lake under `home`.
-    pub fn new(topics: Vec<String>, bootstrap: String, home: PathBuf) -> IngestOptions {
+    /// Defaults for `topics` on the cluster `kafka` names, with the lake under `home`.
+    pub fn new(topics: Vec<String>, kafka: KafkaSettings, home: PathBuf) -> IngestOptions {
         IngestOptions {
             topics,
-            bootstrap,
+            kafka,
             home,
             expectations_dir: None,
             dlq_topic: DEFAULT_DLQ_TOPIC.to_string(),

@@ -201,7 +201,7 @@ pub async fn replay(
 ) -> Result<ReplaySummary, IngestError> {
     let _lock = super::run::lock(&opts.home).await?;
     let (b, g, t) = (
-        opts.bootstrap.clone(),
+        opts.kafka.clone(),
         opts.group.clone(),
         dlq_topic.to_string(),
     );

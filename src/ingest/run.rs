@@ -23,8 +23,8 @@ use super::source::{End, Source, SourceMsg, SourcePlan, consumer, partitions, wa
 use super::topic::TopicState;
 use super::validate::Rules;
 use super::{IngestOptions, IngestSummary};
-use crate::contracts::broker::{check_reachable, drop_later, ensure_topic};
 use crate::contracts::registry::Registry;
+use crate::kafka::{check_reachable, drop_later, ensure_topic};
 use crate::lake::{Appender, LakeTable, lake_root};
 use crate::metrics;
 
@@ -170,18 +170,13 @@ pub async fn ingest(
 ) -> Result<IngestSummary, IngestError> {
     let started = Instant::now();
     retain_freed_memory();
-    check_reachable(&opts.bootstrap).await?;
+    check_reachable(&opts.kafka).await?;
     // First thing: an idempotent producer needs about half a second to get its producer id, and
     // the first audit commit waits for the first DLQ delivery. Its record limit comes from the
     // DLQ topic's config (one round trip).
     let dlq_limit =
-        dlq_message_limit(&opts.bootstrap, &opts.dlq_topic, opts.dlq_max_message_bytes).await;
-    let dlq = DlqProducer::new(
-        &opts.bootstrap,
-        &opts.dlq_topic,
-        opts.dlq_timeout,
-        dlq_limit,
-    )?;
+        dlq_message_limit(&opts.kafka, &opts.dlq_topic, opts.dlq_max_message_bytes).await;
+    let dlq = DlqProducer::new(&opts.kafka, &opts.dlq_topic, opts.dlq_timeout, dlq_limit)?;
     let lock = lock(&opts.home).await?;
     let lake = lake_root(&opts.home);
     // Tables are created by their first commit (or, when a successful run has none, at its
@@ -190,7 +185,7 @@ pub async fn ingest(
         LakeTable::open_or_defer(&lake.join(AUDIT_TABLE), &audit_schema(), &[AUDIT_PARTITION])
             .await?;
 
-    let (bootstrap, group) = (opts.bootstrap.clone(), opts.group.clone());
+    let (kafka, group) = (opts.kafka.clone(), opts.group.clone());
     // The DLQ is set up while the topics are planned (both wait on the broker, the DLQ
     // longest when its topic is new).
     let (dlq_setup, topics) = tokio::join!(dlq_setup(opts, dlq, lock.previous_run_died()), async {
@@ -205,7 +200,7 @@ pub async fn ingest(
             let mut state =
                 TopicState::open(topic, registry, &opts.home, rules, opts.max_record_bytes).await?;
             let (c, bounds) = {
-                let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
+                let (b, g, t) = (kafka.clone(), group.clone(), topic.clone());
                 blocking(move || {
                     let c = consumer(&b, &g).map_err(|e| kafka_err(&t, e))?;
                     let mut bounds = BTreeMap::new();
@@ -417,7 +412,7 @@ async fn dlq_setup(
     previous_died: bool,
 ) -> Result<DlqSetup, IngestError> {
     const NEW_DLQ_PARTITIONS: i32 = 1;
-    let created = ensure_topic(&opts.bootstrap, &opts.dlq_topic, NEW_DLQ_PARTITIONS).await?;
+    let created = ensure_topic(&opts.kafka, &opts.dlq_topic, NEW_DLQ_PARTITIONS).await?;
     dlq.warm_up();
     let audit = LakeTable::open_or_defer(
         &lake_root(&opts.home).join(AUDIT_TABLE),
@@ -431,7 +426,7 @@ async fn dlq_setup(
         (None, (0..NEW_DLQ_PARTITIONS).collect())
     } else {
         let (b, g, t) = (
-            opts.bootstrap.clone(),
+            opts.kafka.clone(),
             opts.group.clone(),
             opts.dlq_topic.clone(),
         );

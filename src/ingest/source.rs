@@ -21,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::IngestError;
 use super::raw::RawBatch;
-use crate::contracts::broker::client_config;
+use crate::kafka::{KafkaSettings, consumer_config};
 
 /// How long a metadata or watermark request may take.
 const META_TIMEOUT: Duration = Duration::from_secs(15);
@@ -123,22 +123,14 @@ pub type IngestConsumer = BaseConsumer<QuietEof>;
 /// as `fetch.max.bytes` (50 MB), or as the first record batch when that is larger.
 const RECEIVE_MESSAGE_MAX_BYTES: i32 = i32::MAX;
 
-/// A consumer for `group` on `bootstrap`, configured for explicit assignment and no automatic
+/// A consumer for `group` on the `kafka` cluster, configured for explicit assignment and no automatic
 /// offset handling, and able to read any record the broker holds.
-pub fn consumer(bootstrap: &str, group: &str) -> Result<IngestConsumer, KafkaError> {
-    client_config(bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
+pub fn consumer(kafka: &KafkaSettings, group: &str) -> Result<IngestConsumer, KafkaError> {
+    consumer_config(kafka, group)
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
         .set("allow.auto.create.topics", "false")
-        .set("queued.min.messages", "200000")
-        .set("fetch.wait.max.ms", "100")
-        // The prefetch queue fills up whenever the pipeline behind this consumer is busy; by
-        // default librdkafka then stops fetching for a whole second (fetch.queue.backoff.ms =
-        // 1000), so the queue runs dry and the consumer sits idle once it catches up.
-        .set("fetch.queue.backoff.ms", "10")
         .set(
             "receive.message.max.bytes",
             RECEIVE_MESSAGE_MAX_BYTES.to_string(),

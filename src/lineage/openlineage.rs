@@ -9,7 +9,6 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -157,7 +156,18 @@ pub fn run_event(
     })
 }
 
-/// Where events go.
+/// Where OpenLineage events go (`FLOWCTL_OPENLINEAGE_FILE`, `_URL`, `_NAMESPACE`, read at the
+/// edge): at least one of `file` and `url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenLineageSettings {
+    pub namespace: String,
+    /// JSON lines appended to this file.
+    pub file: Option<PathBuf>,
+    /// Each event POSTed here (e.g. Marquez's `/api/v1/lineage`).
+    pub url: Option<String>,
+}
+
+/// Sends events where the settings say.
 #[derive(Debug)]
 pub struct Emitter {
     pub namespace: String,
@@ -167,29 +177,16 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    /// The configured emitter, or `None` when OpenLineage is off.
-    pub fn get() -> Option<&'static Emitter> {
-        static E: OnceLock<Option<Emitter>> = OnceLock::new();
-        E.get_or_init(|| {
-            let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-            let (file, url) = (
-                var("FLOWCTL_OPENLINEAGE_FILE"),
-                var("FLOWCTL_OPENLINEAGE_URL"),
-            );
-            if file.is_none() && url.is_none() {
-                return None;
-            }
-            Some(Emitter {
-                namespace: var("FLOWCTL_OPENLINEAGE_NAMESPACE").unwrap_or_else(|| "flowctl".into()),
-                file: file.map(PathBuf::from),
-                url,
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap_or_default(),
-            })
-        })
-        .as_ref()
+    pub fn new(settings: &OpenLineageSettings) -> Emitter {
+        Emitter {
+            namespace: settings.namespace.clone(),
+            file: settings.file.clone(),
+            url: settings.url.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+        }
     }
 
     /// Sends `event` to every configured target; failures are logged, never returned.

@@ -11,11 +11,11 @@ use chrono::{DateTime, Utc};
 use crate::contracts::domain::{EventKind, Fault};
 use crate::contracts::encode::encode;
 use crate::contracts::generate::{GenConfig, Generator, SchemaVersion};
-use crate::contracts::inspect::inspect;
 use crate::contracts::produce::frame;
 use crate::contracts::schema::{ParsedSchema, builtin};
 use crate::contracts::wire::SchemaId;
 use crate::lake::{BronzeDecoder, KafkaRecord, batches_to_df};
+use crate::support::inspect::inspect;
 
 pub(super) const T0: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
 

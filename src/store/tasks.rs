@@ -5,8 +5,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError, opt_ts, ts};
-use crate::vocab::state::{TaskState, can_transition};
 use crate::process::ProcessId;
+use crate::vocab::state::{TaskState, can_transition};
 
 /// One attempt of one task.
 #[derive(Debug, Clone, serde::Serialize)]

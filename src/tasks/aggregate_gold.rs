@@ -8,7 +8,7 @@ use marked_yaml::Node;
 use serde::Deserialize;
 
 use super::transform_silver::classify;
-use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
+use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
 use crate::transform::gold::{GoldRun, aggregate_gold};
 
 #[derive(Debug, Deserialize, Default)]
@@ -24,7 +24,10 @@ pub struct AggregateGoldTask {
     health: bool,
 }
 
-pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+pub(super) fn build(
+    _settings: &TaskSettings,
+    params: Option<&Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     let cfg: GoldConfig = parse_params(params)?;
     Ok(Arc::new(AggregateGoldTask {
         health: cfg.health.unwrap_or(true),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,8 @@ pub struct TaskContext {
     pub registry: crate::contracts::registry::Registry,
     /// Where a task reports an OS process it started.
     pub process: ProcessReport,
+    /// The settings read at the edge (expectation files, Kafka).
+    pub settings: Arc<super::TaskSettings>,
 }
 
 /// A task that starts an OS process group reports it here; the executor records it with the

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::Deserialize;
 
-use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
-use crate::contracts::broker;
+use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
 use crate::ingest::{self, IngestOptions, Reset};
 use crate::lineage::openlineage::Dataset;
 use crate::vocab::parse_duration;
@@ -72,7 +71,10 @@ fn duration(
     .transpose()
 }
 
-pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+pub(super) fn build(
+    _settings: &TaskSettings,
+    params: Option<&Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     let cfg: IngestConfig = parse_params(params)?;
     let topics = cfg
         .topics
@@ -106,17 +108,15 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
     }))
 }
 
-/// Where the bronze expectation files are (see [`crate::config::expectations_dir_from_env`]).
-pub fn expectations_dir() -> std::path::PathBuf {
-    crate::config::expectations_dir_from_env()
-}
-
 #[async_trait]
 impl Task for IngestBronzeTask {
     async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
-        let mut opts =
-            IngestOptions::new(self.topics.clone(), broker::bootstrap(), ctx.home.clone());
-        opts.expectations_dir = Some(expectations_dir());
+        let mut opts = IngestOptions::new(
+            self.topics.clone(),
+            ctx.settings.kafka.clone(),
+            ctx.home.clone(),
+        );
+        opts.expectations_dir = Some(ctx.settings.expectations_dir.clone());
         opts.run_id = Some(ctx.run_id);
         opts.reset = self.reset;
         opts.max_records = self.max_records;
@@ -140,7 +140,7 @@ impl Task for IngestBronzeTask {
         ctx.log.info(format!(
             "ingesting {} from {} into bronze (DLQ topic {})",
             opts.topics.join(", "),
-            opts.bootstrap,
+            opts.kafka.bootstrap,
             opts.dlq_topic
         ));
         let progress = indicatif::ProgressBar::hidden();
@@ -164,7 +164,7 @@ impl Task for IngestBronzeTask {
         outcome = outcome.with_output(Dataset::table(&lake, crate::ingest::AUDIT_TABLE));
         for t in &summary.topics {
             outcome = outcome
-                .with_input(Dataset::kafka(&opts.bootstrap, &t.topic))
+                .with_input(Dataset::kafka(&opts.kafka.bootstrap, &t.topic))
                 .with_output(Dataset::table(&lake, &t.table));
             outcome = outcome.with_metric(&format!("{}_version", t.table), t.bronze_version);
             let ranges: serde_json::Map<String, serde_json::Value> = t

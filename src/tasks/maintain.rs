@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::Deserialize;
 
-use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
+use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
 use crate::lake::maintain::{
     self, DEFAULT_TARGET_SIZE, MIN_RETENTION, MaintainError, OptimizeOptions, VacuumOptions,
 };
@@ -66,7 +66,10 @@ pub struct MaintainTask {
     checkpoint: bool,
 }
 
-pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+pub(super) fn build(
+    _settings: &TaskSettings,
+    params: Option<&Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     let cfg: MaintainConfig = parse_params(params)?;
     let line = params.and_then(|n| n.span().start()).map(|m| m.line());
     let err = |message: String| ParamError { message, line };
@@ -140,10 +143,7 @@ impl MaintainTask {
         let mut table = LakeTable::open(&path)
             .await
             .map_err(TaskError::external_err)?;
-        let files_before = table
-            .file_infos()
-            .map_err(TaskError::external_err)?
-            .len();
+        let files_before = table.file_infos().map_err(TaskError::external_err)?.len();
         let mut m = serde_json::json!({ "files_before": files_before });
         if self.optimize {
             let options = OptimizeOptions {
@@ -193,10 +193,7 @@ impl MaintainTask {
                 .info(format!("{name}: checkpoint at version {}", r.version));
             m["checkpoint_version"] = serde_json::json!(r.version);
         }
-        let after = table
-            .file_infos()
-            .map_err(TaskError::external_err)?
-            .len();
+        let after = table.file_infos().map_err(TaskError::external_err)?.len();
         m["files_after"] = serde_json::json!(after);
         m["version"] = serde_json::json!(table.version());
         Ok(m)

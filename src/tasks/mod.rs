@@ -12,11 +12,14 @@ mod shell;
 mod transform_silver;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::de::DeserializeOwned;
+
+use crate::kafka::KafkaSettings;
 
 pub use context::{ProcessReport, TaskContext};
 // The words a task kind is written in, from the shared vocabulary.
@@ -61,20 +64,34 @@ impl TaskOutcome {
     }
 }
 
+/// What task kinds need from the environment: read once at the edge (`config`) and handed to
+/// every builder (when a flow is validated) and every attempt (through its context), so no
+/// task reads an environment variable.
+#[derive(Debug, Clone, Default)]
+pub struct TaskSettings {
+    /// The expectation files (`FLOWCTL_EXPECTATIONS_DIR`; default `expectations/` beside the
+    /// flows directory).
+    pub expectations_dir: PathBuf,
+    /// The Kafka cluster ingest reads from.
+    pub kafka: KafkaSettings,
+}
+
 /// Builds a task from the `params:` node of a flow file (None when the task has no params).
-pub type BuildFn = fn(Option<&Node>) -> Result<Arc<dyn Task>, ParamError>;
+pub type BuildFn = fn(&TaskSettings, Option<&Node>) -> Result<Arc<dyn Task>, ParamError>;
 
 /// Explicit map from kind name to builder: no magic discovery.
 #[derive(Clone)]
 pub struct TaskRegistry {
     kinds: BTreeMap<&'static str, BuildFn>,
+    settings: Arc<TaskSettings>,
 }
 
 impl TaskRegistry {
-    /// The kinds that ship with flowctl.
-    pub fn builtin() -> TaskRegistry {
+    /// The kinds that ship with flowctl, built with `settings`.
+    pub fn builtin(settings: TaskSettings) -> TaskRegistry {
         let mut r = TaskRegistry {
             kinds: BTreeMap::new(),
+            settings: Arc::new(settings),
         };
         r.register("noop", noop::build);
         r.register("quality_check", quality_check::build);
@@ -91,6 +108,11 @@ impl TaskRegistry {
         self.kinds.insert(kind, build);
     }
 
+    /// The settings tasks are built and run with.
+    pub fn settings(&self) -> &Arc<TaskSettings> {
+        &self.settings
+    }
+
     pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.kinds.keys().copied()
     }
@@ -101,7 +123,7 @@ impl TaskRegistry {
         kind: &str,
         params: Option<&Node>,
     ) -> Option<Result<Arc<dyn Task>, ParamError>> {
-        self.kinds.get(kind).map(|b| b(params))
+        self.kinds.get(kind).map(|b| b(&self.settings, params))
     }
 }
 

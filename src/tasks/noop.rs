@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::Deserialize;
 
-use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
+use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
 use crate::vocab::parse_duration;
 
 #[derive(Debug, Deserialize, Default)]
@@ -22,7 +22,10 @@ pub struct NoopTask {
     sleep: Option<std::time::Duration>,
 }
 
-pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+pub(super) fn build(
+    _settings: &TaskSettings,
+    params: Option<&Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     let cfg: NoopConfig = parse_params(params)?;
     let sleep = cfg
         .sleep

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use marked_yaml::Node;
 use serde::Deserialize;
 
-use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
+use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
 use crate::lake::{GateOutcome, GateSubject, LakeError, gate_and_publish};
 
 #[derive(Debug, Deserialize)]
@@ -32,7 +32,10 @@ pub struct PublishStagedTask {
     min_rows: usize,
 }
 
-pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+pub(super) fn build(
+    _settings: &TaskSettings,
+    params: Option<&Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     let cfg: PublishConfig = parse_params(params)?;
     if cfg.tables.is_empty() {
         return Err(ParamError {

@@ -22,7 +22,7 @@ use marked_yaml::Node;
 use polars::prelude::DataFrame;
 use serde::Deserialize;
 
-use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
+use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
 use crate::lake::{GateOutcome, LakeError, gate_and_publish, lake_root};
 use crate::lineage::openlineage::Dataset;
 use crate::quality::{self, CheckResult, Frames, Outcome, Severity, TableExpectations};
@@ -55,7 +55,10 @@ fn line_of(n: Option<&Node>) -> Option<usize> {
     n.and_then(|n| n.span().start()).map(|m| m.line())
 }
 
-pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+pub(super) fn build(
+    settings: &TaskSettings,
+    params: Option<&Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     let cfg: QualityCheckConfig = parse_params(params)?;
     let mut tables = cfg.tables;
     tables.extend(cfg.table);
@@ -68,7 +71,7 @@ pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> 
     let dir = cfg
         .expectations_dir
         .map(PathBuf::from)
-        .unwrap_or_else(crate::config::expectations_dir_from_env);
+        .unwrap_or_else(|| settings.expectations_dir.clone());
     // Validated now, with the flow: a typo in a table name or a broken expectation file is
     // reported by `flows validate`, not an hour later by the scheduler.
     let set = quality::load_dir(&dir).map_err(|e| ParamError {
@@ -361,7 +364,7 @@ mod tests {
 
     fn params(yaml: &str) -> Result<Arc<dyn Task>, ParamError> {
         let node = marked_yaml::parse_yaml(0, yaml).unwrap();
-        build(Some(&node))
+        build(&TaskSettings::default(), Some(&node))
     }
 
     fn dir() -> String {

@@ -14,7 +14,9 @@ use tokio::process::Command;
 
 use crate::process::{KILL_GRACE, ProcessId, WatchedGroup};
 
-use super::{ParamError, Task, TaskContext, TaskError, TaskLog, TaskOutcome, parse_params};
+use super::{
+    ParamError, Task, TaskContext, TaskError, TaskLog, TaskOutcome, TaskSettings, parse_params,
+};
 
 /// `params:` of a shell task.
 #[derive(Debug, Deserialize)]
@@ -39,7 +41,10 @@ pub struct ShellTask {
     shell: String,
 }
 
-pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+pub(super) fn build(
+    _settings: &TaskSettings,
+    params: Option<&Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     if params.is_none() {
         return Err(ParamError {
             message: "shell task needs `params.command`".into(),

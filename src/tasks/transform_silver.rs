@@ -11,7 +11,7 @@ use marked_yaml::Node;
 use polars::prelude::{AnyValue, col};
 use serde::Deserialize;
 
-use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, parse_params};
+use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
 use crate::lake::{LakeTable, lake_root};
 use crate::transform::rules::SilverRules;
 use crate::transform::silver::{SilverRun, transform_entity};
@@ -30,7 +30,10 @@ pub struct TransformSilverTask {
     entities: Vec<Entity>,
 }
 
-pub(super) fn build(params: Option<&Node>) -> Result<Arc<dyn Task>, ParamError> {
+pub(super) fn build(
+    _settings: &TaskSettings,
+    params: Option<&Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     let cfg: SilverConfig = parse_params(params)?;
     let entities = match cfg.entities {
         None => Entity::ALL.to_vec(),
@@ -164,8 +167,7 @@ impl Task for TransformSilverTask {
             run_id: Some(ctx.run_id),
             now_us: chrono::Utc::now().timestamp_micros(),
             schema_versions: schema_versions(&home, ctx).await,
-            rules: SilverRules::load(&crate::config::expectations_dir_from_env())
-                .map_err(classify)?,
+            rules: SilverRules::load(&ctx.settings.expectations_dir).map_err(classify)?,
             backfill,
         };
         let entities = self.entities.clone();

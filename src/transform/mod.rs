@@ -12,7 +12,6 @@ mod quarantine;
 pub mod rules;
 pub mod schema;
 pub mod silver;
-pub mod synth;
 
 use polars::prelude::PolarsError;
 

@@ -10,8 +10,8 @@ use crate::contracts::domain::EventKind;
 use crate::contracts::generate::{Event, GenConfig, Generator, SchemaVersion};
 use crate::contracts::schema::builtin;
 use crate::lake::{gate_and_publish, staged};
+use crate::support::synth::{BronzeWriter, reaches_bronze, reaches_silver};
 use crate::transform::schema;
-use crate::transform::synth::{BronzeWriter, reaches_bronze, reaches_silver};
 
 const T0: i64 = 1_763_900_000_000;
 

@@ -151,13 +151,22 @@ mod tests {
 
     #[test]
     fn the_chain_is_kept_and_printed_and_the_class_decides_retries() {
-        assert_eq!(TaskError::external_err(Quoting(Disk)).to_string(), "delta: disk full");
+        assert_eq!(
+            TaskError::external_err(Quoting(Disk)).to_string(),
+            "delta: disk full"
+        );
         let e = TaskError::external("bronze commit").because(Write(Disk));
-        assert_eq!(e.to_string(), "bronze commit: cannot write part 3: disk full");
+        assert_eq!(
+            e.to_string(),
+            "bronze commit: cannot write part 3: disk full"
+        );
         assert!(e.is_retryable());
         assert!(e.source().unwrap().source().unwrap().is::<Disk>());
         let e = TaskError::internal_err(Write(Disk));
-        assert_eq!(e.to_string(), "internal error: cannot write part 3: disk full");
+        assert_eq!(
+            e.to_string(),
+            "internal error: cannot write part 3: disk full"
+        );
         assert!(e.is_retryable());
         let e = TaskError::user("params.tables is empty");
         assert_eq!(e.to_string(), "params.tables is empty");

@@ -15,8 +15,8 @@ use super::auth::require_bearer;
 use super::run_view::{RunData, RunView, TaskQuery};
 use super::{ApiError, AppState};
 use crate::engine::scheduler::Scheduler;
-use crate::vocab::state::RunState;
 use crate::store::{RunFilter, Submitted};
+use crate::vocab::state::RunState;
 
 pub type ApiResult = Result<Response, ApiError>;
 

@@ -51,19 +51,13 @@ pub enum Hosts {
 }
 
 impl Hosts {
-    /// For a listener on `addr`: loopback names only when the address is loopback, plus the
-    /// comma-separated `FLOWCTL_ALLOWED_HOSTS` (for a reverse proxy that passes its own name).
-    pub fn for_listener(addr: SocketAddr) -> Hosts {
+    /// For a listener on `addr`: loopback names only when the address is loopback, plus
+    /// `extra` (`FLOWCTL_ALLOWED_HOSTS`, lower case: a reverse proxy that passes its own name).
+    pub fn for_listener(addr: SocketAddr, extra: &[String]) -> Hosts {
         if !addr.ip().is_loopback() {
             return Hosts::Any;
         }
-        let extra = std::env::var("FLOWCTL_ALLOWED_HOSTS")
-            .unwrap_or_default()
-            .split(',')
-            .map(|h| h.trim().to_ascii_lowercase())
-            .filter(|h| !h.is_empty())
-            .collect();
-        Hosts::Loopback(extra)
+        Hosts::Loopback(extra.to_vec())
     }
 
     fn allows(&self, host: &str) -> bool {

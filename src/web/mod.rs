@@ -54,6 +54,7 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// The `Host` names this server answers to.
     pub hosts: Arc<Hosts>,
+    allowed_hosts: Vec<String>,
     heavy: Arc<Semaphore>,
 }
 
@@ -71,13 +72,21 @@ impl AppState {
             home,
             token,
             hosts: Arc::new(Hosts::Any),
+            allowed_hosts: Vec::new(),
             heavy: Arc::new(Semaphore::new(HEAVY_AT_ONCE)),
         }
     }
 
-    /// Answers only to the names a listener on `addr` has (loopback names on loopback).
+    /// Also answers to these `Host` names on loopback (`FLOWCTL_ALLOWED_HOSTS`).
+    pub fn allowing_hosts(mut self, names: Vec<String>) -> AppState {
+        self.allowed_hosts = names;
+        self
+    }
+
+    /// Answers only to the names a listener on `addr` has (loopback names on loopback, and the
+    /// allowed ones).
     pub fn listening_on(mut self, addr: SocketAddr) -> AppState {
-        self.hosts = Arc::new(Hosts::for_listener(addr));
+        self.hosts = Arc::new(Hosts::for_listener(addr, &self.allowed_hosts));
         self
     }
 
@@ -240,14 +249,6 @@ async fn registry_auth(
             .into_response(),
         _ => next.run(req).await,
     }
-}
-
-/// `FLOWCTL_API_TOKEN`, when set and non-empty.
-pub fn api_token() -> Option<Arc<str>> {
-    std::env::var("FLOWCTL_API_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .map(Arc::from)
 }
 
 /// Says loudly on stderr when `what` listens beyond this machine with nobody asked for a

@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::vocab::state::TaskState;
 use crate::store::{AttemptRow, QualityRow, RunRow, Store, StoreError};
 use crate::tasks::TaskRegistry;
+use crate::vocab::state::TaskState;
 
 /// What the store holds about a run; read on the async side, turned into a [`RunView`] off it.
 pub struct RunData {

@@ -15,9 +15,9 @@ use super::auth::{SESSION_COOKIE, csrf_token, require_form};
 use super::svg::state_colour;
 use super::{ApiError, AppState};
 use crate::engine::scheduler::Scheduler;
-use crate::vocab::state::RunState;
 use crate::store::{RunFilter, RunRow, Submitted};
 use crate::vocab::format_duration;
+use crate::vocab::state::RunState;
 
 const CSS: &str = r#"
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1f2933;background:#f5f7fa}

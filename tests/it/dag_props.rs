@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use flowctl::vocab::state::RunState;
 use flowctl::engine::{Engine, EngineConfig};
 use flowctl::flow::parse_flow;
 use flowctl::store::Store;
 use flowctl::tasks::{
-    ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskRegistry, parse_params,
+    ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskRegistry, TaskSettings, parse_params,
 };
+use flowctl::vocab::state::RunState;
 use proptest::prelude::*;
 
 /// (task id, start, end) of every attempt, per run.
@@ -60,7 +60,10 @@ impl Task for Probe {
     }
 }
 
-fn build_probe(node: Option<&marked_yaml::Node>) -> Result<Arc<dyn Task>, ParamError> {
+fn build_probe(
+    _: &TaskSettings,
+    node: Option<&marked_yaml::Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     Ok(Arc::new(Probe(parse_params(node)?)))
 }
 
@@ -119,7 +122,7 @@ fn executor_respects_dependencies_on_random_dags() {
     let store = rt
         .block_on(Store::open(&dir.path().join("state.db")))
         .unwrap();
-    let mut registry = TaskRegistry::builtin();
+    let mut registry = TaskRegistry::builtin(TaskSettings::default());
     registry.register("probe", build_probe);
     let mut config = ProptestConfig::with_cases(48);
     config.failure_persistence = None;
@@ -165,7 +168,10 @@ impl Task for Panics {
     }
 }
 
-fn build_panics(_: Option<&marked_yaml::Node>) -> Result<Arc<dyn Task>, ParamError> {
+fn build_panics(
+    _: &TaskSettings,
+    _: Option<&marked_yaml::Node>,
+) -> Result<Arc<dyn Task>, ParamError> {
     Ok(Arc::new(Panics))
 }
 
@@ -176,7 +182,7 @@ fn build_panics(_: Option<&marked_yaml::Node>) -> Result<Arc<dyn Task>, ParamErr
 async fn a_panicking_task_fails_its_run_and_wedges_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state.db")).await.unwrap();
-    let mut registry = TaskRegistry::builtin();
+    let mut registry = TaskRegistry::builtin(TaskSettings::default());
     registry.register("panics", build_panics);
     registry.register("probe", build_probe);
     let engine = Engine::new(

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::contracts::client_config;
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::{Int32Type, Int64Type};
-use flowctl::contracts::broker::client_config;
 use flowctl::lake::LakeTable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -439,9 +439,13 @@ async fn a_recreated_topic_fails_loudly_until_an_explicit_reset() {
     let env = env_with_schemas(&bootstrap);
     let topic = unique("orders-recreated");
     let dlq = unique("dlq-recreated");
-    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 1)
-        .await
-        .unwrap();
+    flowctl::kafka::ensure_topic(
+        &flowctl::kafka::KafkaSettings::new(bootstrap.as_str()),
+        &topic,
+        1,
+    )
+    .await
+    .unwrap();
     let first = produce(&env, &bootstrap, &topic, 300, 0.0, 3)["sent"]
         .as_u64()
         .unwrap();
@@ -675,9 +679,13 @@ async fn follow_keeps_ingesting_and_ctrl_c_commits_and_exits_cleanly() {
     let env = env_with_schemas(&bootstrap);
     let topic = unique("orders-follow");
     let dlq = unique("dlq-follow");
-    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 2)
-        .await
-        .unwrap();
+    flowctl::kafka::ensure_topic(
+        &flowctl::kafka::KafkaSettings::new(bootstrap.as_str()),
+        &topic,
+        2,
+    )
+    .await
+    .unwrap();
     let first = produce(&env, &bootstrap, &topic, 500, 0.1, 1)["sent"]
         .as_u64()
         .unwrap();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use flowctl::flow::{Schedule, parse_flow};
-use flowctl::tasks::TaskRegistry;
+use flowctl::tasks::{TaskRegistry, TaskSettings};
 use flowctl::vocab::{MAX_DURATION, parse_duration};
 use proptest::prelude::*;
 
@@ -72,7 +72,7 @@ proptest! {
     #[test]
     fn flow_files_validate_or_explain_with_lines(pieces in proptest::collection::vec(yaml_piece(), 0..14)) {
         let text: String = pieces.concat();
-        let registry = TaskRegistry::builtin();
+        let registry = TaskRegistry::builtin(TaskSettings::default());
         match parse_flow(Path::new("f.yaml"), &text, &registry) {
             Ok(flow) => {
                 // A valid flow's parameters resolve, and nothing in it overflows a clock.
@@ -117,7 +117,7 @@ proptest! {
 
     #[test]
     fn run_parameters_resolve_or_explain(given in proptest::collection::btree_map("[ -~]{0,10}", "[ -~]{0,10}", 0..5)) {
-        let registry = TaskRegistry::builtin();
+        let registry = TaskRegistry::builtin(TaskSettings::default());
         let flow = parse_flow(
             Path::new("p.yaml"),
             "name: p\nparams: {from: '', to: ''}\ntasks:\n  - {id: a, kind: noop}\n",

@@ -340,7 +340,7 @@ fn flow_validation_rejects_a_bad_expectation_reference() {
 async fn stored_results_feed_the_quality_checks_counter() {
     use flowctl::engine::{Engine, EngineConfig};
     use flowctl::store::Submitted;
-    use flowctl::tasks::TaskRegistry;
+    use flowctl::tasks::{TaskRegistry, TaskSettings};
 
     let env = Env::new();
     with_expectations(&env);
@@ -349,7 +349,7 @@ async fn stored_results_feed_the_quality_checks_counter() {
         "name: counted\ntasks:\n  - id: gate\n    kind: quality_check\n    params:\n      tables: [gold_daily_revenue]\n      expectations_dir: {}\n",
         env.dir.path().join("expectations").display()
     );
-    let registry = TaskRegistry::builtin();
+    let registry = TaskRegistry::builtin(TaskSettings::default());
     let flow = flowctl::flow::parse_flow(Path::new("counted.yaml"), &yaml, &registry).unwrap();
     let store = Store::open(&env.home().join("state.db")).await.unwrap();
     let engine = Engine::new(

@@ -14,7 +14,7 @@ use flowctl::contracts::registry::{Embedded, Registry};
 use flowctl::contracts::schema::builtin;
 use flowctl::lake::{LakeTable, lake_root, staged};
 use flowctl::store::Store;
-use flowctl::transform::synth::{BronzeWriter, reaches_bronze, reaches_silver};
+use flowctl::support::synth::{BronzeWriter, reaches_bronze, reaches_silver};
 use polars::prelude::*;
 
 use crate::common::{Env, run_id, task_state, with_expectations};

@@ -1,8 +1,8 @@
 //! The schema registry: flowctl's own Confluent-compatible server (SQLite-backed, the embedded
 //! default) and a client for any server speaking the same REST API, including Confluent's.
 //!
-//! [`Registry`] is what the rest of flowctl uses: embedded when no `FLOWCTL_SCHEMA_REGISTRY_URL`
-//! is set (no server process needed), HTTP otherwise. Both paths run the same rules.
+//! [`Registry`] is what the rest of flowctl uses: embedded when no external registry URL is
+//! configured (no server process needed), HTTP otherwise. Both paths run the same rules.
 
 mod client;
 mod server;
@@ -14,9 +14,6 @@ pub use service::Embedded;
 
 use crate::contracts::wire::SchemaId;
 use crate::store::{RegistryStoreError, StoreError};
-
-/// The environment variable naming an external registry.
-pub const URL_ENV: &str = "FLOWCTL_SCHEMA_REGISTRY_URL";
 
 /// Everything the registry can answer with besides success. Each variant carries Confluent's
 /// HTTP status and `error_code`, so clients written for Confluent understand us.
@@ -137,11 +134,11 @@ pub enum Registry {
 }
 
 impl Registry {
-    /// Remote when `FLOWCTL_SCHEMA_REGISTRY_URL` is set and non-empty, else embedded on `store`.
-    pub fn from_env(store: crate::store::Store) -> Registry {
-        match std::env::var(URL_ENV) {
-            Ok(url) if !url.trim().is_empty() => Registry::Http(RegistryClient::new(url.trim())),
-            _ => Registry::Embedded(Embedded::new(store)),
+    /// The registry at `url` (`FLOWCTL_SCHEMA_REGISTRY_URL`), else the one embedded in `store`.
+    pub fn new(url: Option<&str>, store: crate::store::Store) -> Registry {
+        match url {
+            Some(url) => Registry::Http(RegistryClient::new(url)),
+            None => Registry::Embedded(Embedded::new(store)),
         }
     }
 
@@ -245,7 +242,7 @@ impl SchemaCache {
         }
     }
 
-    /// The schemas resolved so far, as [`crate::contracts::inspect::inspect`] takes them.
+    /// The schemas resolved so far, as [`crate::support::inspect::inspect`] takes them.
     pub fn known(
         &self,
     ) -> &std::collections::HashMap<SchemaId, crate::contracts::schema::ParsedSchema> {

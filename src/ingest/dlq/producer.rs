@@ -25,9 +25,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{AUDIT_TABLE, BadRecord, SourcePos, header};
-use crate::contracts::broker::{client_config, topic_max_message_bytes};
 use crate::ingest::error::IngestError;
 use crate::ingest::raw::RawBatch;
+use crate::kafka::{KafkaSettings, producer_config, topic_max_message_bytes};
 
 /// The DLQ record limit assumed when neither the broker nor the options say: librdkafka's
 /// default `message.max.bytes`, what DLQ records were held to before, and below what Kafka
@@ -50,11 +50,15 @@ const CLIENT_MESSAGE_BYTES: (usize, usize) = (1000, 1_000_000_000);
 /// [`DEFAULT_DLQ_MESSAGE_BYTES`]. A broker that cannot describe topic configs gets the default
 /// too: a wrong guess costs truncated dead letters (their bytes are in the audit table), not
 /// a failed ingest.
-pub async fn dlq_message_limit(bootstrap: &str, topic: &str, configured: Option<usize>) -> usize {
+pub async fn dlq_message_limit(
+    kafka: &KafkaSettings,
+    topic: &str,
+    configured: Option<usize>,
+) -> usize {
     if let Some(n) = configured {
         return n;
     }
-    match topic_max_message_bytes(bootstrap, topic).await {
+    match topic_max_message_bytes(kafka, topic).await {
         Ok(reported) => reported.unwrap_or(DEFAULT_DLQ_MESSAGE_BYTES),
         Err(e) => {
             tracing::warn!(topic, error = %e, "DLQ topic limit unknown: assuming {DEFAULT_DLQ_MESSAGE_BYTES} bytes");
@@ -117,7 +121,7 @@ impl DlqProducer {
     /// attempt with it, to be retried). `max_message_bytes`: the DLQ topic's limit
     /// ([`dlq_message_limit`]); larger records are produced truncated.
     pub fn new(
-        bootstrap: &str,
+        kafka: &KafkaSettings,
         topic: &str,
         timeout: Duration,
         max_message_bytes: usize,
@@ -125,9 +129,7 @@ impl DlqProducer {
         let client_max = max_message_bytes
             .saturating_sub(BATCH_FRAMING)
             .clamp(CLIENT_MESSAGE_BYTES.0, CLIENT_MESSAGE_BYTES.1);
-        let producer = client_config(bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
+        let producer = producer_config(kafka)
             .set("linger.ms", "5")
             .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
             .set("message.max.bytes", client_max.to_string())

@@ -10,9 +10,13 @@ async fn confluent_kafka_python_client_interoperates() {
     // flowctl's HTTP client registers and produces through the served registry.
     let reg = Registry::Http(RegistryClient::new(&url));
     let topic = unique("orders-interop");
-    let s = produce(options(&topic, 2_000, 0.0, SchemaVersion::V1), &reg, &bs)
-        .await
-        .unwrap();
+    let s = produce(
+        options(&topic, 2_000, 0.0, SchemaVersion::V1),
+        &reg,
+        &KafkaSettings::new(bs.as_str()),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.sent, 2_000);
     let report = reg
         .check(&format!("{topic}-value"), builtin::ORDERS_INCOMPATIBLE)
@@ -23,9 +27,13 @@ async fn confluent_kafka_python_client_interoperates() {
         "{report:?}"
     );
     let py_topic = unique("payments-py");
-    flowctl::contracts::broker::ensure_topic(&bs, &py_topic, 2)
-        .await
-        .unwrap();
+    flowctl::kafka::ensure_topic(
+        &flowctl::kafka::KafkaSettings::new(bs.as_str()),
+        &py_topic,
+        2,
+    )
+    .await
+    .unwrap();
     let out = tokio::process::Command::new("python3")
         .arg(repo().join("tests/python/test_confluent_interop.py"))
         .env("REGISTRY_URL", &url)

@@ -14,14 +14,27 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use flowctl::contracts::broker::{bootstrap, client_config};
+use flowctl::kafka::KafkaSettings;
+
+/// The broker the tests use (`FLOWCTL_KAFKA_BOOTSTRAP`, else the development default).
+pub fn bootstrap() -> String {
+    std::env::var("FLOWCTL_KAFKA_BOOTSTRAP")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| flowctl::kafka::DEFAULT_BOOTSTRAP.to_string())
+}
+
+/// A librdkafka config for `bootstrap`, built the way flowctl builds its own.
+pub fn client_config(bootstrap: &str) -> rdkafka::ClientConfig {
+    flowctl::kafka::client_config(&KafkaSettings::new(bootstrap))
+}
 use flowctl::contracts::domain::{EventKind, Fault};
 use flowctl::contracts::generate::SchemaVersion;
-use flowctl::contracts::inspect::inspect;
 use flowctl::contracts::produce::{Pacing, ProduceOptions, ProduceSummary, produce};
 use flowctl::contracts::registry::{Registry, RegistryClient, SchemaCache, registry_app};
 use flowctl::contracts::schema::{ParsedSchema, builtin};
 use flowctl::store::Store;
+use flowctl::support::inspect::inspect;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};

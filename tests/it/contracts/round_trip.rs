@@ -12,9 +12,13 @@ async fn produce_consume_round_trip_counts_every_fault_category() {
         (EventKind::Payments, unique("payments-rt")),
         (EventKind::Clickstream, unique("clickstream-rt")),
     ] {
-        let s = produce(options(&topic, 6_000, 0.1, SchemaVersion::V1), &reg, &bs)
-            .await
-            .unwrap();
+        let s = produce(
+            options(&topic, 6_000, 0.1, SchemaVersion::V1),
+            &reg,
+            &KafkaSettings::new(bs.as_str()),
+        )
+        .await
+        .unwrap();
         assert_eq!(s.generated, 6_000);
         assert_eq!(s.failed, 0, "{:?}", s.first_delivery_error);
         assert_eq!(s.sent + s.rejected, 6_000);
@@ -57,12 +61,20 @@ async fn produce_is_reproducible_and_evolves_to_v2() {
     let (_d, store) = temp_store().await;
     let reg = Registry::Embedded(flowctl::contracts::registry::Embedded::new(store));
     let topic = unique("orders-evolve");
-    let s1 = produce(options(&topic, 500, 0.0, SchemaVersion::V1), &reg, &bs)
-        .await
-        .unwrap();
-    let s2 = produce(options(&topic, 500, 0.0, SchemaVersion::V2), &reg, &bs)
-        .await
-        .unwrap();
+    let s1 = produce(
+        options(&topic, 500, 0.0, SchemaVersion::V1),
+        &reg,
+        &KafkaSettings::new(bs.as_str()),
+    )
+    .await
+    .unwrap();
+    let s2 = produce(
+        options(&topic, 500, 0.0, SchemaVersion::V2),
+        &reg,
+        &KafkaSettings::new(bs.as_str()),
+    )
+    .await
+    .unwrap();
     assert_ne!(s1.schema_id, s2.schema_id);
     assert_eq!((s1.sent, s2.sent), (500, 500));
     let msgs = consume_all(&bs, &topic);
@@ -143,9 +155,13 @@ async fn broker_script_restarts_with_sqlite_storage() {
     let (_d, store) = temp_store().await;
     let reg = Registry::Embedded(flowctl::contracts::registry::Embedded::new(store));
     let topic = unique("payments-restart");
-    let s = produce(options(&topic, 300, 0.0, SchemaVersion::V1), &reg, &bs)
-        .await
-        .unwrap();
+    let s = produce(
+        options(&topic, 300, 0.0, SchemaVersion::V1),
+        &reg,
+        &KafkaSettings::new(bs.as_str()),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.sent, 300);
 
     let (code, out) = script("stop");

@@ -283,9 +283,13 @@ async fn tombstones_and_a_negative_schema_id_keep_their_facts_in_the_dlq() {
     let env = env_with_schemas(&bootstrap);
     let topic = unique("orders-hostile");
     let dlq = unique("dlq-hostile");
-    flowctl::contracts::broker::ensure_topic(&bootstrap, &topic, 1)
-        .await
-        .unwrap();
+    flowctl::kafka::ensure_topic(
+        &flowctl::kafka::KafkaSettings::new(bootstrap.as_str()),
+        &topic,
+        1,
+    )
+    .await
+    .unwrap();
     let schema = orders_schema(&env).await;
     let mut negative = order(&schema, "neg-1", 2, "EUR");
     negative[1..5].copy_from_slice(&[0xff; 4]);
@@ -367,9 +371,13 @@ async fn a_failed_ingest_leaves_no_empty_tables_and_a_successful_one_leaves_them
     );
 
     let empty = unique("orders-empty");
-    flowctl::contracts::broker::ensure_topic(&bootstrap, &empty, 1)
-        .await
-        .unwrap();
+    flowctl::kafka::ensure_topic(
+        &flowctl::kafka::KafkaSettings::new(bootstrap.as_str()),
+        &empty,
+        1,
+    )
+    .await
+    .unwrap();
     let dlq = unique("dlq-empty");
     let out = ingest(&env, &bootstrap, &["--topics", &empty, "--dlq-topic", &dlq]);
     assert!(out.status.success(), "{}", stderr(&out));

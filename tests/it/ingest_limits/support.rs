@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::contracts::client_config;
 use apache_avro::types::Value as Avro;
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::{Int32Type, Int64Type};
-use flowctl::contracts::broker::client_config;
 use flowctl::contracts::encode::encode;
 use flowctl::contracts::registry::{Embedded, Registry};
 use flowctl::contracts::schema::ParsedSchema;

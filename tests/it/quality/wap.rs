@@ -120,7 +120,7 @@ async fn the_shipped_gates_pass_on_the_real_silver_and_gold() {
     use flowctl::contracts::registry::{Embedded, Registry};
     use flowctl::contracts::schema::builtin;
     use flowctl::lake::staged;
-    use flowctl::transform::synth::BronzeWriter;
+    use flowctl::support::synth::BronzeWriter;
 
     const T0: i64 = 1_763_640_000_000; // 2025-11-20T12:00:00Z
     let env = Env::new();

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use apache_avro::types::Value;
 
-use super::domain::{CURRENCIES, EPOCH_2000_MS, EventKind, Fault};
-use super::schema::ParsedSchema;
-use super::wire::{self, SchemaId, WireError};
+use crate::contracts::domain::{CURRENCIES, EPOCH_2000_MS, EventKind, Fault};
+use crate::contracts::schema::ParsedSchema;
+use crate::contracts::wire::{self, SchemaId, WireError};
 
 /// How far in the future an event_time may be before it is a fault (clock skew allowance).
 pub const FUTURE_TOLERANCE_MS: i64 = 3_600_000;

@@ -1,7 +1,7 @@
 //! `flowctl bench transform --rows N`: silver + gold over N generated bronze rows, timed, against
 //! the same logic in Python Polars (`benches/transform.py`) on the same bronze files.
 //!
-//! Bronze is written without Kafka ([`crate::transform::synth`]): 40% orders (half v1, half v2),
+//! Bronze is written without Kafka ([`crate::support::synth`]): 40% orders (half v1, half v2),
 //! 40% clickstream, 20% payments, spread over 14 days of event time with the generator's late
 //! events, duplicates and a small share of bad values. Silver and gold then run exactly as the
 //! task kinds run them (stage, then publish); the gate's checks are not part of the timing.
@@ -13,10 +13,10 @@ use crate::contracts::domain::EventKind;
 use crate::contracts::generate::{Event, GenConfig, Generator, SchemaVersion};
 use crate::contracts::schema::builtin;
 use crate::lake::staged;
+use crate::support::synth::BronzeWriter;
 use crate::transform::gold::{GoldRun, aggregate_gold};
 use crate::transform::rules::SilverRules;
 use crate::transform::silver::{SilverRun, transform_entity};
-use crate::transform::synth::BronzeWriter;
 use crate::transform::{Entity, TransformError};
 
 /// 2025-11-01T00:00:00Z: the first simulated event time.
@@ -187,7 +187,10 @@ fn find_in_repo(path: &Path) -> Option<PathBuf> {
     beside.exists().then_some(beside)
 }
 
-pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
+pub async fn bench_transform(
+    cfg: &crate::config::Config,
+    args: BenchTransformArgs,
+) -> anyhow::Result<u8> {
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let tmp = base.join(format!("flowctl-bench-transform-{}", std::process::id()));
     let home = tmp.join("home");
@@ -221,7 +224,7 @@ pub async fn bench_transform(args: BenchTransformArgs) -> anyhow::Result<u8> {
         started.elapsed().as_secs_f64(),
         peak_rss_mib()
     );
-    let expectations = find_in_repo(&crate::config::expectations_dir_from_env())
+    let expectations = find_in_repo(&cfg.expectations_dir.clone())
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("expectations"));
     let rules = SilverRules::load(&expectations)?;
     let t = run_flowctl(&home, rules).await?;

@@ -1,18 +1,13 @@
-//! Kafka connection settings and topic administration.
-//!
-//! `FLOWCTL_KAFKA_BOOTSTRAP` names the brokers; its default, `127.0.0.1:19092`, is the address
-//! `scripts/broker.sh` starts nisshi on, so the quick start needs no configuration. We advertise
-//! and connect to `127.0.0.1`, never `localhost`, which may resolve to `::1` first.
+//! Topic administration and the reachability probe: what flowctl asks a cluster besides
+//! reading and writing records.
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
-pub const BOOTSTRAP_ENV: &str = "FLOWCTL_KAFKA_BOOTSTRAP";
-pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:19092";
+use super::{KafkaSettings, client_config, drop_later};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -44,24 +39,6 @@ pub enum BrokerError {
     },
 }
 
-/// The bootstrap servers flowctl talks to.
-pub fn bootstrap() -> String {
-    std::env::var(BOOTSTRAP_ENV)
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string())
-}
-
-/// Base client config for `bootstrap`.
-pub fn client_config(bootstrap: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        // Fail fast with a clear error when nothing listens, instead of retrying for minutes.
-        .set("socket.connection.setup.timeout.ms", "10000")
-        .set("broker.address.family", "v4");
-    c
-}
-
 /// How long to wait for a broker's first answer before telling the user none is running.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,9 +47,10 @@ const REACH_PROBE_TOPIC: &str = "__flowctl_reachability_probe";
 
 /// Fails fast with an actionable message when nothing answers at `bootstrap`, instead of
 /// librdkafka's retries ending in a bare timeout a minute later.
-pub async fn check_reachable(bootstrap: &str) -> Result<(), BrokerError> {
+pub async fn check_reachable(kafka: &KafkaSettings) -> Result<(), BrokerError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = client_config(bootstrap)
+    let bootstrap = kafka.bootstrap.as_str();
+    let consumer: BaseConsumer = client_config(kafka)
         .set("allow.auto.create.topics", "false")
         .create()
         .map_err(|source| BrokerError::Client {
@@ -102,19 +80,20 @@ pub async fn check_reachable(bootstrap: &str) -> Result<(), BrokerError> {
 /// fine whatever its partition count (the broker cannot add partitions anyway). Returns whether
 /// this call created it (a topic just created holds no record yet).
 pub async fn ensure_topic(
-    bootstrap: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     partitions: i32,
 ) -> Result<bool, BrokerError> {
+    let bootstrap = kafka.bootstrap.as_str();
     let admin: AdminClient<DefaultClientContext> =
-        client_config(bootstrap)
+        client_config(kafka)
             .create()
             .map_err(|source| BrokerError::Client {
                 bootstrap: bootstrap.to_string(),
                 source,
             })?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    check_reachable(bootstrap).await?;
+    check_reachable(kafka).await?;
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(15)))
         .request_timeout(Some(Duration::from_secs(20)));
@@ -143,12 +122,13 @@ pub async fn ensure_topic(
 /// accepts there), or `None` when it reports none: the topic does not exist yet, or the broker
 /// reports only configs set on the topic (nisshi) and the topic has none.
 pub async fn topic_max_message_bytes(
-    bootstrap: &str,
+    kafka: &KafkaSettings,
     topic: &str,
 ) -> Result<Option<usize>, BrokerError> {
     use rdkafka::admin::ResourceSpecifier;
+    let bootstrap = kafka.bootstrap.as_str();
     let admin: AdminClient<DefaultClientContext> =
-        client_config(bootstrap)
+        client_config(kafka)
             .create()
             .map_err(|source| BrokerError::Client {
                 bootstrap: bootstrap.to_string(),
@@ -172,15 +152,4 @@ pub async fn topic_max_message_bytes(
             .parse()
             .ok()
     }))
-}
-
-/// Drops a librdkafka client on a thread of its own: destroying one waits for its internal
-/// threads (around 100 ms), which nobody needs to wait for.
-pub fn drop_later<T: Send + 'static>(client: T) {
-    let spawned = std::thread::Builder::new()
-        .name("kafka-client-drop".into())
-        .spawn(move || drop(client));
-    if let Err(e) = spawned {
-        tracing::debug!(error = %e, "no thread to drop a client on; it is leaked");
-    }
 }

@@ -16,10 +16,11 @@ use clap::Args;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::contracts::broker::{self, client_config};
+use crate::config::Config;
 use crate::contracts::generate::SchemaVersion;
 use crate::contracts::produce::{Pacing, ProduceOptions, produce};
 use crate::contracts::registry::Registry;
+use crate::kafka::{KafkaSettings, consumer_config, ensure_topic};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -49,14 +50,8 @@ pub struct BenchIngestArgs {
 /// default `fetch.queue.backoff.ms` (1 s) this loop, which polls slower than librdkafka
 /// prefetches, sat idle for a second now and then, and the ceiling came out anywhere between
 /// 0.7 and 1.8M events/s.
-fn raw_consume(bootstrap: &str, topic: &str) -> anyhow::Result<(u64, u64, f64)> {
-    let c: BaseConsumer = client_config(bootstrap)
-        .set("group.id", format!("bench-raw-{topic}"))
-        .set("enable.auto.commit", "false")
-        .set("queued.min.messages", "200000")
-        .set("fetch.wait.max.ms", "100")
-        .set("fetch.queue.backoff.ms", "10")
-        .create()?;
+fn raw_consume(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<(u64, u64, f64)> {
+    let c: BaseConsumer = consumer_config(kafka, &format!("bench-raw-{topic}")).create()?;
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(15))?;
     let mut tpl = TopicPartitionList::new();
     let mut expected = 0u64;
@@ -128,10 +123,10 @@ fn run_measured(cmd: &mut std::process::Command) -> anyhow::Result<(std::process
     Ok((output, usage.ru_maxrss as u64 * 1024))
 }
 
-pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
+pub async fn bench_ingest(cfg: &Config, a: BenchIngestArgs) -> anyhow::Result<u8> {
     // The measured ingest must validate: without the business rules it would write bad rows
     // (scattered over many `event_date` partitions) instead of dead-lettering them.
-    let rules = crate::config::expectations_dir_from_env();
+    let rules = cfg.expectations_dir.clone();
     anyhow::ensure!(
         rules.join("bronze_orders.yaml").is_file(),
         "bench ingest measures the ingest with its business rules, and {} holds no \
@@ -142,14 +137,17 @@ pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
     let base = a.dir.clone().unwrap_or_else(std::env::temp_dir);
     let home = base.join(format!("flowctl-bench-ingest-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
-    let bootstrap = broker::bootstrap();
+    let kafka = cfg.kafka.clone();
     let topic = format!(
         "bench-orders-{}-{}",
         std::process::id(),
         Utc::now().timestamp()
     );
-    broker::ensure_topic(&bootstrap, &topic, a.partitions).await?;
-    let registry = Registry::from_env(Store::open(&home.join("state.db")).await?);
+    ensure_topic(&kafka, &topic, a.partitions).await?;
+    let registry = Registry::new(
+        cfg.registry_url.as_deref(),
+        Store::open(&home.join("state.db")).await?,
+    );
     println!(
         "bench ingest: producing {} orders events to {topic}…",
         a.events
@@ -171,7 +169,7 @@ pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
             stop: None,
         },
         &registry,
-        &bootstrap,
+        &kafka,
     )
     .await?;
     println!(
@@ -179,7 +177,7 @@ pub async fn bench_ingest(a: BenchIngestArgs) -> anyhow::Result<u8> {
         summary.sent, summary.elapsed_secs
     );
 
-    let (b, t) = (bootstrap.clone(), topic.clone());
+    let (b, t) = (kafka.clone(), topic.clone());
     let (raw_n, raw_bytes, raw_secs) =
         tokio::task::spawn_blocking(move || raw_consume(&b, &t)).await??;
     let raw_rate = raw_n as f64 / raw_secs;

@@ -1,4 +1,7 @@
-//! `flowctl bench scheduler`: the orchestrator's own overhead, every transition persisted.
+//! `flowctl bench …`: the benchmarks, each printing figures (never asserting them). This file
+//! holds `bench scheduler` — the orchestrator's own overhead, every transition persisted — and
+//! `bench web`; `ingest` and `transform` have files of their own.
+//!
 //!
 //! Three shapes on no-op tasks in a fresh state DB: a 40-task chain (Windmill's published
 //! orchestrator benchmark: Airflow 2.7 took 116 s, Windmill 4.4 s), a 1,000-task fan-out/fan-in,
@@ -9,17 +12,20 @@ use std::time::Instant;
 
 use clap::Subcommand;
 
+mod ingest;
+mod transform;
+
 use crate::config::Config;
-use crate::vocab::state::RunState;
 use crate::engine::{Engine, EngineConfig};
 use crate::flow::parse_flow;
 use crate::store::Store;
 use crate::tasks::TaskRegistry;
+use crate::vocab::state::RunState;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
     /// Avro-encoded events per second to the broker (orders, acks=all, idempotent, lz4).
-    Produce(super::contracts::BenchProduceArgs),
+    Produce(crate::cli::contracts::BenchProduceArgs),
     /// Web latency with a large history: the runs page, a run page, /api/runs, /metrics.
     Web {
         /// Runs to put in the history first.
@@ -29,9 +35,9 @@ pub enum BenchCmd {
         dir: Option<std::path::PathBuf>,
     },
     /// Kafka → bronze events per second against the raw consume rate, and peak memory.
-    Ingest(super::bench_ingest::BenchIngestArgs),
+    Ingest(ingest::BenchIngestArgs),
     /// Silver + gold over N generated bronze rows, against the same logic in Python Polars.
-    Transform(super::bench_transform::BenchTransformArgs),
+    Transform(transform::BenchTransformArgs),
     /// Orchestrator overhead per task.
     Scheduler {
         /// Where to put the throwaway state DB (default: a temp dir).
@@ -43,12 +49,12 @@ pub enum BenchCmd {
 pub async fn run(cfg: &Config, cmd: BenchCmd) -> anyhow::Result<u8> {
     match cmd {
         BenchCmd::Produce(a) => {
-            Ok(u8::try_from(super::contracts::bench_produce(a, &cfg.db).await?).unwrap_or(1))
+            Ok(u8::try_from(crate::cli::contracts::bench_produce(a, cfg).await?).unwrap_or(1))
         }
-        BenchCmd::Scheduler { dir } => scheduler(dir).await,
-        BenchCmd::Ingest(a) => super::bench_ingest::bench_ingest(a).await,
-        BenchCmd::Web { runs, dir } => web(runs, dir).await,
-        BenchCmd::Transform(a) => super::bench_transform::bench_transform(a).await,
+        BenchCmd::Scheduler { dir } => scheduler(cfg, dir).await,
+        BenchCmd::Ingest(a) => ingest::bench_ingest(cfg, a).await,
+        BenchCmd::Web { runs, dir } => web(cfg, runs, dir).await,
+        BenchCmd::Transform(a) => transform::bench_transform(cfg, a).await,
     }
 }
 
@@ -93,9 +99,9 @@ fn ten(name: &str) -> String {
     s
 }
 
-async fn scheduler(dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
+async fn scheduler(cfg: &Config, dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
     let tmp = tempdir_in(dir)?;
-    let (store, registry, engine) = bench_engine(&tmp).await?;
+    let (store, registry, engine) = bench_engine(cfg, &tmp).await?;
     println!("flowctl bench scheduler (every state transition persisted to SQLite, WAL)");
     println!(
         "{:<34} {:>10} {:>8} {:>16}",
@@ -149,9 +155,9 @@ async fn scheduler(dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
 }
 
 /// A fresh state DB in `tmp` and an engine over it, with room for wide fan-outs.
-async fn bench_engine(tmp: &Path) -> anyhow::Result<(Store, TaskRegistry, Engine)> {
+async fn bench_engine(cfg: &Config, tmp: &Path) -> anyhow::Result<(Store, TaskRegistry, Engine)> {
     let store = Store::open(&tmp.join("bench.db")).await?;
-    let registry = TaskRegistry::builtin();
+    let registry = TaskRegistry::builtin(cfg.task_settings());
     let engine = Engine::new(
         store.clone(),
         registry.clone(),
@@ -171,14 +177,14 @@ fn tempdir_in(dir: Option<std::path::PathBuf>) -> anyhow::Result<std::path::Path
     Ok(p)
 }
 
-async fn web(runs: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
+async fn web(cfg: &Config, runs: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let tmp = tempdir_in(dir)?;
     let flows_dir = tmp.join("flows");
     std::fs::create_dir_all(&flows_dir)?;
     std::fs::write(flows_dir.join("ten.yaml"), ten("bench_web"))?;
-    let (store, registry, engine) = bench_engine(&tmp).await?;
+    let (store, registry, engine) = bench_engine(cfg, &tmp).await?;
     let flow = parse_flow(&flows_dir.join("ten.yaml"), &ten("bench_web"), &registry)
         .map_err(anyhow::Error::from)?;
     let fill = Instant::now();
