@@ -68,7 +68,7 @@ fn known_columns(schemas_dir: &Path) -> HashMap<String, Vec<String>> {
     // Oldest version first, so the latest (the reader schema) wins.
     for file in crate::contracts::schema::load_dir(schemas_dir).unwrap_or_default() {
         let topic = file.subject.trim_end_matches("-value");
-        if let Ok(decoder) = crate::lake::BronzeDecoder::new(&file.text) {
+        if let Ok(decoder) = crate::ingest::decode::BronzeDecoder::new(&file.text) {
             out.insert(crate::ingest::bronze_table(topic), names(&decoder.schema()));
         }
     }

@@ -1,5 +1,6 @@
 //! What can stop an ingest, saying which step failed and where (topic, partition, offsets).
 
+use super::decode::DecodeError;
 use crate::contracts::registry::RegistryError;
 use crate::kafka::BrokerError;
 use crate::lake::LakeError;
@@ -26,6 +27,8 @@ pub enum IngestError {
     NoSchema { topic: String, subject: String },
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("expectations: {0}")]
     Expectations(String),
     #[error(
@@ -87,6 +90,7 @@ impl IngestError {
             | IngestError::Stalled { .. }
             | IngestError::Dlq { .. }
             | IngestError::Lake(_)
+            | IngestError::Decode(_)
             | IngestError::Lock { .. } => true,
             IngestError::Registry(e) => !matches!(
                 e,

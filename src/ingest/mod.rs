@@ -17,6 +17,7 @@
 //! half of `batch_records`) so that every stage has work sooner.
 
 mod commit;
+pub mod decode;
 mod dlq;
 mod error;
 mod positions;

@@ -12,6 +12,7 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::datatypes::{Int32Type, Int64Type};
 use deltalake::arrow::record_batch::RecordBatch;
 
+use super::decode::{BronzeDecoder, RecordError};
 use super::dlq::{BadRecord, Deliveries, DlqProducer, SourcePos, audit_batch};
 use super::error::IngestError;
 use super::positions::Plan;
@@ -20,8 +21,9 @@ use super::screen::{Screened, screen};
 use super::validate::{RuleFailure, Rules};
 use crate::contracts::registry::{Registry, RegistryError};
 use crate::contracts::wire::{self, SchemaId};
-use crate::lake::{BronzeDecoder, LakeError, RecordError, RowJudge, conform};
+use crate::lake::{LakeError, conform};
 use crate::quality::CompiledRules;
+use crate::quality::RowJudge;
 
 /// Decoding and validation of one topic's records: the decoder (writer schemas learnt from the
 /// registry as their ids show up), the business rules and the bronze table's schema.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use crate::lake::KafkaRecord;
+use super::decode::KafkaRecord;
 
 /// One record of a [`RawBatch`]: ranges into the batch's arena.
 #[derive(Debug, Clone)]

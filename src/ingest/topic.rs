@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use super::commit::TopicSink;
+use super::decode::BronzeDecoder;
 use super::dlq::AUDIT_TABLE;
 use super::error::IngestError;
 use super::positions::{self, Plan, Reset, Stored, app_id};
@@ -18,9 +19,7 @@ use crate::contracts::domain::EventKind;
 use crate::contracts::generate::SchemaVersion;
 use crate::contracts::produce::schema_for;
 use crate::contracts::registry::Registry;
-use crate::lake::{
-    AppTxn, Appender, BronzeDecoder, LakeTable, bronze_writer_properties, lake_root,
-};
+use crate::lake::{AppTxn, Appender, LakeTable, bronze_writer_properties, lake_root};
 use crate::metrics;
 
 /// The bronze table of a topic: `bronze_<topic>`, with anything but letters, digits and `_`

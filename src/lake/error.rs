@@ -20,8 +20,6 @@ pub enum LakeError {
     BadPath(String),
     #[error("table {table}: schema does not convert to a Delta schema: {detail}")]
     Schema { table: String, detail: String },
-    #[error("avro schema {what} is not usable: {detail}")]
-    AvroSchema { what: String, detail: String },
     #[error("building the bronze batch failed: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
     #[error("converting between arrow-rs and Polars failed: {0}")]

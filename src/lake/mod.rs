@@ -9,7 +9,6 @@
 
 mod append;
 mod appender;
-mod bronze_decode;
 mod deferred;
 mod error;
 mod frame;
@@ -23,10 +22,6 @@ mod zorder;
 
 pub use append::{PartsWriter, bronze_writer_properties, split_by_date};
 pub use appender::Appender;
-pub use bronze_decode::{
-    BatchRow, BronzeDecoder, Cell, DecodeFault, DecodeOutcome, Decoded, KafkaRecord, RecordError,
-    Refusal, Row, RowJudge,
-};
 pub use error::LakeError;
 pub use frame::{batches_to_df, conform, df_to_batch};
 pub use inspect::{CommitDetail, FileInfo, TableStats, commit_run_id, list_tables};

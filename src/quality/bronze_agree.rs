@@ -14,7 +14,8 @@ use crate::contracts::generate::{GenConfig, Generator, SchemaVersion};
 use crate::contracts::produce::frame;
 use crate::contracts::schema::{ParsedSchema, builtin};
 use crate::contracts::wire::SchemaId;
-use crate::lake::{BronzeDecoder, KafkaRecord, batches_to_df};
+use crate::ingest::decode::{BronzeDecoder, KafkaRecord};
+use crate::lake::batches_to_df;
 use crate::support::inspect::inspect;
 
 pub(super) const T0: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
@@ -76,7 +77,7 @@ pub(super) fn decode_case(
     case: &Case,
 ) -> (
     Vec<Sent>,
-    crate::lake::DecodeOutcome,
+    crate::ingest::decode::DecodeOutcome,
     polars::prelude::DataFrame,
 ) {
     let mut decoder = BronzeDecoder::new(case.reader).unwrap();

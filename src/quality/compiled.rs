@@ -18,8 +18,8 @@ use polars::prelude::{AnyValue, TimeUnit as PlTimeUnit};
 use regex::Regex;
 
 use super::model::{Bound, Limit, RuleKind, TimeBound, Validity};
+use super::row::{Cell, Refusal, Row, RowJudge};
 use super::{RowFailure, TableExpectations, expr};
-use crate::lake::{Cell, Refusal, Row, RowJudge};
 
 const MICROS_PER_SEC: i64 = 1_000_000;
 const SECS_PER_DAY: i64 = 86_400;

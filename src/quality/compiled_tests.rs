@@ -16,8 +16,9 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use polars::prelude::{DataType as PlType, IntoColumn, Series};
 
+use super::row::{BatchRow, RowJudge};
 use super::{CompiledRules, TableExpectations, parse_file};
-use crate::lake::{BatchRow, RowJudge, batches_to_df};
+use crate::lake::batches_to_df;
 
 /// Every row of `batch` judged both ways; returns how many rows broke a rule.
 fn agree(t: &TableExpectations, batch: &RecordBatch, now: DateTime<Utc>) -> usize {

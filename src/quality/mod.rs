@@ -21,6 +21,7 @@ mod expr;
 mod lake_source;
 mod model;
 mod parse;
+mod row;
 mod rows;
 mod values;
 
@@ -44,6 +45,7 @@ pub use compiled::{CompiledRules, Judge};
 pub use lake_source::{read_lake_table, reference_frames};
 pub use model::{Now, Outcome, Severity};
 pub use parse::parse_file;
+pub use row::{BatchRow, Cell, Refusal, Row, RowJudge};
 
 use model::{Check, Metric, Rule};
 

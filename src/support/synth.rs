@@ -14,8 +14,22 @@ use crate::contracts::domain::{EventKind, Fault};
 use crate::contracts::encode::encode;
 use crate::contracts::generate::Event;
 use crate::contracts::schema::ParsedSchema;
+use crate::contracts::schema::SchemaError;
 use crate::contracts::wire::{self, SchemaId};
-use crate::lake::{BronzeDecoder, KafkaRecord, LakeError, LakeTable, lake_root};
+use crate::ingest::decode::DecodeError;
+use crate::ingest::decode::{BronzeDecoder, KafkaRecord};
+use crate::lake::{LakeError, LakeTable, lake_root};
+
+/// Why synthetic bronze could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
 
 /// Kafka partitions of the synthetic topics.
 pub const PARTITIONS: i32 = 3;
@@ -87,7 +101,7 @@ impl BronzeWriter {
         kind: EventKind,
         schemas: &[(SchemaId, &str)],
         ingested_at_us: i64,
-    ) -> Result<BronzeWriter, LakeError> {
+    ) -> Result<BronzeWriter, SynthError> {
         let topic = match kind {
             EventKind::Orders => "orders",
             EventKind::Clickstream => "clickstream",
@@ -98,10 +112,7 @@ impl BronzeWriter {
         let mut parsed = Vec::new();
         for (id, text) in schemas {
             decoder.add_writer_schema(*id, text)?;
-            let p = ParsedSchema::parse(text).map_err(|e| LakeError::AvroSchema {
-                what: format!("id {id}"),
-                detail: e.to_string(),
-            })?;
+            let p = ParsedSchema::parse(text)?;
             parsed.push((*id, p));
         }
         let path = lake_root(home).join(format!("bronze_{topic}"));
@@ -149,7 +160,7 @@ impl BronzeWriter {
     pub async fn append(
         &mut self,
         events: &[(SchemaId, &Event)],
-    ) -> Result<(i64, usize), LakeError> {
+    ) -> Result<(i64, usize), SynthError> {
         // (key, partition, offset, timestamp ms, framed payload)
         type Frame<'e> = (Option<&'e str>, i32, i64, i64, Vec<u8>);
         let mut frames: Vec<Frame<'_>> = Vec::new();

@@ -16,7 +16,8 @@ use flowctl::contracts::generate::{SchemaVersion, order};
 use flowctl::contracts::registry::{Embedded, Registry};
 use flowctl::contracts::schema::{ParsedSchema, builtin};
 use flowctl::contracts::wire;
-use flowctl::lake::{AppTxn, BronzeDecoder, DecodeFault, KafkaRecord, LakeTable, lake_root};
+use flowctl::ingest::decode::{BronzeDecoder, DecodeFault, KafkaRecord};
+use flowctl::lake::{AppTxn, LakeTable, lake_root};
 use flowctl::store::Store;
 use serde_json::Value;
 

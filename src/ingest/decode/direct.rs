@@ -24,8 +24,8 @@ use deltalake::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, 
 use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use serde_json::Value;
 
-use super::row::Cell;
 use super::shape::{Bad, block_items, length, take, utf8, varint};
+use crate::quality::Cell;
 
 /// A value's type, as far as this decoder goes.
 #[derive(Debug, Clone, PartialEq)]

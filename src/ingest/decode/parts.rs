@@ -9,9 +9,9 @@
 use deltalake::arrow::datatypes::SchemaRef;
 
 use super::direct::Rows;
-use super::row::{Cell, Row};
 use super::{KafkaRecord, MICROS_PER_DAY};
 use crate::contracts::wire::SchemaId;
+use crate::quality::{Cell, Row};
 
 /// Rows of one `event_date` (`None`: no event time) and the input index of each.
 pub(super) struct DatePart {

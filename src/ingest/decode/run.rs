@@ -14,9 +14,9 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
 
+use super::DecodeError;
 use super::{EVENT_TIME, IdMap, KafkaRecord, MICROS_PER_DAY, UTC, avro_err};
 use crate::contracts::wire::{self, SchemaId};
-use crate::lake::LakeError;
 
 /// The state of one `decode` call.
 pub(super) struct Run<'r, 'a> {
@@ -39,7 +39,7 @@ impl Run<'_, '_> {
         payload: &SchemaRef,
         schema: &SchemaRef,
         index: usize,
-    ) -> Result<Result<(), String>, LakeError> {
+    ) -> Result<Result<(), String>, DecodeError> {
         let msg = self.records[index].payload;
         let mut rest = msg;
         loop {
@@ -83,7 +83,7 @@ impl Run<'_, '_> {
         id: SchemaId,
         payload: &SchemaRef,
         schema: &SchemaRef,
-    ) -> Result<(), LakeError> {
+    ) -> Result<(), DecodeError> {
         let Some(body) = decoder
             .flush()
             .map_err(|e| avro_err("flushing the decoder", e))?
@@ -111,7 +111,7 @@ impl Run<'_, '_> {
         rows: Vec<usize>,
         payload: &SchemaRef,
         schema: &SchemaRef,
-    ) -> Result<(), LakeError> {
+    ) -> Result<(), DecodeError> {
         let batch = self.bronze_batch(columns, &rows, payload, schema)?;
         self.batches.push(batch);
         self.decoded.extend(rows);
@@ -126,7 +126,7 @@ impl Run<'_, '_> {
         rows: &[usize],
         payload: &SchemaRef,
         schema: &SchemaRef,
-    ) -> Result<RecordBatch, LakeError> {
+    ) -> Result<RecordBatch, DecodeError> {
         let event_date: Date32Array = match payload.index_of(EVENT_TIME) {
             Ok(i) => {
                 let micros = cast(

@@ -33,7 +33,8 @@ pub enum Cell<'a> {
     Other,
 }
 
-/// One row of the decoder's schema ([`super::BronzeDecoder::schema`]), column by column.
+/// One row of a table's schema, column by column (the bronze decoder's rows, or a
+/// `RecordBatch`'s through [`BatchRow`]).
 pub trait Row {
     fn cell(&self, column: usize) -> Cell<'_>;
 }

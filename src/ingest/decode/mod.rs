@@ -28,18 +28,18 @@ use deltalake::arrow::compute::{concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
 
-use super::append::split_by_date;
-use super::error::LakeError;
 use crate::contracts::wire::{self, SchemaId, WireError};
+use crate::lake::split_by_date;
+pub use crate::quality::{BatchRow, Cell, Refusal, Row, RowJudge};
 use direct::Direct;
+pub use error::DecodeError;
 use parts::{DatePart, DateParts, DirectRow};
-pub use row::{BatchRow, Cell, Refusal, Row, RowJudge};
 use run::Run;
 use shape::{Shape, Verdict};
 
 mod direct;
+mod error;
 mod parts;
-mod row;
 mod run;
 mod shape;
 
@@ -234,7 +234,7 @@ fn metadata_fields() -> Vec<Field> {
 impl BronzeDecoder {
     /// A decoder whose rows follow `reader_schema` (Avro JSON, normally the latest version of
     /// the topic's subject).
-    pub fn new(reader_schema: &str) -> Result<BronzeDecoder, LakeError> {
+    pub fn new(reader_schema: &str) -> Result<BronzeDecoder, DecodeError> {
         let reader = AvroSchema::new(reader_schema.to_string());
         // The payload columns: what the reader schema decodes to when it is also the writer.
         let mut probe = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
@@ -287,7 +287,7 @@ impl BronzeDecoder {
         &mut self,
         id: SchemaId,
         writer_schema: &str,
-    ) -> Result<(), LakeError> {
+    ) -> Result<(), DecodeError> {
         if self.knows(id) {
             return Ok(());
         }
@@ -304,7 +304,7 @@ impl BronzeDecoder {
         if let Err(e) = check {
             let detail = e.to_string();
             self.mismatched.insert(id, detail.clone());
-            return Err(LakeError::AvroSchema {
+            return Err(DecodeError::AvroSchema {
                 what: format!("id {id} (as writer for the reader schema)"),
                 detail,
             });
@@ -325,7 +325,7 @@ impl BronzeDecoder {
         Ok(())
     }
 
-    fn build(&self, id: SchemaId) -> Result<Decoder, LakeError> {
+    fn build(&self, id: SchemaId) -> Result<Decoder, DecodeError> {
         let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
         let writer = self
             .store
@@ -349,7 +349,7 @@ impl BronzeDecoder {
         &mut self,
         records: &[KafkaRecord<'_>],
         ingested_at_us: i64,
-    ) -> Result<DecodeOutcome, LakeError> {
+    ) -> Result<DecodeOutcome, DecodeError> {
         let pass = self.pass(records, ingested_at_us, None, false)?;
         let mut run = pass.run;
         // One part at most: nothing was routed.
@@ -374,7 +374,7 @@ impl BronzeDecoder {
         records: &[KafkaRecord<'_>],
         ingested_at_us: i64,
         judge: Option<&dyn RowJudge>,
-    ) -> Result<Decoded, LakeError> {
+    ) -> Result<Decoded, DecodeError> {
         let mut pass = self.pass(records, ingested_at_us, judge, true)?;
         let mut parts = Vec::with_capacity(pass.direct.len() + 1);
         for part in std::mem::take(&mut pass.direct) {
@@ -420,7 +420,7 @@ impl BronzeDecoder {
         ingested_at_us: i64,
         judge: Option<&dyn RowJudge>,
         route: bool,
-    ) -> Result<Pass<'r, 'a>, LakeError> {
+    ) -> Result<Pass<'r, 'a>, DecodeError> {
         let mut run = Run {
             records,
             ingested_at_us,
@@ -509,7 +509,7 @@ impl BronzeDecoder {
                 let replay = run.pending.remove(&id).unwrap_or_default();
                 for i in replay {
                     if let Err(reason) = run.feed(&mut fresh, id, payload, schema, i)? {
-                        return Err(LakeError::AvroSchema {
+                        return Err(DecodeError::AvroSchema {
                             what: format!("record {i} on replay"),
                             detail: reason,
                         });
@@ -547,7 +547,7 @@ struct Pass<'r, 'a> {
 fn in_input_order(
     mut run: Run<'_, '_>,
     schema: &SchemaRef,
-) -> Result<(Option<RecordBatch>, Vec<usize>), LakeError> {
+) -> Result<(Option<RecordBatch>, Vec<usize>), DecodeError> {
     if !run.decoded.is_sorted() {
         let mut perm: Vec<u32> = (0..run.decoded.len() as u32).collect();
         perm.sort_unstable_by_key(|&i| run.decoded[i as usize]);
@@ -564,8 +564,8 @@ fn in_input_order(
     Ok((batch, run.decoded))
 }
 
-fn avro_err(what: &str, e: impl std::fmt::Display) -> LakeError {
-    LakeError::AvroSchema {
+fn avro_err(what: &str, e: impl std::fmt::Display) -> DecodeError {
+    DecodeError::AvroSchema {
         what: what.to_string(),
         detail: e.to_string(),
     }
