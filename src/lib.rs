@@ -21,4 +21,5 @@ pub mod support;
 pub mod tasks;
 pub mod transform;
 pub mod vocab;
+pub mod wap;
 pub mod web;

@@ -26,10 +26,7 @@ pub use error::LakeError;
 pub use frame::{batches_to_df, conform, df_to_batch};
 pub use inspect::{CommitDetail, FileInfo, TableStats, commit_run_id, list_tables};
 pub use scan::DataFile;
-pub use stage::{
-    GateOutcome, GateSubject, StageMode, StageSpec, StagedCommit, gate_and_publish, stage, staged,
-    staging_dir,
-};
+pub use stage::{StageMode, StageSpec, StagedCommit, stage, staged, staging_dir};
 pub use table::{AppTxn, Commit, LakeTable, lake_root, table_dir, valid_table_name};
 
 /// Test data shared by the lake's unit tests: `id`, `name`, `event_date` partitioned tables.

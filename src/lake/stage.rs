@@ -1,7 +1,7 @@
 //! Write-audit-publish: new data is written as Parquet files into the table folder but not
 //! committed; the pending commit (adds, removes, app transactions, base version, operation) is
-//! recorded under `$FLOWCTL_HOME/staging/<table>/pending.json`. A gate reads the candidate
-//! ([`StagedCommit::candidate_df`]), then publishes it in one Delta commit or discards it.
+//! recorded under `$FLOWCTL_HOME/staging/<table>/pending.json`. A gate (`crate::wap`) reads the
+//! candidate ([`StagedCommit::candidate_df`]), then publishes it in one Delta commit or discards it.
 //!
 //! Contract:
 //! - Until [`StagedCommit::publish`] returns, readers of the table (flowctl, Python, Spark) see
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::LakeError;
 use super::scan::{DataFile, scan_files};
-use super::table::{AppTxn, LakeTable, delta_err, lake_root};
+use super::table::{AppTxn, LakeTable, delta_err};
 
 /// How the staged files relate to the base version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -442,74 +442,6 @@ impl StagedCommit {
             }
         }
         self.forget(home)
-    }
-}
-
-/// What a gate did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GateOutcome {
-    /// A staged commit passed and is now version `version`.
-    Published { version: i64, rows_added: i64 },
-    /// A staged commit failed its checks and was discarded; the table stays at `version`.
-    Discarded { version: i64 },
-    /// Nothing was staged; the current version was checked.
-    CheckedCurrent { version: i64, passed: bool },
-}
-
-impl GateOutcome {
-    pub fn passed(&self) -> bool {
-        matches!(
-            self,
-            GateOutcome::Published { .. } | GateOutcome::CheckedCurrent { passed: true, .. }
-        )
-    }
-}
-
-/// What a gate's check is looking at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateSubject {
-    /// A staged candidate based on `base_version`.
-    Staged { base_version: i64 },
-    /// The current version (nothing staged).
-    Current { version: i64 },
-}
-
-/// The seam between write-audit-publish and the quality gate: if `table` has a staged commit,
-/// `check` sees the candidate and the commit is published when it passes and discarded when it
-/// fails; otherwise `check` sees the current version. A failing check never moves the table.
-/// `check` returns whether the data passed (an error from it is returned as is, and leaves the
-/// staged commit in place for a retry).
-pub async fn gate_and_publish<E: From<LakeError>>(
-    home: &Path,
-    table: &str,
-    check: impl FnOnce(&DataFrame, GateSubject) -> Result<bool, E>,
-) -> Result<GateOutcome, E> {
-    if let Some(pending) = staged(home, table)? {
-        let df = pending.candidate_df().await?;
-        let subject = GateSubject::Staged {
-            base_version: pending.base_version,
-        };
-        if check(&df, subject)? {
-            let version = pending.publish(home).await?;
-            Ok(GateOutcome::Published {
-                version,
-                rows_added: pending.rows_added,
-            })
-        } else {
-            pending.discard(home).await?;
-            Ok(GateOutcome::Discarded {
-                version: pending.base_version,
-            })
-        }
-    } else {
-        let t = LakeTable::open(&lake_root(home).join(table)).await?;
-        let version = t.version();
-        let df = t.scan()?.collect().map_err(|e| LakeError::Polars {
-            table: table.to_string(),
-            detail: e.to_string(),
-        })?;
-        let passed = check(&df, GateSubject::Current { version })?;
-        Ok(GateOutcome::CheckedCurrent { version, passed })
     }
 }
 

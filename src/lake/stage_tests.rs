@@ -4,6 +4,7 @@ use deltalake::arrow::array::{Date32Array, Int64Array, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use super::*;
+use crate::lake::lake_root;
 
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -164,64 +165,6 @@ async fn publishing_over_a_moved_table_is_refused_and_discard_cleans_up() {
     t.refresh().await.unwrap();
     assert_eq!(t.version(), 1);
     assert_eq!(t.scan().unwrap().collect().unwrap().height(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_gate_publishes_on_pass_and_discards_on_fail() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path();
-    let t = table(home).await;
-    stage(
-        home,
-        "t",
-        &t,
-        [batch(0..5, 1, "a")],
-        spec(StageMode::Append, 1),
-    )
-    .await
-    .unwrap();
-    let out = gate_and_publish::<LakeError>(home, "t", |df, subject| {
-        assert_eq!(subject, GateSubject::Staged { base_version: 0 });
-        Ok(df.height() < 3)
-    })
-    .await
-    .unwrap();
-    assert_eq!(out, GateOutcome::Discarded { version: 0 });
-    assert!(!out.passed());
-    let t = table(home).await;
-    assert_eq!(t.version(), 0);
-    stage(
-        home,
-        "t",
-        &t,
-        [batch(0..5, 1, "a")],
-        spec(StageMode::Append, 2),
-    )
-    .await
-    .unwrap();
-    let out = gate_and_publish::<LakeError>(home, "t", |df, _| Ok(df.height() == 5))
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        GateOutcome::Published {
-            version: 1,
-            rows_added: 5
-        }
-    );
-    let out = gate_and_publish::<LakeError>(home, "t", |df, s| {
-        assert_eq!(s, GateSubject::Current { version: 1 });
-        Ok(df.height() == 5)
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        out,
-        GateOutcome::CheckedCurrent {
-            version: 1,
-            passed: true
-        }
-    );
 }
 
 /// A crash after the commit but before the pending record was removed: publishing the record

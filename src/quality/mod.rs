@@ -153,7 +153,7 @@ pub trait TableSource {
 }
 
 /// A [`TableSource`] over frames read beforehand (tables absent from the map do not exist).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Frames(pub HashMap<String, DataFrame>);
 
 impl TableSource for Frames {
@@ -285,50 +285,6 @@ impl TableExpectations {
             .map(|c| checks::run_check(c, df, others, now))
             .collect())
     }
-}
-
-/// What a gate concluded about a candidate frame.
-#[derive(Debug, Clone)]
-pub struct GateReport {
-    pub table: String,
-    pub results: Vec<CheckResult>,
-}
-
-impl GateReport {
-    /// True when no result blocks: the candidate may become the visible version.
-    pub fn passed(&self) -> bool {
-        !self.results.iter().any(CheckResult::blocks)
-    }
-
-    /// The results that block, for the error message.
-    pub fn blocking(&self) -> impl Iterator<Item = &CheckResult> {
-        self.results.iter().filter(|r| r.blocks())
-    }
-
-    /// (pass, warn, fail, error) counts.
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let n = |o| self.results.iter().filter(|r| r.outcome == o).count();
-        (
-            n(Outcome::Pass),
-            n(Outcome::Warn),
-            n(Outcome::Fail),
-            n(Outcome::Error),
-        )
-    }
-}
-
-/// Runs a table's dataset checks on a candidate frame (e.g. a staged, not yet published
-/// version) and says whether it may be published. Write-audit-publish steps call this.
-pub fn gate(
-    exp: &TableExpectations,
-    df: &DataFrame,
-    others: &dyn TableSource,
-    now: DateTime<Utc>,
-) -> Result<GateReport, QualityError> {
-    Ok(GateReport {
-        table: exp.name.clone(),
-        results: exp.run_checks(df, others, now)?,
-    })
 }
 
 /// Every table's expectations, from one directory.

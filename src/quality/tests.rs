@@ -431,3 +431,40 @@ fn row_rules_keep_up_with_ingest() {
     );
     assert!(took.as_secs_f64() < 2.0, "{took:?} for {n} rows");
 }
+
+/// What a gate would conclude from a table's checks (the gate itself is `crate::wap`).
+struct Gate {
+    results: Vec<CheckResult>,
+}
+
+impl Gate {
+    fn passed(&self) -> bool {
+        !self.results.iter().any(CheckResult::blocks)
+    }
+
+    fn blocking(&self) -> impl Iterator<Item = &CheckResult> {
+        self.results.iter().filter(|r| r.blocks())
+    }
+
+    /// (pass, warn, fail, error).
+    fn counts(&self) -> (usize, usize, usize, usize) {
+        let n = |o| self.results.iter().filter(|r| r.outcome == o).count();
+        (
+            n(Outcome::Pass),
+            n(Outcome::Warn),
+            n(Outcome::Fail),
+            n(Outcome::Error),
+        )
+    }
+}
+
+fn gate(
+    exp: &TableExpectations,
+    df: &DataFrame,
+    others: &dyn TableSource,
+    now: DateTime<Utc>,
+) -> Result<Gate, QualityError> {
+    Ok(Gate {
+        results: exp.run_checks(df, others, now)?,
+    })
+}

@@ -1,5 +1,5 @@
-//! `publish_staged`: publishes the staged commits of some tables through
-//! [`crate::lake::gate_and_publish`], with at most a row-count check.
+//! `publish_staged`: publishes the staged commits of some tables through write-audit-publish
+//! ([`crate::wap`]), with at most a row-count check.
 //!
 //! The real gate is `quality_check` (the table's expectations); this kind is for tables a flow
 //! does not check and for tests of write-audit-publish. A table with nothing staged is left
@@ -13,7 +13,7 @@ use marked_yaml::Node;
 use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
-use crate::lake::{GateOutcome, GateSubject, LakeError, gate_and_publish};
+use crate::wap::{self, Audit, Verdict};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,36 +55,25 @@ impl Task for PublishStagedTask {
         let mut outcome = TaskOutcome::default();
         let mut failed = Vec::new();
         for table in &self.tables {
-            let exists = crate::lake::lake_root(&ctx.home)
-                .join(table)
-                .join("_delta_log")
-                .exists();
-            if !exists
-                && crate::lake::staged(&ctx.home, table)
-                    .ok()
-                    .flatten()
-                    .is_none()
-            {
-                ctx.log
-                    .info(format!("{table}: no table and nothing staged: skipped"));
-                continue;
-            }
-            let min = self.min_rows;
-            let out = gate_and_publish::<LakeError>(&ctx.home, table, |df, subject| {
-                Ok(matches!(subject, GateSubject::Current { .. }) || df.height() >= min)
-            })
-            .await
-            .map_err(TaskError::external_err)?;
-            ctx.log.info(format!("{table}: {out:?}"));
-            let v = match &out {
-                GateOutcome::Published { version, .. } => serde_json::json!({"published": version}),
-                GateOutcome::Discarded { version } => serde_json::json!({"discarded_at": version}),
-                GateOutcome::CheckedCurrent { version, passed } => {
+            let audited = wap::audit(&ctx.home, table, &Audit::MinRows(self.min_rows), true)
+                .await
+                .map_err(TaskError::external_err)?;
+            let v = match &audited.verdict {
+                Verdict::Missing => {
+                    ctx.log
+                        .info(format!("{table}: no table and nothing staged: skipped"));
+                    continue;
+                }
+                Verdict::Published { version, .. } => serde_json::json!({"published": version}),
+                Verdict::Discarded { version } => serde_json::json!({"discarded_at": version}),
+                Verdict::CheckedCurrent { version, passed } => {
                     serde_json::json!({"current": version, "passed": passed})
                 }
             };
+            ctx.log
+                .info(format!("{table}: {}", audited.verdict.describe()));
             outcome = outcome.with_metric(table, v);
-            if !out.passed() {
+            if !audited.verdict.passed() {
                 failed.push(table.clone());
             }
         }

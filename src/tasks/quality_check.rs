@@ -2,18 +2,15 @@
 //! result (with the table version) and fails when a `fail`-severity check fails — a user error,
 //! not retried: the data will not get better by asking again.
 //!
-//! It is also the write-audit-publish gate: a table with a staged commit (`lake::stage`, written
+//! It is also the write-audit-publish gate ([`crate::wap`]): a table with a staged commit (written
 //! by `transform_silver` / `aggregate_gold`) has its *candidate* checked, and the commit is
 //! published when no check blocks and discarded when one does, so a failing gate never moves
 //! the table. A table with nothing staged has its current version checked. With
 //! `publish_staged: false` (the hourly checks) staged commits are left alone and only current
-//! versions are looked at.
-//!
-//! A table that does not exist yet is a failed check (`table_exists`), not a crash, so an
-//! hourly check over an empty lake shows exactly what is missing.
+//! versions are looked at. A table that does not exist yet is a failed check (`table_exists`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,9 +20,9 @@ use polars::prelude::DataFrame;
 use serde::Deserialize;
 
 use super::{ParamError, Task, TaskContext, TaskError, TaskOutcome, TaskSettings, parse_params};
-use crate::lake::{GateOutcome, LakeError, gate_and_publish, lake_root};
 use crate::lineage::openlineage::Dataset;
-use crate::quality::{self, CheckResult, Frames, Outcome, Severity, TableExpectations};
+use crate::quality::{self, Frames, Outcome, TableExpectations};
+use crate::wap::{self, Audit, Audited, Verdict};
 
 /// `params:` of a quality_check task.
 #[derive(Debug, Deserialize)]
@@ -119,151 +116,41 @@ pub(super) fn build(
     }))
 }
 
-/// What checking one table did.
-struct Checked {
-    /// The version the results describe (None: no such table, or a discarded candidate).
-    version: Option<i64>,
-    results: Vec<CheckResult>,
-    /// The version a staged candidate was published as.
-    published: Option<i64>,
-    discarded: bool,
-    /// For the task log.
-    note: String,
-}
-
-/// `gate_and_publish`'s error: the lake's, or the evaluation's.
-enum GateError {
-    Lake(LakeError),
-    Quality(quality::QualityError),
-}
-
-impl From<LakeError> for GateError {
-    fn from(e: LakeError) -> Self {
-        GateError::Lake(e)
-    }
-}
-
 impl QualityCheckTask {
+    /// Audits one table through write-audit-publish; the reference tables of its `values_in`
+    /// checks are read once into `refs` however many tables use them.
     async fn check_table(
         &self,
         ctx: &TaskContext,
         exp: &TableExpectations,
         refs: &mut HashMap<String, DataFrame>,
         now: DateTime<Utc>,
-    ) -> Result<Checked, TaskError> {
-        let table = exp.name();
-        let lake = |e: LakeError| TaskError::external_err(e);
-        let pending = match self.publish_staged {
-            true => crate::lake::staged(&ctx.home, table).map_err(lake)?,
-            false => None,
-        };
-        if pending.is_none() && !lake_root(&ctx.home).join(table).join("_delta_log").is_dir() {
-            return Ok(Checked {
-                version: None,
-                results: vec![missing_table(table, &ctx.home)],
-                published: None,
-                discarded: false,
-                note: "no such table".into(),
-            });
-        }
+    ) -> Result<Audited, TaskError> {
         for r in exp.referenced_tables() {
             if !refs.contains_key(&r)
                 && let Some((_, rdf)) = quality::read_lake_table(&ctx.home, &r)
                     .await
-                    .map_err(external)?
+                    .map_err(TaskError::external_err)?
             {
                 refs.insert(r, rdf);
             }
         }
-        let frames = Frames(refs.clone());
-        if pending.is_none() {
-            let Some((version, df)) = quality::read_lake_table(&ctx.home, table)
-                .await
-                .map_err(external)?
-            else {
-                return Err(TaskError::external(format!(
-                    "table {table} vanished while checked"
-                )));
-            };
-            let exp = exp.clone();
-            let report =
-                tokio::task::spawn_blocking(move || quality::gate(&exp, &df, &frames, now))
-                    .await
-                    .map_err(|e| TaskError::internal(format!("checking {table}: {e}")))?
-                    .map_err(TaskError::internal_err)?;
-            return Ok(Checked {
-                version: Some(version),
-                results: report.results,
-                published: None,
-                discarded: false,
-                note: format!("current version v{version} checked"),
-            });
+        let gate = Audit::Expectations {
+            exp: exp.clone(),
+            refs: Frames(refs.clone()),
+            now,
+        };
+        let audited = wap::audit(&ctx.home, exp.name(), &gate, self.publish_staged)
+            .await
+            .map_err(|e| match e.is_external() {
+                true => TaskError::external_err(e),
+                false => TaskError::internal_err(e),
+            })?;
+        if matches!(audited.verdict, Verdict::Published { .. }) {
+            // Later tables' `values_in` must see what was just published.
+            refs.remove(exp.name());
         }
-        // A staged candidate: the seam in `lake::stage` reads it, and publishes or discards it
-        // on our verdict. The check runs inside that synchronous callback.
-        let mut results = Vec::new();
-        let out = gate_and_publish::<GateError>(&ctx.home, table, |df, _| {
-            let report = quality::gate(exp, df, &frames, now).map_err(GateError::Quality)?;
-            let passed = report.passed();
-            results = report.results;
-            Ok(passed)
-        })
-        .await
-        .map_err(|e| match e {
-            GateError::Lake(e) => TaskError::external_err(e),
-            GateError::Quality(e) => TaskError::internal_err(e),
-        })?;
-        Ok(match out {
-            GateOutcome::Published {
-                version,
-                rows_added,
-            } => {
-                // Later tables' `values_in` must see what was just published.
-                refs.remove(table);
-                Checked {
-                    version: Some(version),
-                    results,
-                    published: Some(version),
-                    discarded: false,
-                    note: format!(
-                        "staged candidate passed: published as v{version} ({rows_added} rows added)"
-                    ),
-                }
-            }
-            GateOutcome::Discarded { version } => Checked {
-                version: None,
-                results,
-                published: None,
-                discarded: true,
-                note: format!("staged candidate failed: discarded, the table stays at v{version}"),
-            },
-            GateOutcome::CheckedCurrent { version, .. } => Checked {
-                version: Some(version),
-                results,
-                published: None,
-                discarded: false,
-                note: format!("nothing staged any more: current version v{version} checked"),
-            },
-        })
-    }
-}
-
-/// Reading a table failed (I/O, a corrupt log): worth a retry.
-fn external(e: quality::QualityError) -> TaskError {
-    TaskError::external_err(e)
-}
-
-fn missing_table(table: &str, home: &Path) -> CheckResult {
-    CheckResult {
-        check: "table_exists".into(),
-        observed: None,
-        threshold: "exists".into(),
-        severity: Severity::Fail,
-        outcome: Outcome::Fail,
-        detail: format!(
-            "no Delta table at {} (nothing written yet)",
-            lake_root(home).join(table).display()
-        ),
+        Ok(audited)
     }
 }
 
@@ -291,14 +178,16 @@ impl Task for QualityCheckTask {
                     self.dir.display()
                 ))
             })?;
-            let checked = self.check_table(ctx, exp, &mut refs, now).await?;
-            let (version, results) = (checked.version, checked.results);
-            ctx.log.info(format!("{table}: {}", checked.note));
-            if let Some(v) = checked.published {
-                published.push(serde_json::json!({"table": table, "version": v}));
-            }
-            if checked.discarded {
-                discarded.push(table.clone());
+            let audited = self.check_table(ctx, exp, &mut refs, now).await?;
+            let (version, results) = (audited.verdict.version(), audited.results);
+            ctx.log
+                .info(format!("{table}: {}", audited.verdict.describe()));
+            match audited.verdict {
+                Verdict::Published { version, .. } => {
+                    published.push(serde_json::json!({"table": table, "version": version}));
+                }
+                Verdict::Discarded { .. } => discarded.push(table.clone()),
+                Verdict::Missing | Verdict::CheckedCurrent { .. } => {}
             }
             let v = version
                 .map(|v| format!("v{v}"))
@@ -360,6 +249,8 @@ impl Task for QualityCheckTask {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn params(yaml: &str) -> Result<Arc<dyn Task>, ParamError> {
