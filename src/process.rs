@@ -101,19 +101,22 @@ pub async fn kill_orphan_group(leader: ProcessId) -> GroupKill {
     if group_members(leader.pid).is_empty() {
         return GroupKill::Gone;
     }
-    let pgid = -(leader.pid as i32);
-    // SAFETY: kill(2) on a process group id; no memory is involved.
-    unsafe { libc::kill(pgid, libc::SIGTERM) };
+    signal_group(leader.pid, libc::SIGTERM);
     if wait_empty(leader.pid, KILL_GRACE).await {
         return GroupKill::Killed;
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(pgid, libc::SIGKILL) };
+    signal_group(leader.pid, libc::SIGKILL);
     if wait_empty(leader.pid, Duration::from_secs(5)).await {
         GroupKill::Killed
     } else {
         GroupKill::Survived
     }
+}
+
+/// Sends `signal` to every process of group `pgid`.
+pub fn signal_group(pgid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe { libc::kill(-(pgid as i32), signal) };
 }
 
 async fn wait_empty(pgid: u32, within: Duration) -> bool {

@@ -210,32 +210,21 @@ fn still_our_file(
     }
 }
 
-/// `flock(2)` on a side file, released on drop.
-struct FileLock(std::fs::File);
+/// An exclusive lock on a side file (std's `File::lock`, flock(2) on Linux), released when
+/// the file is closed on drop.
+struct FileLock {
+    _file: std::fs::File,
+}
 
 impl FileLock {
     fn acquire(path: &Path) -> std::io::Result<FileLock> {
-        use std::os::fd::AsRawFd;
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(FileLock(f))
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as above.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
+        f.lock()?;
+        Ok(FileLock { _file: f })
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
-use crate::process::{KILL_GRACE, ProcessId, WatchedGroup};
+use crate::process::{KILL_GRACE, ProcessId, WatchedGroup, signal_group};
 
 use super::{
     ParamError, Task, TaskContext, TaskError, TaskLog, TaskOutcome, TaskSettings, parse_params,
@@ -149,20 +149,15 @@ async fn pump<R: AsyncRead + Unpin>(pipe: Option<R>, log: TaskLog, stream: &'sta
     n
 }
 
+/// TERM to the command's whole group, KILL after the grace if its leader is still there.
 async fn terminate_group(pid: Option<u32>, child: &mut tokio::process::Child) {
     let Some(pid) = pid else { return };
-    let pgid = -(pid as i32);
-    // SAFETY: kill(2) with a negative pid signals the process group we created; no memory involved.
-    unsafe {
-        libc::kill(pgid, libc::SIGTERM);
-    }
+    signal_group(pid, libc::SIGTERM);
     if tokio::time::timeout(KILL_GRACE, child.wait())
         .await
         .is_err()
     {
-        unsafe {
-            libc::kill(pgid, libc::SIGKILL);
-        }
+        signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
     }
 }
