@@ -1,7 +1,10 @@
 //! flowctl: one binary for a medallion data pipeline that refuses to trust its own data.
 //!
-//! Module map (see DESIGN.md): `flow` parses and validates flow files, `engine` decides what runs
-//! when, `store` records every decision in SQLite, `tasks` holds the task kinds, `cli` is the edge.
+//! Module map (the README's "Architecture" section has one line per module): `cli` and `config`
+//! are the edge; `engine` decides what runs when, `store` records every decision, `flow`
+//! validates flow files, `tasks` holds the task kinds, `wap` decides what becomes visible,
+//! `ingest`, `transform`, `quality`, `lake`, `contracts`, `kafka` and `lineage` do the data
+//! work, and `vocab` is the shared vocabulary everything depends down on.
 
 pub mod bench;
 pub mod cli;
