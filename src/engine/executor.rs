@@ -4,30 +4,22 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::FutureExt;
-use std::panic::AssertUnwindSafe;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::attempt::{Done, Failure, Slot, launch};
 use super::retry::{backoff, may_retry};
 use super::rules::{Decision, decide, run_outcome};
 use super::{Engine, EngineError};
 use crate::flow::Flow;
-use crate::lineage::openlineage::Emitter;
 use crate::process::ProcessId;
-use crate::store::{AttemptRow, Heartbeat, Move, RunRow, Store, TaskFinish};
-use crate::tasks::{
-    ProcessReport, QualityBuffer, Task, TaskContext, TaskError, TaskLog, TaskOutcome,
-};
+use crate::store::{AttemptRow, Heartbeat, Move, RunRow, TaskFinish};
+use crate::tasks::{QualityBuffer, TaskLog};
+use crate::vocab::format_duration;
 use crate::vocab::state::{RunState, TaskState};
-use crate::vocab::{format_duration, panic_message};
-
-/// How long a cancelled or timed-out attempt gets to wind down before it is abandoned.
-const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 /// The latest state of every task of a run.
 pub(super) fn latest_states(attempts: &[AttemptRow]) -> HashMap<String, TaskState> {
@@ -43,32 +35,6 @@ pub(super) fn latest_states(attempts: &[AttemptRow]) -> HashMap<String, TaskStat
     latest.into_iter().map(|(k, (_, s))| (k, s)).collect()
 }
 
-struct Slot {
-    row: i64,
-    state: TaskState,
-    attempt: i64,
-    /// Attempts started in the current round.
-    tries: u32,
-    due: Option<Instant>,
-    launched: bool,
-    log: TaskLog,
-    quality: QualityBuffer,
-    cancel: CancellationToken,
-}
-
-struct Done {
-    task: usize,
-    started: bool,
-    result: Result<TaskOutcome, Failure>,
-    elapsed: Duration,
-}
-
-enum Failure {
-    Task(TaskError),
-    TimedOut(Duration),
-    Store(crate::store::StoreError),
-}
-
 pub(super) async fn drive(
     engine: &Engine,
     run: RunRow,
@@ -76,40 +42,12 @@ pub(super) async fn drive(
 ) -> Result<RunState, EngineError> {
     let store = engine.store();
     let owner = engine.owner().to_string();
-    let attempts = store.attempts(run.id).await?;
     // Every attempt's token is a child of this one, which fires however `drive` ends — a
     // panic included — so no attempt outlives the loop that would record it.
     let run_cancel = CancellationToken::new();
     let _cancel_on_exit = run_cancel.clone().drop_guard();
-    let mut slots: Vec<Slot> = Vec::with_capacity(flow.tasks.len());
-    for t in &flow.tasks {
-        let mine: Vec<&AttemptRow> = attempts.iter().filter(|a| a.task_id == t.id).collect();
-        let latest = mine.iter().max_by_key(|a| a.attempt).ok_or_else(|| {
-            EngineError::Conflict(format!("run {} has no attempt for task `{}`", run.id, t.id))
-        })?;
-        let tries = mine
-            .iter()
-            .filter(|a| a.round == run.round && a.started_at.is_some())
-            .count() as u32;
-        let due = latest.next_try_at.map(|at| {
-            after(
-                at.signed_duration_since(Utc::now())
-                    .to_std()
-                    .unwrap_or_default(),
-            )
-        });
-        slots.push(Slot {
-            row: latest.id,
-            state: latest.state,
-            attempt: latest.attempt,
-            tries,
-            due,
-            launched: false,
-            log: TaskLog::default(),
-            quality: QualityBuffer::default(),
-            cancel: run_cancel.child_token(),
-        });
-    }
+    let attempts = store.attempts(run.id).await?;
+    let mut slots = load_slots(&run, &flow, &attempts, &run_cancel)?;
     let order = flow.dag.topological_order();
     let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
     let (process_tx, mut process_rx) = mpsc::unbounded_channel::<(i64, ProcessId)>();
@@ -121,70 +59,16 @@ pub(super) async fn drive(
 
     loop {
         // 1. Decide, persist, then act.
-        let now = Utc::now();
-        let mut moves = Vec::new();
-        let mut to_start = Vec::new();
-        for &i in &order {
-            if cancelling {
-                break;
+        if !cancelling {
+            for i in decide_and_persist(engine, &run, &flow, &order, &mut slots).await? {
+                let s = &mut slots[i];
+                s.launched = true;
+                s.tries += 1;
+                s.log = TaskLog::default();
+                s.quality = QualityBuffer::default();
+                s.cancel = run_cancel.child_token();
+                launch(engine, &run, &flow, i, s, tx.clone(), process_tx.clone());
             }
-            match slots[i].state {
-                TaskState::Pending => {
-                    let ups: Vec<TaskState> =
-                        flow.dag.deps(i).iter().map(|&d| slots[d].state).collect();
-                    let to = match decide(flow.tasks[i].trigger_rule, &ups) {
-                        Decision::Wait => continue,
-                        Decision::Run => TaskState::Queued,
-                        Decision::UpstreamFailed => TaskState::UpstreamFailed,
-                        Decision::Skip => TaskState::Skipped,
-                    };
-                    let error = (to == TaskState::UpstreamFailed).then(|| {
-                        let failed: Vec<&str> = flow
-                            .dag
-                            .deps(i)
-                            .iter()
-                            .filter(|&&d| slots[d].state.is_failure())
-                            .map(|&d| flow.tasks[d].id.as_str())
-                            .collect();
-                        format!("upstream failed: {}", failed.join(", "))
-                    });
-                    moves.push(Move {
-                        row_id: slots[i].row,
-                        from: TaskState::Pending,
-                        to,
-                        error,
-                        next_try_at: None,
-                    });
-                    slots[i].state = to;
-                    if to == TaskState::Queued {
-                        to_start.push(i);
-                    }
-                }
-                TaskState::Queued if !slots[i].launched => to_start.push(i),
-                TaskState::UpForRetry if slots[i].due.is_none_or(|d| d <= Instant::now()) => {
-                    let attempt = slots[i].attempt + 1;
-                    let row = store
-                        .new_attempt(run.id, &flow.tasks[i].id, attempt, run.round, &owner, now)
-                        .await?;
-                    let s = &mut slots[i];
-                    s.row = row;
-                    s.attempt = attempt;
-                    s.state = TaskState::Queued;
-                    s.due = None;
-                    to_start.push(i);
-                }
-                _ => {}
-            }
-        }
-        store.move_attempts(&moves, &owner, now).await?;
-        for i in to_start {
-            let s = &mut slots[i];
-            s.launched = true;
-            s.tries += 1;
-            s.log = TaskLog::default();
-            s.quality = QualityBuffer::default();
-            s.cancel = run_cancel.child_token();
-            launch(engine, &run, &flow, i, s, tx.clone(), process_tx.clone());
         }
 
         // 2. Finished?
@@ -223,25 +107,155 @@ pub(super) async fn drive(
                     }
                     Heartbeat::Owned { cancel_requested: true } if !cancelling => {
                         cancelling = true;
-                        let mut moves = Vec::new();
-                        for s in slots.iter_mut() {
-                            match s.state {
-                                TaskState::Pending | TaskState::UpForRetry => {
-                                    moves.push(Move { row_id: s.row, from: s.state, to: TaskState::Cancelled, error: Some("run cancelled".into()), next_try_at: None });
-                                    s.state = TaskState::Cancelled;
-                                }
-                                TaskState::Queued | TaskState::Running => s.cancel.cancel(),
-                                _ => {}
-                            }
-                        }
-                        store.move_attempts(&moves, &owner, Utc::now()).await?;
+                        cancel_all(engine, &mut slots).await?;
                     }
                     _ => {}
                 }
             }
         }
     }
+    finish(engine, &run, &flow, &slots, cancelling).await
+}
 
+/// Each task's latest attempt, as the store has it, with the tries it used this round.
+fn load_slots(
+    run: &RunRow,
+    flow: &Flow,
+    attempts: &[AttemptRow],
+    run_cancel: &CancellationToken,
+) -> Result<Vec<Slot>, EngineError> {
+    let mut slots: Vec<Slot> = Vec::with_capacity(flow.tasks.len());
+    for t in &flow.tasks {
+        let mine: Vec<&AttemptRow> = attempts.iter().filter(|a| a.task_id == t.id).collect();
+        let latest = mine.iter().max_by_key(|a| a.attempt).ok_or_else(|| {
+            EngineError::Conflict(format!("run {} has no attempt for task `{}`", run.id, t.id))
+        })?;
+        let tries = mine
+            .iter()
+            .filter(|a| a.round == run.round && a.started_at.is_some())
+            .count() as u32;
+        let due = latest.next_try_at.map(|at| {
+            after(
+                at.signed_duration_since(Utc::now())
+                    .to_std()
+                    .unwrap_or_default(),
+            )
+        });
+        slots.push(Slot {
+            row: latest.id,
+            state: latest.state,
+            attempt: latest.attempt,
+            tries,
+            due,
+            launched: false,
+            log: TaskLog::default(),
+            quality: QualityBuffer::default(),
+            cancel: run_cancel.child_token(),
+        });
+    }
+    Ok(slots)
+}
+
+/// Moves every task whose turn has come — pending tasks by their trigger rule, retries that
+/// are due — and records the moves before anything starts. Returns the tasks to launch.
+async fn decide_and_persist(
+    engine: &Engine,
+    run: &RunRow,
+    flow: &Flow,
+    order: &[usize],
+    slots: &mut [Slot],
+) -> Result<Vec<usize>, EngineError> {
+    let (store, owner) = (engine.store(), engine.owner());
+    let now = Utc::now();
+    let mut moves = Vec::new();
+    let mut to_start = Vec::new();
+    for &i in order {
+        match slots[i].state {
+            TaskState::Pending => {
+                let ups: Vec<TaskState> =
+                    flow.dag.deps(i).iter().map(|&d| slots[d].state).collect();
+                let to = match decide(flow.tasks[i].trigger_rule, &ups) {
+                    Decision::Wait => continue,
+                    Decision::Run => TaskState::Queued,
+                    Decision::UpstreamFailed => TaskState::UpstreamFailed,
+                    Decision::Skip => TaskState::Skipped,
+                };
+                let error = (to == TaskState::UpstreamFailed).then(|| {
+                    let failed: Vec<&str> = flow
+                        .dag
+                        .deps(i)
+                        .iter()
+                        .filter(|&&d| slots[d].state.is_failure())
+                        .map(|&d| flow.tasks[d].id.as_str())
+                        .collect();
+                    format!("upstream failed: {}", failed.join(", "))
+                });
+                moves.push(Move {
+                    row_id: slots[i].row,
+                    from: TaskState::Pending,
+                    to,
+                    error,
+                    next_try_at: None,
+                });
+                slots[i].state = to;
+                if to == TaskState::Queued {
+                    to_start.push(i);
+                }
+            }
+            TaskState::Queued if !slots[i].launched => to_start.push(i),
+            TaskState::UpForRetry if slots[i].due.is_none_or(|d| d <= Instant::now()) => {
+                let attempt = slots[i].attempt + 1;
+                let row = store
+                    .new_attempt(run.id, &flow.tasks[i].id, attempt, run.round, owner, now)
+                    .await?;
+                let s = &mut slots[i];
+                s.row = row;
+                s.attempt = attempt;
+                s.state = TaskState::Queued;
+                s.due = None;
+                to_start.push(i);
+            }
+            _ => {}
+        }
+    }
+    store.move_attempts(&moves, owner, now).await?;
+    Ok(to_start)
+}
+
+/// A cancel request: what has not started is cancelled now, what runs is told to stop.
+async fn cancel_all(engine: &Engine, slots: &mut [Slot]) -> Result<(), EngineError> {
+    let mut moves = Vec::new();
+    for s in slots.iter_mut() {
+        match s.state {
+            TaskState::Pending | TaskState::UpForRetry => {
+                moves.push(Move {
+                    row_id: s.row,
+                    from: s.state,
+                    to: TaskState::Cancelled,
+                    error: Some("run cancelled".into()),
+                    next_try_at: None,
+                });
+                s.state = TaskState::Cancelled;
+            }
+            TaskState::Queued | TaskState::Running => s.cancel.cancel(),
+            _ => {}
+        }
+    }
+    engine
+        .store()
+        .move_attempts(&moves, engine.owner(), Utc::now())
+        .await?;
+    Ok(())
+}
+
+/// Records the run's outcome from its tasks' final states.
+async fn finish(
+    engine: &Engine,
+    run: &RunRow,
+    flow: &Flow,
+    slots: &[Slot],
+    cancelling: bool,
+) -> Result<RunState, EngineError> {
     let states: Vec<TaskState> = slots.iter().map(|s| s.state).collect();
     let outcome = run_outcome(&states, cancelling);
     let error = match outcome {
@@ -258,155 +272,20 @@ pub(super) async fn drive(
         RunState::Cancelled => Some("cancelled on request".to_string()),
         _ => None,
     };
-    if !store
-        .finish_run(run.id, &owner, outcome, error.as_deref(), Utc::now())
+    if !engine
+        .store()
+        .finish_run(
+            run.id,
+            engine.owner(),
+            outcome,
+            error.as_deref(),
+            Utc::now(),
+        )
         .await?
     {
         return Err(EngineError::LostOwnership(run.id));
     }
     Ok(outcome)
-}
-
-/// Starts one attempt in its own tokio task; the outcome comes back through `tx`.
-fn launch(
-    engine: &Engine,
-    run: &RunRow,
-    flow: &Flow,
-    i: usize,
-    slot: &Slot,
-    tx: mpsc::UnboundedSender<Done>,
-    process_tx: mpsc::UnboundedSender<(i64, ProcessId)>,
-) {
-    let spec = &flow.tasks[i];
-    let ctx = TaskContext {
-        run_id: run.id,
-        flow: flow.name.clone(),
-        task_id: spec.id.clone(),
-        attempt: slot.attempt as u32,
-        params: run.params.clone(),
-        home: engine.cfg.home.clone(),
-        log: slot.log.clone(),
-        quality: slot.quality.clone(),
-        cancel: slot.cancel.clone(),
-        registry: engine.schemas().clone(),
-        process: ProcessReport::new(slot.row, process_tx),
-        settings: engine.registry().settings().clone(),
-    };
-    let attempt = Attempt {
-        task: spec.task.clone(),
-        ctx,
-        timeout: spec.timeout,
-        permits: engine.permits.clone(),
-        store: engine.store().clone(),
-        owner: engine.owner().to_string(),
-        row: slot.row,
-        lineage: engine.lineage().cloned(),
-    };
-    tokio::spawn(async move {
-        let started_at = Instant::now();
-        // A panicking task is a failed attempt (internal error), not a run waiting forever for
-        // an outcome that never comes.
-        let done = AssertUnwindSafe(attempt.run(i))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| Done {
-                task: i,
-                started: true,
-                result: Err(Failure::Task(TaskError::internal(format!(
-                    "the task panicked: {}",
-                    panic_message(&*panic)
-                )))),
-                elapsed: started_at.elapsed(),
-            });
-        let _ = tx.send(done);
-    });
-}
-
-/// One attempt, moved into its own tokio task.
-struct Attempt {
-    task: Arc<dyn Task>,
-    ctx: TaskContext,
-    timeout: Option<Duration>,
-    permits: Arc<Semaphore>,
-    store: Store,
-    owner: String,
-    /// The attempt's `task_runs` row.
-    row: i64,
-    lineage: Option<Arc<Emitter>>,
-}
-
-impl Attempt {
-    /// Waits for a permit, records the start, runs the task under its timeout and cancel token.
-    async fn run(self, i: usize) -> Done {
-        let Attempt {
-            task,
-            ctx,
-            timeout,
-            permits,
-            store,
-            owner,
-            row,
-            lineage,
-        } = self;
-        let started_at = Instant::now();
-        let permit = tokio::select! {
-            p = permits.acquire_owned() => p.ok(),
-            _ = ctx.cancel.cancelled() => None,
-        };
-        let Some(_permit) = permit else {
-            return Done {
-                task: i,
-                started: false,
-                result: Err(Failure::Task(TaskError::cancelled())),
-                elapsed: started_at.elapsed(),
-            };
-        };
-        if let Err(e) = store.start_attempt(row, &owner, Utc::now()).await {
-            return Done {
-                task: i,
-                started: false,
-                result: Err(Failure::Store(e)),
-                elapsed: started_at.elapsed(),
-            };
-        }
-        lineage_event(lineage.as_deref(), &ctx, None).await;
-        let begin = Instant::now();
-        let fut = AssertUnwindSafe(task.run(&ctx)).catch_unwind();
-        tokio::pin!(fut);
-        let ran = |r: Result<Result<TaskOutcome, TaskError>, Box<dyn std::any::Any + Send>>| match r
-        {
-            Ok(r) => r.map_err(Failure::Task),
-            Err(panic) => Err(Failure::Task(TaskError::internal(format!(
-                "the task panicked: {}",
-                panic_message(&*panic)
-            )))),
-        };
-        let limit = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let result = tokio::select! {
-            r = &mut fut => ran(r),
-            _ = limit => {
-                ctx.cancel.cancel();
-                let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
-                Err(Failure::TimedOut(timeout.unwrap_or_default()))
-            }
-            _ = ctx.cancel.cancelled() => {
-                let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
-                Err(Failure::Task(TaskError::cancelled()))
-            }
-        };
-        lineage_event(lineage.as_deref(), &ctx, Some(&result)).await;
-        Done {
-            task: i,
-            started: true,
-            result,
-            elapsed: begin.elapsed(),
-        }
-    }
 }
 
 /// `wait` from now, or as far as the clock goes (never an overflow panic).
@@ -415,64 +294,6 @@ fn after(wait: Duration) -> Instant {
     now.checked_add(wait)
         .or_else(|| now.checked_add(crate::vocab::MAX_DURATION))
         .unwrap_or(now)
-}
-
-/// Emits the attempt's OpenLineage event when OpenLineage is configured: START (`result` None),
-/// then COMPLETE with the datasets the task reports, FAIL with the error, or ABORT on cancel.
-async fn lineage_event(
-    lineage: Option<&Emitter>,
-    ctx: &TaskContext,
-    result: Option<&Result<TaskOutcome, Failure>>,
-) {
-    use crate::lineage::openlineage::{AttemptRef, EventType, attempt_uuid, run_event};
-    let Some(em) = lineage else {
-        return;
-    };
-    let uuid = attempt_uuid(
-        &em.namespace,
-        &ctx.flow,
-        ctx.run_id,
-        &ctx.task_id,
-        ctx.attempt,
-    );
-    let attempt = AttemptRef {
-        run_uuid: &uuid,
-        flow: &ctx.flow,
-        task: &ctx.task_id,
-        flow_run_id: ctx.run_id,
-        attempt: ctx.attempt,
-    };
-    let (kind, inputs, outputs, error) = match result {
-        None => (EventType::Start, &[][..], &[][..], None),
-        Some(Ok(o)) => (EventType::Complete, &o.inputs[..], &o.outputs[..], None),
-        Some(Err(Failure::Task(e))) if e.is_cancelled() => (
-            EventType::Abort,
-            &[][..],
-            &[][..],
-            Some("cancelled".to_string()),
-        ),
-        Some(Err(Failure::Task(e))) => (EventType::Fail, &[][..], &[][..], Some(e.to_string())),
-        Some(Err(Failure::TimedOut(d))) => (
-            EventType::Fail,
-            &[][..],
-            &[][..],
-            Some(format!(
-                "timed out after {}",
-                crate::vocab::format_duration(*d)
-            )),
-        ),
-        Some(Err(Failure::Store(e))) => (EventType::Fail, &[][..], &[][..], Some(e.to_string())),
-    };
-    let event = run_event(
-        &em.namespace,
-        kind,
-        Utc::now(),
-        &attempt,
-        inputs,
-        outputs,
-        error.as_deref(),
-    );
-    em.emit(&event).await;
 }
 
 /// Persists one attempt's outcome and decides on a retry.

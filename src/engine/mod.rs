@@ -3,6 +3,7 @@
 //! `Engine` is shared by the CLI (`trigger`, `retry`, `cancel`) and by `flowctl serve`. One
 //! process may drive many runs at once; a semaphore bounds how many task attempts run together.
 
+mod attempt;
 mod executor;
 pub mod owner;
 mod recovery;
