@@ -18,7 +18,7 @@ use super::dlq::{
     dlq_message_limit, produced_after,
 };
 use super::error::IngestError;
-use super::prepare::PrepContext;
+use super::prepare::{PrepContext, TopicPrep};
 use super::source::{End, Source, SourceMsg, SourcePlan, consumer, partitions, watermarks};
 use super::topic::TopicState;
 use super::validate::Rules;
@@ -185,70 +185,19 @@ pub async fn ingest(
         LakeTable::open_or_defer(&lake.join(AUDIT_TABLE), &audit_schema(), &[AUDIT_PARTITION])
             .await?;
 
-    let (kafka, group) = (opts.kafka.clone(), opts.group.clone());
     // The DLQ is set up while the topics are planned (both wait on the broker, the DLQ
     // longest when its topic is new).
-    let (dlq_setup, topics) = tokio::join!(dlq_setup(opts, dlq, lock.previous_run_died()), async {
-        // Plan every topic, then start its consumer.
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut preps = Vec::new();
-        let mut sinks = Vec::new();
-        let mut sources = Vec::new();
-        let mut total = 0u64;
-        for (index, topic) in opts.topics.iter().enumerate() {
-            let rules = Rules::for_table(opts.expectations_dir.as_deref(), topic)?;
-            let mut state =
-                TopicState::open(topic, registry, &opts.home, rules, opts.max_record_bytes).await?;
-            let (c, bounds) = {
-                let (b, g, t) = (kafka.clone(), group.clone(), topic.clone());
-                blocking(move || {
-                    let c = consumer(&b, &g).map_err(|e| kafka_err(&t, e))?;
-                    let mut bounds = BTreeMap::new();
-                    for p in partitions(&c, &t)? {
-                        bounds.insert(p, watermarks(&c, &t, p)?);
-                    }
-                    Ok((c, bounds))
-                })
-                .await?
-            };
-            state
-                .plan(&bounds, &mut audit, opts.reset, opts.run_id)
-                .await?;
-            let mut parts = BTreeMap::new();
-            for (p, plan) in &state.plans {
-                let high = bounds[p].1;
-                let target = (!opts.follow).then_some(high);
-                total += (high - plan.start).max(0) as u64;
-                metrics::get()
-                    .consumer_lag
-                    .with_label_values(&[topic.as_str(), &p.to_string()])
-                    .set(high - plan.start);
-                parts.insert(*p, (plan.start, target));
-            }
-            let plan = SourcePlan {
-                topic: topic.clone(),
-                partitions: parts,
-                batch_records: opts.batch_records,
-                batch_bytes: opts.batch_bytes,
-                batch_interval: if opts.follow {
-                    opts.commit_interval
-                } else {
-                    std::time::Duration::from_secs(2)
-                },
-                idle_timeout: opts.idle_timeout,
-                max_records: opts.max_records,
-                max_duration: opts.max_duration,
-            };
-            let source = Source::start(c, plan, index, tx.clone())?;
-            let (prep, sink) = state.split(index, source.group())?;
-            preps.push(prep);
-            sinks.push(sink);
-            sources.push(source);
-        }
-        drop(tx);
-        Ok::<_, IngestError>((rx, preps, sinks, sources, total))
-    });
-    let (mut rx, mut preps, sinks, sources, total) = topics?;
+    let (dlq_setup, topics) = tokio::join!(
+        dlq_setup(opts, dlq, lock.previous_run_died()),
+        plan_topics(opts, registry, &mut audit)
+    );
+    let Planned {
+        mut rx,
+        mut preps,
+        sinks,
+        sources,
+        total,
+    } = topics?;
     let DlqSetup {
         dlq,
         last: dlq_last,
@@ -284,6 +233,82 @@ pub async fn ingest(
         dlq_skip: &dlq_skip,
         run_id: opts.run_id,
     };
+    let Prepared {
+        ends,
+        failure,
+        early,
+    } = prepare_loop(
+        opts,
+        &cancel,
+        &mut rx,
+        &mut preps,
+        &sources,
+        &ctx,
+        &batches,
+        &mut commit_stage,
+    )
+    .await;
+    // Whatever ended the loop: stop reading, let the commit stage finish what it was given.
+    for s in &sources {
+        s.stop();
+    }
+    drop(batches);
+    let committed = match early {
+        Some(r) => r,
+        None => commit_stage.await.expect("commit stage panicked"),
+    };
+    progress.finish_and_clear();
+    let result = match (committed, failure) {
+        (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+        (Ok(committer), None) => committer.finish().await,
+    };
+    let summaries = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // Batches prepared but never committed may have DLQ records in flight: let them
+            // land before returning, so a retry reads them back on start (and skips them).
+            let d = dlq.clone();
+            let timeout = opts.dlq_timeout;
+            let _ = tokio::task::spawn_blocking(move || d.flush(timeout)).await;
+            return Err(e);
+        }
+    };
+    Ok(IngestSummary {
+        topics: summaries
+            .into_iter()
+            .zip(ends)
+            .map(|(mut s, end)| {
+                s.end = end;
+                s
+            })
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What the prepare loop ended with.
+struct Prepared {
+    /// How each topic's source ended.
+    ends: Vec<Option<String>>,
+    /// The first failure of a source or of preparing a batch.
+    failure: Option<IngestError>,
+    /// The commit stage's result, when it ended before the prepare loop.
+    early: Option<Result<Committer, IngestError>>,
+}
+
+/// The prepare stage: decodes and judges each batch the sources hand over and passes it to the
+/// commit stage, until every source has ended, something fails, or `cancel` stops the sources.
+#[allow(clippy::too_many_arguments)]
+async fn prepare_loop(
+    opts: &IngestOptions,
+    cancel: &CancellationToken,
+    rx: &mut tokio::sync::mpsc::Receiver<(usize, SourceMsg)>,
+    preps: &mut [TopicPrep],
+    sources: &[Source],
+    ctx: &PrepContext<'_>,
+    batches: &tokio::sync::mpsc::Sender<super::prepare::Prepared>,
+    commit_stage: &mut tokio::task::JoinHandle<Result<Committer, IngestError>>,
+) -> Prepared {
     let mut ends: Vec<Option<String>> = vec![None; preps.len()];
     let mut stopping = false;
     let mut failure: Option<IngestError> = None;
@@ -298,7 +323,7 @@ pub async fn ingest(
                 None => break,
                 Some((i, SourceMsg::Batch(raw))) => {
                     wait_in += t_wait.elapsed().as_secs_f64();
-                    let prepared = match preps[i].prepare(&raw, &ctx).await {
+                    let prepared = match preps[i].prepare(&raw, ctx).await {
                         Ok(p) => p,
                         Err(e) => {
                             failure.get_or_insert(e);
@@ -337,14 +362,14 @@ pub async fn ingest(
                     }
                 }
             },
-            done = &mut commit_stage, if early.is_none() => {
+            done = &mut *commit_stage, if early.is_none() => {
                 // Only a failure ends the commit stage while batches may still come.
                 early = Some(done.expect("commit stage panicked"));
                 break;
             }
             _ = cancel.cancelled(), if !stopping => {
                 stopping = true;
-                for s in &sources {
+                for s in sources {
                     s.stop();
                 }
             }
@@ -355,41 +380,90 @@ pub async fn ingest(
         waiting_for_commits_s = wait_out,
         "prepare stage done"
     );
-    // Whatever ended the loop: stop reading, let the commit stage finish what it was given.
-    for s in &sources {
-        s.stop();
+    Prepared {
+        ends,
+        failure,
+        early,
     }
-    drop(batches);
-    let committed = match early {
-        Some(r) => r,
-        None => commit_stage.await.expect("commit stage panicked"),
-    };
-    progress.finish_and_clear();
-    let result = match (committed, failure) {
-        (Err(e), _) | (Ok(_), Some(e)) => Err(e),
-        (Ok(committer), None) => committer.finish().await,
-    };
-    let summaries = match result {
-        Ok(s) => s,
-        Err(e) => {
-            // Batches prepared but never committed may have DLQ records in flight: let them
-            // land before returning, so a retry reads them back on start (and skips them).
-            let d = dlq.clone();
-            let timeout = opts.dlq_timeout;
-            let _ = tokio::task::spawn_blocking(move || d.flush(timeout)).await;
-            return Err(e);
-        }
-    };
-    Ok(IngestSummary {
-        topics: summaries
-            .into_iter()
-            .zip(ends)
-            .map(|(mut s, end)| {
-                s.end = end;
-                s
+}
+
+/// The topics planned and their consumers started.
+struct Planned {
+    rx: tokio::sync::mpsc::Receiver<(usize, SourceMsg)>,
+    preps: Vec<TopicPrep>,
+    sinks: Vec<super::commit::TopicSink>,
+    sources: Vec<Source>,
+    /// Records to read in all (the progress bar's length).
+    total: u64,
+}
+
+/// Plans every topic — its rules, its bronze table, the positions to read from and to — and
+/// starts its consumer thread.
+async fn plan_topics(
+    opts: &IngestOptions,
+    registry: &Registry,
+    audit: &mut LakeTable,
+) -> Result<Planned, IngestError> {
+    let (kafka, group) = (opts.kafka.clone(), opts.group.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut preps = Vec::new();
+    let mut sinks = Vec::new();
+    let mut sources = Vec::new();
+    let mut total = 0u64;
+    for (index, topic) in opts.topics.iter().enumerate() {
+        let rules = Rules::for_table(opts.expectations_dir.as_deref(), topic)?;
+        let mut state =
+            TopicState::open(topic, registry, &opts.home, rules, opts.max_record_bytes).await?;
+        let (c, bounds) = {
+            let (b, g, t) = (kafka.clone(), group.clone(), topic.clone());
+            blocking(move || {
+                let c = consumer(&b, &g).map_err(|e| kafka_err(&t, e))?;
+                let mut bounds = BTreeMap::new();
+                for p in partitions(&c, &t)? {
+                    bounds.insert(p, watermarks(&c, &t, p)?);
+                }
+                Ok((c, bounds))
             })
-            .collect(),
-        seconds: started.elapsed().as_secs_f64(),
+            .await?
+        };
+        state.plan(&bounds, audit, opts.reset, opts.run_id).await?;
+        let mut parts = BTreeMap::new();
+        for (p, plan) in &state.plans {
+            let high = bounds[p].1;
+            let target = (!opts.follow).then_some(high);
+            total += (high - plan.start).max(0) as u64;
+            metrics::get()
+                .consumer_lag
+                .with_label_values(&[topic.as_str(), &p.to_string()])
+                .set(high - plan.start);
+            parts.insert(*p, (plan.start, target));
+        }
+        let plan = SourcePlan {
+            topic: topic.clone(),
+            partitions: parts,
+            batch_records: opts.batch_records,
+            batch_bytes: opts.batch_bytes,
+            batch_interval: if opts.follow {
+                opts.commit_interval
+            } else {
+                std::time::Duration::from_secs(2)
+            },
+            idle_timeout: opts.idle_timeout,
+            max_records: opts.max_records,
+            max_duration: opts.max_duration,
+        };
+        let source = Source::start(c, plan, index, tx.clone())?;
+        let (prep, sink) = state.split(index, source.group())?;
+        preps.push(prep);
+        sinks.push(sink);
+        sources.push(source);
+    }
+    Ok(Planned {
+        rx,
+        preps,
+        sinks,
+        sources,
+        total,
     })
 }
 
