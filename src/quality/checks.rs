@@ -115,6 +115,13 @@ fn percent(n: f64, total: usize) -> f64 {
     }
 }
 
+fn measured(value: f64, what: String) -> Result<Measured, String> {
+    Ok(Measured {
+        value: Some(value),
+        what,
+    })
+}
+
 fn measure(
     c: &Check,
     df: &DataFrame,
@@ -122,14 +129,8 @@ fn measure(
     now: DateTime<Utc>,
 ) -> Result<Measured, String> {
     let rows = df.height();
-    let m = |value: f64, what: String| {
-        Ok(Measured {
-            value: Some(value),
-            what,
-        })
-    };
     match &c.metric {
-        Metric::RowCount => m(rows as f64, format!("{rows} rows")),
+        Metric::RowCount => measured(rows as f64, format!("{rows} rows")),
         Metric::MissingCount {
             column,
             missing_values,
@@ -143,10 +144,10 @@ fn measure(
             let (n, _) = count_where(df, mask, column)?;
             let phrase = super::model::missing_phrase(column, missing_values);
             if matches!(c.metric, Metric::MissingCount { .. }) {
-                m(n, format!("{n} of {rows} rows break `{phrase}`"))
+                measured(n, format!("{n} of {rows} rows break `{phrase}`"))
             } else {
                 let p = percent(n, rows);
-                m(
+                measured(
                     p,
                     format!(
                         "{n} of {rows} rows ({}%) break `{phrase}`",
@@ -170,152 +171,176 @@ fn measure(
             let (n, samples) = count_where(df, mask, column)?;
             let what = format!("{n} of {rows} rows break `{}`", validity.describe(column));
             if matches!(c.metric, Metric::InvalidCount { .. }) {
-                m(n, with_samples(what, &samples))
+                measured(n, with_samples(what, &samples))
             } else {
                 let p = percent(n, rows);
-                m(
+                measured(
                     p,
                     with_samples(format!("{what}, {}%", format_number(p)), &samples),
                 )
             }
         }
-        Metric::DuplicateCount { columns } => {
-            for col in columns {
-                dtype_of(df, col)?;
-            }
-            let keys: Vec<PlSmallStr> = columns.iter().map(|c| c.as_str().into()).collect();
-            let distinct = df
-                .unique_impl(false, Some(keys), UniqueKeepStrategy::Any, None)
-                .map_err(|e| e.to_string())?
-                .height();
-            let dups = (rows - distinct) as f64;
-            let mut what = format!("{dups} duplicate rows by ({})", columns.join(", "));
-            if dups > 0.0 && columns.len() == 1 {
-                let dup_keys = df
-                    .clone()
-                    .lazy()
-                    .filter(col(columns[0].as_str()).is_duplicated())
-                    .select([col(columns[0].as_str())])
-                    .unique(None, UniqueKeepStrategy::First)
-                    .collect()
-                    .map_err(|e| e.to_string())?;
-                what = with_samples(what, &sample(&dup_keys, &columns[0]));
-            }
-            m(dups, what)
-        }
-        Metric::Freshness { column } => {
-            let dtype = dtype_of(df, column)?;
-            if !matches!(dtype, DataType::Datetime(_, _) | DataType::Date) {
-                return Err(format!(
-                    "freshness needs a timestamp or date column; `{column}` is {dtype}"
-                ));
-            }
-            let newest = df
-                .column(column)
-                .and_then(|s| s.max_reduce())
-                .map_err(|e| e.to_string())?;
-            match expr::micros_of(&newest.value().clone()) {
-                None => Ok(Measured {
-                    value: None,
-                    what: format!("{column} has no values: nothing is fresh"),
-                }),
-                Some(us) => {
-                    let now_us = now.timestamp_micros();
-                    let lag = (now_us - us) as f64 / 1e6;
-                    m(
-                        lag,
-                        format!(
-                            "newest {column} is {} ({}s before now)",
-                            expr::show(&newest.value().clone()),
-                            format_number(lag.round())
-                        ),
-                    )
-                }
-            }
-        }
-        Metric::Schema { columns } => {
-            let schema = df.schema();
-            let mut problems = Vec::new();
-            for (name, want) in columns {
-                match schema.get(name.as_str()) {
-                    None => problems.push(format!("`{name}` is missing")),
-                    Some(d) if !type_matches(*want, d) => {
-                        problems.push(format!("`{name}` is {d}, expected {}", want.as_str()))
-                    }
-                    Some(_) => {}
-                }
-            }
-            let n = problems.len() as f64;
-            if problems.is_empty() {
-                m(
-                    0.0,
-                    format!(
-                        "all {} required columns present with their types",
-                        columns.len()
-                    ),
-                )
-            } else {
-                m(n, problems.join("; "))
-            }
-        }
+        Metric::DuplicateCount { columns } => duplicates(df, columns),
+        Metric::Freshness { column } => freshness(df, column, now),
+        Metric::Schema { columns } => schema(df, columns),
         Metric::ValuesIn {
             column,
             table,
             ref_column,
-        } => {
-            let dtype = dtype_of(df, column)?.clone();
-            let other = others.read(table).map_err(|e| match e {
-                QualityError::TableMissing { .. } => {
-                    format!("reference table `{table}` does not exist")
-                }
-                e => format!("reading reference table `{table}`: {e}"),
-            })?;
-            dtype_of(&other, ref_column).map_err(|e| format!("reference table `{table}`: {e}"))?;
-            let reference = other
-                .lazy()
-                .select([col(ref_column.as_str()).cast(dtype).alias(column.as_str())])
-                .drop_nulls(None)
-                .unique(None, UniqueKeepStrategy::Any);
-            let orphans = df
-                .clone()
-                .lazy()
-                .select([col(column.as_str())])
-                .drop_nulls(None)
-                .anti_join(reference, col(column.as_str()), col(column.as_str()))
-                .collect()
-                .map_err(|e| e.to_string())?;
-            let n = orphans.height() as f64;
-            let what = format!("{n} values of {column} not found in {table}.{ref_column}");
-            m(n, with_samples(what, &sample(&orphans, column)))
+        } => values_in(df, others, column, table, ref_column),
+        Metric::Stat { stat, column } => statistic(df, *stat, column),
+    }
+}
+
+/// Rows beyond the first of each distinct key, with sample keys for a one-column key.
+fn duplicates(df: &DataFrame, columns: &[String]) -> Result<Measured, String> {
+    for col in columns {
+        dtype_of(df, col)?;
+    }
+    let rows = df.height();
+    let keys: Vec<PlSmallStr> = columns.iter().map(|c| c.as_str().into()).collect();
+    let distinct = df
+        .unique_impl(false, Some(keys), UniqueKeepStrategy::Any, None)
+        .map_err(|e| e.to_string())?
+        .height();
+    let dups = (rows - distinct) as f64;
+    let mut what = format!("{dups} duplicate rows by ({})", columns.join(", "));
+    if dups > 0.0 && columns.len() == 1 {
+        let dup_keys = df
+            .clone()
+            .lazy()
+            .filter(col(columns[0].as_str()).is_duplicated())
+            .select([col(columns[0].as_str())])
+            .unique(None, UniqueKeepStrategy::First)
+            .collect()
+            .map_err(|e| e.to_string())?;
+        what = with_samples(what, &sample(&dup_keys, &columns[0]));
+    }
+    measured(dups, what)
+}
+
+/// Seconds between the newest value of `column` and `now`.
+fn freshness(df: &DataFrame, column: &str, now: DateTime<Utc>) -> Result<Measured, String> {
+    let dtype = dtype_of(df, column)?;
+    if !matches!(dtype, DataType::Datetime(_, _) | DataType::Date) {
+        return Err(format!(
+            "freshness needs a timestamp or date column; `{column}` is {dtype}"
+        ));
+    }
+    let newest = df
+        .column(column)
+        .and_then(|s| s.max_reduce())
+        .map_err(|e| e.to_string())?;
+    match expr::micros_of(&newest.value().clone()) {
+        None => Ok(Measured {
+            value: None,
+            what: format!("{column} has no values: nothing is fresh"),
+        }),
+        Some(us) => {
+            let now_us = now.timestamp_micros();
+            let lag = (now_us - us) as f64 / 1e6;
+            measured(
+                lag,
+                format!(
+                    "newest {column} is {} ({}s before now)",
+                    expr::show(&newest.value().clone()),
+                    format_number(lag.round())
+                ),
+            )
         }
-        Metric::Stat { stat, column } => {
-            let dtype = dtype_of(df, column)?;
-            if !dtype.is_primitive_numeric() {
-                return Err(format!(
-                    "{} needs a numeric column; `{column}` is {dtype}",
-                    stat.as_str()
-                ));
+    }
+}
+
+/// Required columns missing or of the wrong type.
+fn schema(df: &DataFrame, columns: &[(String, TypeName)]) -> Result<Measured, String> {
+    let schema = df.schema();
+    let mut problems = Vec::new();
+    for (name, want) in columns {
+        match schema.get(name.as_str()) {
+            None => problems.push(format!("`{name}` is missing")),
+            Some(d) if !type_matches(*want, d) => {
+                problems.push(format!("`{name}` is {d}, expected {}", want.as_str()))
             }
-            let s = df
-                .column(column)
-                .and_then(|s| s.cast(&DataType::Float64))
-                .map_err(|e| e.to_string())?;
-            let s = s.as_materialized_series();
-            let ca = s.f64().map_err(|e| e.to_string())?;
-            let v = match stat {
-                Stat::Min => ca.min(),
-                Stat::Max => ca.max(),
-                Stat::Avg => ca.mean(),
-                Stat::Sum => Some(ca.sum().unwrap_or(0.0)),
-            };
-            match v {
-                Some(x) => m(x, format!("{}({column}) over {rows} rows", stat.as_str())),
-                None => Ok(Measured {
-                    value: None,
-                    what: format!("{column} has no values: {} is undefined", stat.as_str()),
-                }),
-            }
+            Some(_) => {}
         }
+    }
+    if problems.is_empty() {
+        measured(
+            0.0,
+            format!(
+                "all {} required columns present with their types",
+                columns.len()
+            ),
+        )
+    } else {
+        measured(problems.len() as f64, problems.join("; "))
+    }
+}
+
+/// Non-null values of `column` absent from `table.ref_column`.
+fn values_in(
+    df: &DataFrame,
+    others: &dyn TableSource,
+    column: &str,
+    table: &str,
+    ref_column: &str,
+) -> Result<Measured, String> {
+    let dtype = dtype_of(df, column)?.clone();
+    let other = others.read(table).map_err(|e| match e {
+        QualityError::TableMissing { .. } => {
+            format!("reference table `{table}` does not exist")
+        }
+        e => format!("reading reference table `{table}`: {e}"),
+    })?;
+    dtype_of(&other, ref_column).map_err(|e| format!("reference table `{table}`: {e}"))?;
+    let reference = other
+        .lazy()
+        .select([col(ref_column).cast(dtype).alias(column)])
+        .drop_nulls(None)
+        .unique(None, UniqueKeepStrategy::Any);
+    let orphans = df
+        .clone()
+        .lazy()
+        .select([col(column)])
+        .drop_nulls(None)
+        .anti_join(reference, col(column), col(column))
+        .collect()
+        .map_err(|e| e.to_string())?;
+    let n = orphans.height() as f64;
+    let what = format!("{n} values of {column} not found in {table}.{ref_column}");
+    measured(n, with_samples(what, &sample(&orphans, column)))
+}
+
+/// min / max / avg / sum of a numeric column.
+fn statistic(df: &DataFrame, stat: Stat, column: &str) -> Result<Measured, String> {
+    let dtype = dtype_of(df, column)?;
+    if !dtype.is_primitive_numeric() {
+        return Err(format!(
+            "{} needs a numeric column; `{column}` is {dtype}",
+            stat.as_str()
+        ));
+    }
+    let s = df
+        .column(column)
+        .and_then(|s| s.cast(&DataType::Float64))
+        .map_err(|e| e.to_string())?;
+    let s = s.as_materialized_series();
+    let ca = s.f64().map_err(|e| e.to_string())?;
+    let v = match stat {
+        Stat::Min => ca.min(),
+        Stat::Max => ca.max(),
+        Stat::Avg => ca.mean(),
+        Stat::Sum => Some(ca.sum().unwrap_or(0.0)),
+    };
+    match v {
+        Some(x) => measured(
+            x,
+            format!("{}({column}) over {} rows", stat.as_str(), df.height()),
+        ),
+        None => Ok(Measured {
+            value: None,
+            what: format!("{column} has no values: {} is undefined", stat.as_str()),
+        }),
     }
 }
 
