@@ -380,31 +380,14 @@ pub async fn transform_entity(
     // its gate checks it, and "no table" must mean "silver never ran", not "all rows were good".
     super::schema::silver_quarantine().open(home).await?;
     if bad_rows > 0 {
-        let idx = refused
-            .column(ROW)
-            .and_then(|c| c.idx())
-            .map_err(pl(def.name, "rules"))?;
-        let mut rows = inc
-            .take(idx)
-            .and_then(|d| d.drop(ROW))
-            .map_err(pl(&bronze_name, "refused rows"))?;
-        rows.with_column(
-            refused
-                .column("_failed")
-                .map_err(pl(def.name, "rules"))?
-                .clone(),
-        )
-        .map_err(pl(def.name, "rules"))?;
-        report.quarantined = quarantine_rows(
+        report.quarantined = quarantine_refused(
             home,
-            QuarantineBatch {
-                entity,
-                source_table: &bronze_name,
-                source_version: bronze.version(),
-                rows,
-                run_id: run.run_id,
-                now_us: run.now_us,
-            },
+            entity,
+            run,
+            &bronze_name,
+            bronze.version(),
+            &inc,
+            &refused,
         )
         .await?;
     }
@@ -419,43 +402,15 @@ pub async fn transform_entity(
         .collect()
         .map_err(pl(def.name, "event dates"))?;
     let mut affected = dates_of(&good_dates, def.name)?;
-    let existing_files = silver.files()?;
-    let mut union = vec![good.clone().lazy()];
-    if !existing_files.is_empty() && report.rows_in > bad_rows {
-        let keys = passed().select([col(key)]).unique(None, Default::default());
-        let hits = silver
-            .scan()?
-            .select([col(key), col("event_date")])
-            .semi_join(keys, col(key), col(key))
-            .collect()
-            .map_err(pl(def.name, "finding existing keys"))?;
-        affected.extend(dates_of(&hits, def.name)?);
-        let existing = silver
-            .scan()?
-            .filter(
-                col("event_date")
-                    .cast(DataType::Int32)
-                    .is_in(date_lit(&affected), false),
-            )
-            .with_column(lit(0i32).alias(SRC));
-        union.push(existing);
-    }
-    let before: usize;
-    let merged = {
-        let all = concat(
-            union,
-            UnionArgs {
-                diagonal: true,
-                rechunk: false,
-                ..Default::default()
-            },
-        )
-        .map_err(pl(def.name, "merging"))?
-        .collect()
-        .map_err(pl(def.name, "merging"))?;
-        before = all.height() - bad_rows;
-        dedup_latest(&all, key, def.name)?
-    };
+    let (merged, before) = merge_with_silver(
+        &silver,
+        &good,
+        key,
+        &mut affected,
+        report.rows_in > bad_rows,
+        def.name,
+    )?;
+    let before = before - bad_rows;
     report.duplicates_removed = before - merged.height();
     clock.lap("merge + dedup");
     report.rows_staged = merged.height();
@@ -497,6 +452,95 @@ pub async fn transform_entity(
         report.staged.push(items_def.name.to_string());
     }
     Ok(report)
+}
+
+/// Writes the rows silver's rules refused (`refused`: their row numbers and failed rules) to
+/// the quarantine, with the bronze row as it came in.
+async fn quarantine_refused(
+    home: &Path,
+    entity: Entity,
+    run: &SilverRun,
+    bronze_name: &str,
+    bronze_version: i64,
+    inc: &DataFrame,
+    refused: &DataFrame,
+) -> Result<usize, TransformError> {
+    let name = entity.silver().name;
+    let idx = refused
+        .column(ROW)
+        .and_then(|c| c.idx())
+        .map_err(pl(name, "rules"))?;
+    let mut rows = inc
+        .take(idx)
+        .and_then(|d| d.drop(ROW))
+        .map_err(pl(bronze_name, "refused rows"))?;
+    rows.with_column(
+        refused
+            .column("_failed")
+            .map_err(pl(name, "rules"))?
+            .clone(),
+    )
+    .map_err(pl(name, "rules"))?;
+    quarantine_rows(
+        home,
+        QuarantineBatch {
+            entity,
+            source_table: bronze_name,
+            source_version: bronze_version,
+            rows,
+            run_id: run.run_id,
+            now_us: run.now_us,
+        },
+    )
+    .await
+}
+
+/// The increment's rows (`good`, refused ones included and marked) unioned with the silver
+/// rows of every partition the increment touches — its own dates, and wherever its keys
+/// already live (added to `affected`) — then deduplicated by `key`. Returns the winners and
+/// the row count before the dedup.
+fn merge_with_silver(
+    silver: &LakeTable,
+    good: &DataFrame,
+    key: &str,
+    affected: &mut BTreeSet<i32>,
+    any_passed: bool,
+    name: &str,
+) -> Result<(DataFrame, usize), TransformError> {
+    let passed = || good.clone().lazy().filter(col("_failed").is_null());
+    let mut union = vec![good.clone().lazy()];
+    if !silver.files()?.is_empty() && any_passed {
+        let keys = passed().select([col(key)]).unique(None, Default::default());
+        let hits = silver
+            .scan()?
+            .select([col(key), col("event_date")])
+            .semi_join(keys, col(key), col(key))
+            .collect()
+            .map_err(pl(name, "finding existing keys"))?;
+        affected.extend(dates_of(&hits, name)?);
+        let existing = silver
+            .scan()?
+            .filter(
+                col("event_date")
+                    .cast(DataType::Int32)
+                    .is_in(date_lit(affected), false),
+            )
+            .with_column(lit(0i32).alias(SRC));
+        union.push(existing);
+    }
+    let all = concat(
+        union,
+        UnionArgs {
+            diagonal: true,
+            rechunk: false,
+            ..Default::default()
+        },
+    )
+    .map_err(pl(name, "merging"))?
+    .collect()
+    .map_err(pl(name, "merging"))?;
+    let before = all.height();
+    Ok((dedup_latest(&all, key, name)?, before))
 }
 
 /// The order-items rows of the rebuilt partitions: winners that came from the increment are
