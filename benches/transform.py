@@ -69,6 +69,12 @@ def rules(entity, schema, expectations):
     makes its column required, and then an `invalid` rule on it fails missing values too."""
     with open(f"{expectations}/silver_{entity}.yaml") as f:
         spec = yaml.safe_load(f)
+    # `valid_values: {domain: NAME}` names a list of domains.yaml, as in flowctl.
+    try:
+        with open(f"{expectations}/domains.yaml") as f:
+            domains = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        domains = {}
     specs = spec.get("rules", [])
     required = {r["missing"] for r in specs if "missing" in r}
     out = []
@@ -88,6 +94,8 @@ def rules(entity, schema, expectations):
                 conds.append(bound(c, dtype, r[key], op))
         if "valid_values" in r:
             vals = r["valid_values"]
+            if isinstance(vals, dict):
+                vals = domains[vals["domain"]]
             conds.append(pl.col(c).is_in([str(v) for v in vals]) if dtype == pl.String
                          else pl.col(c).cast(pl.Float64).is_in([float(v) for v in vals]))
         if "valid_regex" in r:

@@ -4,6 +4,7 @@
 use marked_yaml::Node;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 
+use super::domains::Domains;
 use super::model::{Check, Metric, Rule, RuleKind, Severity, Stat, TypeName, Validity};
 use super::parse::{Ctx, column, line_of, sline};
 use super::values::{ValidityBuilder, parse_threshold};
@@ -63,7 +64,12 @@ fn unknown_key(cx: &mut Ctx, k: &MarkedScalarNode, what: &str, known: &[&[&str]]
     );
 }
 
-pub(super) fn parse_rule(cx: &mut Ctx, m: &MarkedMappingNode, line: usize) -> Option<Rule> {
+pub(super) fn parse_rule(
+    cx: &mut Ctx,
+    domains: &Domains,
+    m: &MarkedMappingNode,
+    line: usize,
+) -> Option<Rule> {
     let before = cx.errors.len();
     let (mut name, mut category, mut target, mut missing_values) = (None, None, None, Vec::new());
     let mut validity = ValidityBuilder::default();
@@ -99,7 +105,7 @@ pub(super) fn parse_rule(cx: &mut Ctx, m: &MarkedMappingNode, line: usize) -> Op
             "missing_values" => {
                 missing_values = cx.string_list(v, "`missing_values`").unwrap_or_default()
             }
-            key if VALIDITY_KEYS.contains(&key) => validity.add(cx, k, v),
+            key if VALIDITY_KEYS.contains(&key) => validity.add(cx, domains, k, v),
             _ => unknown_key(cx, k, "rule", &[RULE_KEYS, VALIDITY_KEYS]),
         }
     }
@@ -157,9 +163,14 @@ struct CheckKeys<'n> {
     validity: ValidityBuilder,
 }
 
-pub(super) fn parse_check(cx: &mut Ctx, m: &MarkedMappingNode, line: usize) -> Option<Check> {
+pub(super) fn parse_check(
+    cx: &mut Ctx,
+    domains: &Domains,
+    m: &MarkedMappingNode,
+    line: usize,
+) -> Option<Check> {
     let before = cx.errors.len();
-    let keys = read_check_keys(cx, m, line)?;
+    let keys = read_check_keys(cx, domains, m, line)?;
     if cx.errors.len() > before {
         // Two metrics in one entry, or a bad key: what follows would only pile on.
         return None;
@@ -253,6 +264,7 @@ pub(super) fn parse_check(cx: &mut Ctx, m: &MarkedMappingNode, line: usize) -> O
 /// Reads every key of a check entry; None (with the error) when it names no metric.
 fn read_check_keys<'n>(
     cx: &mut Ctx,
+    domains: &Domains,
     m: &'n MarkedMappingNode,
     line: usize,
 ) -> Option<CheckKeys<'n>> {
@@ -296,7 +308,7 @@ fn read_check_keys<'n>(
                 missing_values = cx.string_list(v, "`missing_values`").unwrap_or_default()
             }
             "reference" => reference = cx.scalar(v, "`reference`"),
-            key if VALIDITY_KEYS.contains(&key) => validity.add(cx, k, v),
+            key if VALIDITY_KEYS.contains(&key) => validity.add(cx, domains, k, v),
             _ => unknown_key(cx, k, "check", &[CHECK_METRICS, CHECK_KEYS, VALIDITY_KEYS]),
         }
     }

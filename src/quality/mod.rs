@@ -16,6 +16,7 @@
 mod checks;
 mod columns;
 mod compiled;
+mod domains;
 mod entries;
 mod expr;
 mod lake_source;
@@ -42,9 +43,10 @@ use polars::prelude::{DataFrame, PolarsError};
 
 use crate::vocab::{SourceError, SourceErrors};
 pub use compiled::{CompiledRules, Judge};
+pub use domains::{DOMAINS_FILE, Domains};
 pub use lake_source::{read_lake_table, reference_frames};
 pub use model::{Now, Outcome, Severity};
-pub use parse::parse_file;
+pub use parse::{parse_file, parse_file_with};
 pub use row::{BatchRow, Cell, Refusal, Row, RowJudge};
 
 use model::{Check, Metric, Rule};
@@ -334,18 +336,38 @@ pub fn load_dir(dir: &Path) -> Result<ExpectationSet, SourceErrors> {
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     paths.sort();
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| {
+            SourceErrors(vec![SourceError {
+                path: p.to_path_buf(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }])
+        })
+    };
     let mut errors = Vec::new();
+    // The value lists first: table files refer to them.
+    let domains_path = dir.join(DOMAINS_FILE);
+    let domains = match domains_path.is_file() {
+        true => match read(&domains_path) {
+            Ok(text) => {
+                let (domains, problems) = Domains::read(&domains_path, &text);
+                if let Err(SourceErrors(es)) = problems {
+                    errors.extend(es);
+                }
+                domains
+            }
+            Err(SourceErrors(es)) => {
+                errors.extend(es);
+                Domains::default()
+            }
+        },
+        false => Domains::default(),
+    };
+    paths.retain(|p| *p != domains_path);
     let mut tables = BTreeMap::new();
     for p in paths {
-        let parsed = std::fs::read_to_string(&p)
-            .map_err(|e| {
-                SourceErrors(vec![SourceError {
-                    path: p.clone(),
-                    line: 0,
-                    message: format!("cannot read: {e}"),
-                }])
-            })
-            .and_then(|text| parse_file(&p, &text));
+        let parsed = read(&p).and_then(|text| parse_file_with(&p, &text, &domains));
         match parsed {
             Ok(t) => {
                 if let Some(prev) = tables.get(&t.name) {

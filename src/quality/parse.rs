@@ -9,6 +9,7 @@ use std::path::Path;
 use marked_yaml::Node;
 
 use super::TableExpectations;
+use super::domains::Domains;
 use super::entries::{parse_check, parse_rule};
 use super::model::RuleKind;
 use crate::vocab::source::SourceErrors;
@@ -21,6 +22,15 @@ pub(super) fn column(cx: &mut Ctx, n: &Node, key: &str) -> Option<String> {
 
 /// Parses one file's text; `path` names the table (its stem) and labels the errors.
 pub fn parse_file(path: &Path, text: &str) -> Result<TableExpectations, SourceErrors> {
+    parse_file_with(path, text, &Domains::default())
+}
+
+/// Parses one file's text with the value lists `domains` defines.
+pub fn parse_file_with(
+    path: &Path,
+    text: &str,
+    domains: &Domains,
+) -> Result<TableExpectations, SourceErrors> {
     let mut cx = Ctx::new(path);
     let table = path
         .file_stem()
@@ -69,9 +79,9 @@ pub fn parse_file(path: &Path, text: &str) -> Result<TableExpectations, SourceEr
                         continue;
                     };
                     if k.as_str() == "rules" {
-                        rules.extend(parse_rule(&mut cx, m, line_of(item)));
+                        rules.extend(parse_rule(&mut cx, domains, m, line_of(item)));
                     } else {
-                        checks.extend(parse_check(&mut cx, m, line_of(item)));
+                        checks.extend(parse_check(&mut cx, domains, m, line_of(item)));
                     }
                 }
             }

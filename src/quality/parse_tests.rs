@@ -207,3 +207,44 @@ fn the_shipped_expectations_cover_every_table() {
         ]
     );
 }
+
+/// Issue 19: one source for each value list. `valid_values: {domain: NAME}` takes the list of
+/// `domains.yaml`; an unknown name or a bad domains file is reported with its line.
+#[test]
+fn valid_values_can_name_a_domain_of_domains_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("domains.yaml"),
+        "currencies: [EUR, USD]\ncolours: []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "rules:\n  - name: c\n    category: INVALID_CURRENCY\n    invalid: currency\n    valid_values: {domain: currencies}\nchecks:\n  - invalid_count: currency\n    valid_values: {domain: currency}\n",
+    )
+    .unwrap();
+    let e = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("domains.yaml:2: domain `colours` is empty"),
+        "{e}"
+    );
+    assert!(
+        e.contains("t.yaml:8: unknown domain `currency` (domains.yaml beside this file defines: colours, currencies)"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("domains.yaml"), "currencies: [EUR, USD]\n").unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "rules:\n  - name: c\n    category: INVALID_CURRENCY\n    invalid: currency\n    valid_values: {domain: currencies}\n",
+    )
+    .unwrap();
+    let set = load_dir(dir.path()).unwrap();
+    assert_eq!(set.tables().count(), 1, "domains.yaml is not a table");
+    let t = set.table("t").unwrap();
+    let df = polars::prelude::df!("currency" => ["EUR", "GBP", "USD"]).unwrap();
+    let failures = t.row_failures(&df, chrono::Utc::now()).unwrap();
+    assert_eq!(
+        failures.iter().map(Option::is_some).collect::<Vec<_>>(),
+        vec![false, true, false]
+    );
+}

@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use marked_yaml::Node;
 use marked_yaml::types::MarkedScalarNode;
 
+use super::domains::{DOMAINS_FILE, Domains};
 use super::model::{Bound, Limit, Op, Threshold, TimeBound, Validity};
 use super::parse::{Ctx, line_of, sline};
 use crate::vocab::parse_duration;
@@ -21,8 +22,42 @@ pub(super) struct ValidityBuilder {
     any: bool,
 }
 
+/// `valid_values: [a, b]`, or `valid_values: {domain: NAME}` for a list of `domains.yaml`.
+fn valid_values(cx: &mut Ctx, domains: &Domains, v: &Node) -> Option<Vec<String>> {
+    let Some(m) = v.as_mapping() else {
+        return cx.string_list(v, "`valid_values`");
+    };
+    cx.unknown_keys(m, &["domain"], "`valid_values`");
+    let Some(node) = m.get_node("domain") else {
+        cx.err(
+            line_of(v),
+            "`valid_values` is a list, or `{domain: NAME}` naming a list of domains.yaml",
+        );
+        return None;
+    };
+    let name = cx.name(node, "`valid_values.domain`")?;
+    match domains.get(&name) {
+        Some(values) => Some(values.to_vec()),
+        None => {
+            let known: Vec<&str> = domains.names().collect();
+            cx.err(
+                line_of(node),
+                format!(
+                    "unknown domain `{name}` ({DOMAINS_FILE} beside this file defines: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+            None
+        }
+    }
+}
+
 impl ValidityBuilder {
-    pub(super) fn add(&mut self, cx: &mut Ctx, k: &MarkedScalarNode, v: &Node) {
+    pub(super) fn add(&mut self, cx: &mut Ctx, domains: &Domains, k: &MarkedScalarNode, v: &Node) {
         self.any = true;
         let key = k.as_str();
         match key {
@@ -59,7 +94,7 @@ impl ValidityBuilder {
                 }
             }
             "valid_values" => {
-                if let Some(list) = cx.string_list(v, "`valid_values`") {
+                if let Some(list) = valid_values(cx, domains, v) {
                     if list.is_empty() {
                         cx.err(
                             line_of(v),

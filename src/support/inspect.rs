@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use apache_avro::types::Value;
 
-use crate::contracts::domain::{CURRENCIES, EPOCH_2000_MS, EventKind, Fault};
+use crate::contracts::domain::{EPOCH_2000_MS, EventKind, Fault, currencies};
 use crate::contracts::schema::ParsedSchema;
 use crate::contracts::wire::{self, SchemaId, WireError};
 
@@ -107,13 +107,13 @@ pub fn inspect(
             ));
         }
         if let Some(Value::String(c)) = get(&value, "currency")
-            && !CURRENCIES.contains(&c.as_str())
+            && !currencies().contains(&c.as_str())
         {
             return Err(reject(
                 Fault::UnknownCurrency,
                 format!(
                     "currency must be one of {}, found {c:?}",
-                    CURRENCIES.join(", ")
+                    currencies().join(", ")
                 ),
             ));
         }

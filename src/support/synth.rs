@@ -56,7 +56,7 @@ pub fn reaches_silver(e: &Event) -> bool {
         && match e.fault {
             None => true,
             Some(Fault::UnknownCurrency) => currency(e).is_some_and(|c| {
-                crate::contracts::domain::CURRENCIES.contains(&c.trim().to_uppercase().as_str())
+                crate::contracts::domain::currencies().contains(&c.trim().to_uppercase().as_str())
             }),
             Some(_) => false,
         }

@@ -165,6 +165,7 @@ async fn a_rule_added_to_the_expectation_file_quarantines_its_rows() {
         1,
     );
     std::fs::write(exp.join("silver_orders.yaml"), orders).unwrap();
+    std::fs::copy(repo.join("domains.yaml"), exp.join("domains.yaml")).unwrap();
     let mut cfg = GenConfig::new(EventKind::Orders, 9, T0);
     cfg.bad_ratio = 0.0;
     let evs: Vec<Event> = Generator::new(cfg).take(600).collect();

@@ -6,7 +6,7 @@ use apache_avro::types::Value;
 use super::SchemaVersion;
 use super::mix::Mix;
 use crate::contracts::domain::{
-    CHANNELS, CLICK_ACTIONS, CURRENCIES, DEVICES, ORDER_STATUSES, PAYMENT_METHODS,
+    channels, click_actions, currencies, devices, order_statuses, payment_methods,
 };
 
 const CUSTOMERS: u64 = 50_000;
@@ -62,8 +62,8 @@ pub fn order(seed: u64, n: u64, version: SchemaVersion, base_time_ms: i64) -> Va
             ("unit_price".into(), Value::Double(price)),
         ]));
     }
-    let currency = r.weighted(CURRENCIES, &[50.0, 30.0, 12.0, 5.0, 3.0]);
-    let status = r.weighted(ORDER_STATUSES, &[70.0, 15.0, 8.0, 4.0, 2.0, 1.0]);
+    let currency = r.weighted(currencies(), &[50.0, 30.0, 12.0, 5.0, 3.0]);
+    let status = r.weighted(order_statuses(), &[70.0, 15.0, 8.0, 4.0, 2.0, 1.0]);
     let event_time = base_time_ms - r.below(5_000) as i64;
     let mut fields = vec![
         (
@@ -84,7 +84,7 @@ pub fn order(seed: u64, n: u64, version: SchemaVersion, base_time_ms: i64) -> Va
     if version == SchemaVersion::V2 {
         fields.push((
             "channel".into(),
-            s(r.weighted(CHANNELS, &[55.0, 30.0, 10.0, 5.0])),
+            s(r.weighted(channels(), &[55.0, 30.0, 10.0, 5.0])),
         ));
         let coupon = if r.chance(0.15) {
             Value::String(format!("SAVE{}", 5 * (1 + r.below(4))))
@@ -109,7 +109,7 @@ pub(super) fn payments_for(seed: u64, n: u64, base_time_ms: i64) -> Vec<Value> {
     let Value::Long(t0) = get("event_time") else {
         unreachable!()
     };
-    let method = r.weighted(PAYMENT_METHODS, &[60.0, 25.0, 10.0, 5.0]);
+    let method = r.weighted(payment_methods(), &[60.0, 25.0, 10.0, 5.0]);
     let outcome = r.unit();
     let statuses: &[&str] = if outcome < 0.08 {
         &["FAILED", "CAPTURED"]
@@ -159,7 +159,7 @@ pub(super) fn click(seed: u64, n: u64, base_time_ms: i64) -> Value {
     } else {
         Value::String(format!("cmp-{:03}", sr.skewed(CAMPAIGNS, 2.0)))
     };
-    let device = sr.weighted(DEVICES, &[45.0, 45.0, 10.0]);
+    let device = sr.weighted(devices(), &[45.0, 45.0, 10.0]);
     Value::Record(vec![
         (
             "event_id".into(),
@@ -177,7 +177,7 @@ pub(super) fn click(seed: u64, n: u64, base_time_ms: i64) -> Value {
         ),
         (
             "action".into(),
-            s(r.weighted(CLICK_ACTIONS, &[50.0, 25.0, 12.0, 4.0, 6.0, 3.0])),
+            s(r.weighted(click_actions(), &[50.0, 25.0, 12.0, 4.0, 6.0, 3.0])),
         ),
         ("device".into(), s(device)),
         (

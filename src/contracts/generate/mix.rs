@@ -37,15 +37,20 @@ impl Mix {
         ((self.unit().powf(power) * n as f64) as u64).min(n - 1)
     }
     /// Picks by weight.
+    /// One of `items`, by `weights`. The lists come from `expectations/domains.yaml`, which may
+    /// hold more values than there are weights (each extra one gets the last weight) or fewer
+    /// (the extra weights are ignored).
     pub fn weighted<'a>(&mut self, items: &'a [&'a str], weights: &[f64]) -> &'a str {
-        let total: f64 = weights.iter().sum();
+        let last = weights.last().copied().unwrap_or(1.0);
+        let weight = |i: usize| weights.get(i).copied().unwrap_or(last);
+        let total: f64 = (0..items.len()).map(weight).sum();
         let mut x = self.unit() * total;
-        for (i, w) in weights.iter().enumerate() {
-            if x < *w {
-                return items[i];
+        for (i, item) in items.iter().enumerate() {
+            if x < weight(i) {
+                return item;
             }
-            x -= w;
+            x -= weight(i);
         }
-        items[items.len() - 1]
+        items.last().copied().unwrap_or_default()
     }
 }
