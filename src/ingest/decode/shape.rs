@@ -64,6 +64,7 @@ pub(super) enum Bad {
         left: usize,
     },
     EndsInNumber,
+    /// More than 64 bits: a tenth byte above 1, or an eleventh.
     LongNumber,
     Boolean,
     IntRange,
@@ -87,7 +88,7 @@ impl std::fmt::Display for Bad {
                 )
             }
             Bad::EndsInNumber => write!(f, "the body ends early (inside a number)"),
-            Bad::LongNumber => write!(f, "a number is longer than 10 bytes"),
+            Bad::LongNumber => write!(f, "a number does not fit in 64 bits"),
             Bad::Boolean => write!(f, "a boolean is neither 0 nor 1"),
             Bad::IntRange => write!(f, "an int is out of range"),
             Bad::NegativeLength(n) => write!(f, "negative length {n}"),
@@ -252,6 +253,11 @@ fn varint_long(buf: &mut &[u8]) -> Result<i64, Bad> {
         let Some((&b, rest)) = buf.split_first() else {
             return Err(Bad::EndsInNumber);
         };
+        // The tenth byte holds bit 63 alone: anything more does not fit (arrow-avro refuses
+        // it too; taking it would drop the high bits).
+        if i == 9 && b > 1 {
+            return Err(Bad::LongNumber);
+        }
         *buf = rest;
         v |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {

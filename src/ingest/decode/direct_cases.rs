@@ -1,0 +1,94 @@
+//! The smallest cases on which the one-pass decoder and the general path (structural check +
+//! arrow-avro) once disagreed, or on which either panicked, found by the property in
+//! `direct_props`. Each decodes both ways and holds both to the reference's answer.
+
+use deltalake::arrow::array::AsArray;
+use deltalake::arrow::datatypes::Int64Type;
+
+use super::*;
+
+const ID: SchemaId = 2;
+
+fn schema(fields: &str) -> String {
+    format!(r#"{{"type": "record", "name": "R", "namespace": "cases", "fields": [{fields}]}}"#)
+}
+
+/// Kafka records of `payloads`, offsets from 1000.
+fn kafka(payloads: &[Vec<u8>]) -> Vec<KafkaRecord<'_>> {
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| KafkaRecord {
+            topic: "cases",
+            partition: 0,
+            offset: 1000 + i as i64,
+            key: None,
+            timestamp_ms: Some(1_763_900_000_000),
+            payload: p,
+        })
+        .collect()
+}
+
+fn framed(id: SchemaId, body: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    wire::write_header(&mut p, id);
+    p.extend_from_slice(body);
+    p
+}
+
+/// A decoder of `reader` with `writers` registered, both on the one-pass path (asserted) and
+/// on the general one.
+fn decoders(reader: &str, writers: &[(SchemaId, &str)]) -> (BronzeDecoder, BronzeDecoder) {
+    let make = || {
+        let mut d = BronzeDecoder::new(reader).unwrap();
+        for (id, w) in writers {
+            d.add_writer_schema(*id, w).unwrap();
+        }
+        d
+    };
+    let direct = make();
+    assert_eq!(direct.directs.len(), writers.len(), "on the one-pass path");
+    let mut general = make();
+    general.directs.clear();
+    (direct, general)
+}
+
+/// `payloads` decoded both ways: the two outcomes, asserted the same.
+fn both(reader: &str, writers: &[(SchemaId, &str)], payloads: &[Vec<u8>]) -> DecodeOutcome {
+    let (mut direct, mut general) = decoders(reader, writers);
+    let recs = kafka(payloads);
+    let a = direct.decode(&recs, 7).expect("the one-pass path decodes");
+    let b = general.decode(&recs, 7).expect("the general path decodes");
+    let verdicts = |o: &DecodeOutcome| -> Vec<(usize, DecodeFault)> {
+        o.errors.iter().map(|e| (e.index, e.fault)).collect()
+    };
+    assert_eq!(verdicts(&a), verdicts(&b), "verdicts");
+    assert_eq!(a.decoded, b.decoded, "rows");
+    assert_eq!(a.batch, b.batch, "batches");
+    a
+}
+
+/// A long whose tenth byte is above 1 holds more than 64 bits: arrow-avro refuses it ("bad
+/// varint"). The one-pass decoder (and the structural check) took it, dropping the high bits.
+#[test]
+fn a_varint_past_64_bits_is_a_bad_record() {
+    let s = schema(r#"{"name": "x", "type": "long"}"#);
+    let past = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
+    // The largest ten bytes that fit: zig-zag u64::MAX, i64::MIN.
+    let mut fits = past;
+    fits[9] = 0x01;
+    let out = both(&s, &[(ID, &s)], &[framed(ID, &past), framed(ID, &fits)]);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].index, 0);
+    assert_eq!(out.errors[0].fault, DecodeFault::Undecodable);
+    assert!(
+        out.errors[0].detail.contains("64 bits"),
+        "{}",
+        out.errors[0].detail
+    );
+    let b = out.batch.unwrap();
+    assert_eq!(
+        b.column(0).as_primitive::<Int64Type>().values(),
+        &[i64::MIN]
+    );
+}
