@@ -92,3 +92,31 @@ fn a_varint_past_64_bits_is_a_bad_record() {
         &[i64::MIN]
     );
 }
+
+/// An array block with a negative count is followed by its size in bytes, which arrow-avro
+/// refuses when negative. The one-pass decoder (and the structural check) skipped it whatever
+/// it was.
+#[test]
+fn a_negative_block_size_is_a_bad_record() {
+    let s = schema(
+        r#"{"name": "a", "type": {"type": "array", "items": {"type": "record", "name": "I",
+            "fields": [{"name": "i0", "type": "int"}]}}}"#,
+    );
+    // Count -1, size -2, the item (i0 = 1), the end.
+    let negative = [0x01, 0x03, 0x02, 0x00];
+    // Count -1, size 1: the same item, well formed.
+    let sized = [0x01, 0x02, 0x02, 0x00];
+    let out = both(
+        &s,
+        &[(ID, &s)],
+        &[framed(ID, &negative), framed(ID, &sized)],
+    );
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].index, 0);
+    assert!(
+        out.errors[0].detail.contains("negative block size"),
+        "{}",
+        out.errors[0].detail
+    );
+    assert_eq!(out.decoded, vec![1]);
+}

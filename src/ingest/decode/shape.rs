@@ -73,6 +73,7 @@ pub(super) enum Bad {
     Enum(i64),
     Branch(i64),
     BlockCount,
+    NegativeBlockSize(i64),
     Block,
     /// Not a failure: the check cannot tell (huge blocks of empty values).
     Unsure,
@@ -96,6 +97,7 @@ impl std::fmt::Display for Bad {
             Bad::Enum(i) => write!(f, "enum index {i} is out of range"),
             Bad::Branch(i) => write!(f, "union branch {i} does not exist"),
             Bad::BlockCount => write!(f, "bad block count"),
+            Bad::NegativeBlockSize(n) => write!(f, "negative block size {n}"),
             Bad::Block => write!(f, "a block holds more items than the body has bytes"),
             Bad::Unsure => write!(f, "undecided"),
         }
@@ -268,7 +270,8 @@ fn varint_long(buf: &mut &[u8]) -> Result<i64, Bad> {
 }
 
 /// The item count of the next array or map block (0: the last block was read). A negative
-/// count is followed by the block's size in bytes, which is skipped.
+/// count is followed by the block's size in bytes, which is skipped (but cannot be negative,
+/// for arrow-avro).
 #[inline]
 pub(super) fn block_items(buf: &mut &[u8]) -> Result<i64, Bad> {
     let count = varint(buf)?;
@@ -276,7 +279,10 @@ pub(super) fn block_items(buf: &mut &[u8]) -> Result<i64, Bad> {
         return Ok(count);
     }
     let count = count.checked_neg().ok_or(Bad::BlockCount)?;
-    varint(buf)?; // the block's size in bytes
+    let size = varint(buf)?;
+    if size < 0 {
+        return Err(Bad::NegativeBlockSize(size));
+    }
     Ok(count)
 }
 
