@@ -155,9 +155,11 @@ impl Default {
         Some(match (kind, v) {
             (Kind::Opt { null_branch: 0, .. }, Value::Null) => Default::Null,
             (Kind::Str, Value::String(s)) => Default::Str(s.clone()),
-            (Kind::Int | Kind::Long | Kind::TsMillis | Kind::TsMicros, Value::Number(n)) => {
+            (Kind::Int | Kind::Long | Kind::TsMicros, Value::Number(n)) => {
                 Default::Long(n.as_i64()?)
             }
+            // The default is in milliseconds, the column in microseconds.
+            (Kind::TsMillis, Value::Number(n)) => Default::Long(n.as_i64()?.checked_mul(1000)?),
             (Kind::Float | Kind::Double, Value::Number(n)) => Default::Double(n.as_f64()?),
             (Kind::Bool, Value::Bool(b)) => Default::Bool(*b),
             _ => return None,

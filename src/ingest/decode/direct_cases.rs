@@ -3,11 +3,12 @@
 //! `direct_props`. Each decodes both ways and holds both to the reference's answer.
 
 use deltalake::arrow::array::AsArray;
-use deltalake::arrow::datatypes::Int64Type;
+use deltalake::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 
 use super::*;
 
 const ID: SchemaId = 2;
+const V1: SchemaId = 1;
 
 fn schema(fields: &str) -> String {
     format!(r#"{{"type": "record", "name": "R", "namespace": "cases", "fields": [{fields}]}}"#)
@@ -119,4 +120,23 @@ fn a_negative_block_size_is_a_bad_record() {
         out.errors[0].detail
     );
     assert_eq!(out.decoded, vec![1]);
+}
+
+/// A reader field v1 lacks takes its default: a timestamp-millis default is in milliseconds,
+/// the column in microseconds. The one-pass decoder stored 1000 ms as 1000 µs.
+#[test]
+fn a_timestamp_millis_default_is_read_in_milliseconds() {
+    let v1 = schema(r#"{"name": "x", "type": "long"}"#);
+    let reader = schema(
+        r#"{"name": "x", "type": "long"},
+           {"name": "t", "type": {"type": "long", "logicalType": "timestamp-millis"},
+            "default": 1000}"#,
+    );
+    let out = both(&reader, &[(V1, &v1)], &[framed(V1, &[0x02])]);
+    let b = out.batch.unwrap();
+    let t = b.column_by_name("t").unwrap();
+    assert_eq!(
+        t.as_primitive::<TimestampMicrosecondType>().values(),
+        &[1_000_000]
+    );
 }
