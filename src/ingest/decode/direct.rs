@@ -24,7 +24,7 @@ use deltalake::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, 
 use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use serde_json::Value;
 
-use super::shape::{Bad, block_items, length, take, utf8, varint};
+use super::shape::{Bad, block_items, length, millis_as_micros, take, utf8, varint};
 use crate::quality::Cell;
 
 /// A value's type, as far as this decoder goes.
@@ -477,9 +477,7 @@ impl Col {
                 v.push(i32::try_from(x).map_err(|_| Bad::IntRange)?);
             }
             (Data::I64(v), Prim::Long) => v.push(varint(buf)?),
-            (Data::I64(v), Prim::TsMillis) => {
-                v.push(varint(buf)?.checked_mul(1000).ok_or(Bad::IntRange)?)
-            }
+            (Data::I64(v), Prim::TsMillis) => v.push(millis_as_micros(varint(buf)?)?),
             (Data::F32(v), Prim::Float) => {
                 let b = take(buf, 4)?;
                 v.push(f32::from_le_bytes(b.try_into().expect("4 bytes")));

@@ -140,3 +140,53 @@ fn a_timestamp_millis_default_is_read_in_milliseconds() {
         &[1_000_000]
     );
 }
+
+/// A timestamp-millis whose microseconds overflow is a bad record on both paths. The one-pass
+/// decoder said so; the general path cast it to null in a nullable column, and in one that is
+/// not nullable failed the whole batch ("declared as non-nullable but contains null values").
+#[test]
+fn a_timestamp_millis_past_microseconds_is_a_bad_record() {
+    let ts = r#"{"type": "long", "logicalType": "timestamp-millis"}"#;
+    let long = |v: i64| {
+        let mut u = ((v << 1) ^ (v >> 63)) as u64;
+        let mut out = Vec::new();
+        while u >= 0x80 {
+            out.push(u as u8 | 0x80);
+            u >>= 7;
+        }
+        out.push(u as u8);
+        out
+    };
+    let (now, past) = (long(1_763_900_000_000), long(i64::MAX / 1000 + 1));
+    for (field, prefix, suffix) in [
+        (
+            format!(r#"{{"name": "event_time", "type": {ts}}}"#),
+            vec![],
+            vec![],
+        ),
+        (
+            format!(r#"{{"name": "event_time", "type": ["null", {ts}]}}"#),
+            vec![0x02],
+            vec![],
+        ),
+        (
+            format!(
+                r#"{{"name": "a", "type": {{"type": "array", "items": {{"type": "record",
+                    "name": "I", "fields": [{{"name": "i0", "type": {ts}}}]}}}}}}"#
+            ),
+            vec![0x02],
+            vec![0x00],
+        ),
+    ] {
+        let s = schema(&field);
+        let body = |v: &[u8]| framed(ID, &[&prefix[..], v, &suffix[..]].concat());
+        let out = both(&s, &[(ID, &s)], &[body(&now), body(&past)]);
+        assert_eq!(out.decoded, vec![0], "{field}");
+        assert_eq!(out.errors[0].index, 1);
+        assert!(
+            out.errors[0].detail.contains("timestamp-millis"),
+            "{}",
+            out.errors[0].detail
+        );
+    }
+}

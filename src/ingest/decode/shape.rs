@@ -24,6 +24,8 @@ enum Op {
     Boolean,
     Int,
     Long,
+    /// A timestamp-millis long: bronze holds it in microseconds, so it must fit in them.
+    Millis,
     Bytes,
     String,
     /// An enum with this many symbols.
@@ -68,6 +70,8 @@ pub(super) enum Bad {
     LongNumber,
     Boolean,
     IntRange,
+    /// A timestamp-millis whose microseconds overflow.
+    MillisRange,
     NegativeLength(i64),
     Utf8,
     Enum(i64),
@@ -92,6 +96,7 @@ impl std::fmt::Display for Bad {
             Bad::LongNumber => write!(f, "a number does not fit in 64 bits"),
             Bad::Boolean => write!(f, "a boolean is neither 0 nor 1"),
             Bad::IntRange => write!(f, "an int is out of range"),
+            Bad::MillisRange => write!(f, "a timestamp-millis is out of range in microseconds"),
             Bad::NegativeLength(n) => write!(f, "negative length {n}"),
             Bad::Utf8 => write!(f, "a string is not valid UTF-8"),
             Bad::Enum(i) => write!(f, "enum index {i} is out of range"),
@@ -155,6 +160,9 @@ impl Shape {
                 }
                 Op::Long => {
                     varint(buf)?;
+                }
+                Op::Millis => {
+                    millis_as_micros(varint(buf)?)?;
                 }
                 Op::Bytes => {
                     let n = length(buf)?;
@@ -286,6 +294,13 @@ pub(super) fn block_items(buf: &mut &[u8]) -> Result<i64, Bad> {
     Ok(count)
 }
 
+/// A timestamp-millis value in microseconds, bronze's unit (the general path would cast an
+/// overflowing one to null, or fail the batch if the column is not nullable).
+#[inline(always)]
+pub(super) fn millis_as_micros(ms: i64) -> Result<i64, Bad> {
+    ms.checked_mul(1000).ok_or(Bad::MillisRange)
+}
+
 /// A length prefix (bytes, string): a non-negative long.
 #[inline(always)]
 pub(super) fn length(buf: &mut &[u8]) -> Result<usize, Bad> {
@@ -384,6 +399,14 @@ impl<'j> Compiler<'j> {
                     "map" => {
                         let values = self.program(o.get("values")?, ns)?;
                         self.programs[p].push(Op::Map(values));
+                    }
+                    "long"
+                        if matches!(
+                            o.get("logicalType").and_then(Value::as_str),
+                            Some("timestamp-millis" | "local-timestamp-millis")
+                        ) =>
+                    {
+                        self.programs[p].push(Op::Millis);
                     }
                     // A primitive, perhaps with a logical type: the bytes follow the primitive.
                     other => self.emit_named(p, other, ns)?,
