@@ -11,8 +11,8 @@
 //! types, the reader's remaining fields having defaults (v1 orders read as v2), with types:
 //! string, int, long, float, double, boolean, timestamp-millis/-micros longs, `["null", T]`
 //! unions of those, and arrays of records of those. Anything else (enums, maps, nested records,
-//! named type references, reordered or promoted fields) gets `None` and goes the general way;
-//! a test holds both paths to the same output.
+//! named type references, reordered or promoted fields, arrays of records without fields) gets
+//! `None` and goes the general way; a test holds both paths to the same output.
 
 use std::sync::Arc;
 
@@ -86,6 +86,12 @@ impl Kind {
                                 return None;
                             }
                             fields.push((f.get("name")?.as_str()?.to_string(), kind));
+                        }
+                        // Records without fields take no bytes (the item count is all there
+                        // is) and make a struct array without children, which needs its
+                        // length given: left to arrow-avro.
+                        if fields.is_empty() {
+                            return None;
                         }
                         Some(Kind::Records(fields))
                     }
