@@ -2,7 +2,7 @@
 //! arrow-avro) once disagreed, or on which either panicked, found by the property in
 //! `direct_props`. Each decodes both ways and holds both to the reference's answer.
 
-use deltalake::arrow::array::AsArray;
+use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 
 use super::*;
@@ -206,4 +206,47 @@ fn arrays_of_records_without_fields_are_left_to_arrow_avro() {
     assert!(d.directs.is_empty());
     // Three items, the end.
     let _ = d.decode(&kafka(&[framed(ID, &[0x06, 0x00])]), 7);
+}
+
+/// Refuses the rows whose `_kafka_timestamp` (column `column`) is null.
+struct NoKafkaTime {
+    column: usize,
+}
+
+impl RowJudge for NoKafkaTime {
+    fn judge(&self, row: &dyn Row) -> Option<Refusal> {
+        matches!(row.cell(self.column), Cell::Null).then(|| Refusal {
+            rule: 1,
+            found: "null".into(),
+        })
+    }
+}
+
+/// Producers set the Kafka timestamp, to any long: one whose microseconds overflow is a null
+/// `_kafka_timestamp`, for the judge too. Both paths multiplied it (a panic in a debug build, a
+/// wrapped value in a release one).
+#[test]
+fn a_kafka_timestamp_past_microseconds_is_null() {
+    let s = schema(r#"{"name": "x", "type": "long"}"#);
+    let payloads = vec![framed(ID, &[0x02]); 3];
+    let mut recs = kafka(&payloads);
+    recs[0].timestamp_ms = Some(i64::MAX);
+    recs[1].timestamp_ms = Some(i64::MIN);
+    let (mut direct, mut general) = decoders(&s, &[(ID, &s)]);
+    let a = direct.decode(&recs, 7).unwrap().batch.unwrap();
+    let b = general.decode(&recs, 7).unwrap().batch.unwrap();
+    assert_eq!(a, b);
+    let kt = a.column_by_name("_kafka_timestamp").unwrap();
+    assert_eq!(kt.null_count(), 2);
+    assert!(kt.is_valid(2));
+    let judge = NoKafkaTime {
+        column: direct.schema().index_of("_kafka_timestamp").unwrap(),
+    };
+    let a = direct.decode_parts(&recs, 7, Some(&judge)).unwrap();
+    let b = general.decode_parts(&recs, 7, Some(&judge)).unwrap();
+    assert_eq!(a.refused, b.refused);
+    assert_eq!(
+        a.refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
 }
