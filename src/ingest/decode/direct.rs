@@ -12,7 +12,7 @@
 //! string, int, long, float, double, boolean, timestamp-millis/-micros longs, `["null", T]`
 //! unions of those, and arrays of records of those. Anything else (enums, maps, nested records,
 //! named type references, reordered or promoted fields, arrays of records without fields) gets
-//! `None` and goes the general way; a test holds both paths to the same output.
+//! `None` and goes the general way; tests (`direct_props`) hold both paths to the same output.
 
 use std::sync::Arc;
 
