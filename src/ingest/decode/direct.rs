@@ -11,8 +11,8 @@
 //! types, the reader's remaining fields having defaults (v1 orders read as v2), with types:
 //! string, int, long, float, double, boolean, timestamp-millis/-micros longs, `["null", T]`
 //! unions of those, and arrays of records of those. Anything else (enums, maps, nested records,
-//! named type references, reordered or promoted fields) gets `None` and goes the general way;
-//! a test holds both paths to the same output.
+//! named type references, reordered or promoted fields, arrays of records without fields) gets
+//! `None` and goes the general way; tests (`direct_props`) hold both paths to the same output.
 
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use deltalake::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, 
 use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use serde_json::Value;
 
-use super::shape::{Bad, block_items, length, take, utf8, varint};
+use super::shape::{Bad, block_items, length, millis_as_micros, take, utf8, varint};
 use crate::quality::Cell;
 
 /// A value's type, as far as this decoder goes.
@@ -86,6 +86,12 @@ impl Kind {
                                 return None;
                             }
                             fields.push((f.get("name")?.as_str()?.to_string(), kind));
+                        }
+                        // Records without fields take no bytes (the item count is all there
+                        // is) and make a struct array without children, which needs its
+                        // length given: left to arrow-avro.
+                        if fields.is_empty() {
+                            return None;
                         }
                         Some(Kind::Records(fields))
                     }
@@ -155,9 +161,11 @@ impl Default {
         Some(match (kind, v) {
             (Kind::Opt { null_branch: 0, .. }, Value::Null) => Default::Null,
             (Kind::Str, Value::String(s)) => Default::Str(s.clone()),
-            (Kind::Int | Kind::Long | Kind::TsMillis | Kind::TsMicros, Value::Number(n)) => {
+            (Kind::Int | Kind::Long | Kind::TsMicros, Value::Number(n)) => {
                 Default::Long(n.as_i64()?)
             }
+            // The default is in milliseconds, the column in microseconds.
+            (Kind::TsMillis, Value::Number(n)) => Default::Long(n.as_i64()?.checked_mul(1000)?),
             (Kind::Float | Kind::Double, Value::Number(n)) => Default::Double(n.as_f64()?),
             (Kind::Bool, Value::Bool(b)) => Default::Bool(*b),
             _ => return None,
@@ -475,9 +483,7 @@ impl Col {
                 v.push(i32::try_from(x).map_err(|_| Bad::IntRange)?);
             }
             (Data::I64(v), Prim::Long) => v.push(varint(buf)?),
-            (Data::I64(v), Prim::TsMillis) => {
-                v.push(varint(buf)?.checked_mul(1000).ok_or(Bad::IntRange)?)
-            }
+            (Data::I64(v), Prim::TsMillis) => v.push(millis_as_micros(varint(buf)?)?),
             (Data::F32(v), Prim::Float) => {
                 let b = take(buf, 4)?;
                 v.push(f32::from_le_bytes(b.try_into().expect("4 bytes")));

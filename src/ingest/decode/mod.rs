@@ -572,6 +572,10 @@ fn avro_err(what: &str, e: impl std::fmt::Display) -> DecodeError {
 }
 
 #[cfg(test)]
+mod direct_cases;
+#[cfg(test)]
+mod direct_props;
+#[cfg(test)]
 mod parts_tests;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 use deltalake::arrow::datatypes::SchemaRef;
 
 use super::direct::Rows;
+use super::run::kafka_micros;
 use super::{KafkaRecord, MICROS_PER_DAY};
 use crate::contracts::wire::SchemaId;
 use crate::quality::{Cell, Row};
@@ -132,9 +133,7 @@ impl Row for DirectRow<'_> {
             1 => Cell::Int(r.partition.into()),
             2 => Cell::Int(r.offset),
             3 => r.key.map_or(Cell::Null, Cell::Bin),
-            4 => r
-                .timestamp_ms
-                .map_or(Cell::Null, |ms| Cell::Micros(ms * 1000)),
+            4 => kafka_micros(r.timestamp_ms).map_or(Cell::Null, Cell::Micros),
             5 => Cell::Int(self.schema_id.into()),
             6 => Cell::Micros(self.ingested_at_us),
             7 => self.event_date().map_or(Cell::Null, Cell::Date),

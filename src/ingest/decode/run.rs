@@ -151,10 +151,8 @@ impl Run<'_, '_> {
         )));
         columns.push(Arc::new(keys(recs(), rows.len())));
         columns.push(Arc::new(
-            TimestampMicrosecondArray::from_iter(
-                recs().map(|r| r.timestamp_ms.map(|ms| ms * 1000)),
-            )
-            .with_timezone(UTC),
+            TimestampMicrosecondArray::from_iter(recs().map(|r| kafka_micros(r.timestamp_ms)))
+                .with_timezone(UTC),
         ));
         // Framing was checked before the record reached the decoder: bytes 1..5 are the id.
         columns.push(Arc::new(Int32Array::from_iter_values(
@@ -167,6 +165,12 @@ impl Run<'_, '_> {
         columns.push(Arc::new(event_date));
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
+}
+
+/// A Kafka timestamp (ms) in the µs of `_kafka_timestamp`: null when it does not fit (the
+/// producer sets it, to any long).
+pub(super) fn kafka_micros(ms: Option<i64>) -> Option<i64> {
+    ms?.checked_mul(1000)
 }
 
 /// The `_kafka_topic` column of `records` (`n` of them). A batch normally holds one topic: then

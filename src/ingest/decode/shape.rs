@@ -24,6 +24,8 @@ enum Op {
     Boolean,
     Int,
     Long,
+    /// A timestamp-millis long: bronze holds it in microseconds, so it must fit in them.
+    Millis,
     Bytes,
     String,
     /// An enum with this many symbols.
@@ -64,14 +66,18 @@ pub(super) enum Bad {
         left: usize,
     },
     EndsInNumber,
+    /// More than 64 bits: a tenth byte above 1, or an eleventh.
     LongNumber,
     Boolean,
     IntRange,
+    /// A timestamp-millis whose microseconds overflow.
+    MillisRange,
     NegativeLength(i64),
     Utf8,
     Enum(i64),
     Branch(i64),
     BlockCount,
+    NegativeBlockSize(i64),
     Block,
     /// Not a failure: the check cannot tell (huge blocks of empty values).
     Unsure,
@@ -87,14 +93,16 @@ impl std::fmt::Display for Bad {
                 )
             }
             Bad::EndsInNumber => write!(f, "the body ends early (inside a number)"),
-            Bad::LongNumber => write!(f, "a number is longer than 10 bytes"),
+            Bad::LongNumber => write!(f, "a number does not fit in 64 bits"),
             Bad::Boolean => write!(f, "a boolean is neither 0 nor 1"),
             Bad::IntRange => write!(f, "an int is out of range"),
+            Bad::MillisRange => write!(f, "a timestamp-millis is out of range in microseconds"),
             Bad::NegativeLength(n) => write!(f, "negative length {n}"),
             Bad::Utf8 => write!(f, "a string is not valid UTF-8"),
             Bad::Enum(i) => write!(f, "enum index {i} is out of range"),
             Bad::Branch(i) => write!(f, "union branch {i} does not exist"),
             Bad::BlockCount => write!(f, "bad block count"),
+            Bad::NegativeBlockSize(n) => write!(f, "negative block size {n}"),
             Bad::Block => write!(f, "a block holds more items than the body has bytes"),
             Bad::Unsure => write!(f, "undecided"),
         }
@@ -152,6 +160,9 @@ impl Shape {
                 }
                 Op::Long => {
                     varint(buf)?;
+                }
+                Op::Millis => {
+                    millis_as_micros(varint(buf)?)?;
                 }
                 Op::Bytes => {
                     let n = length(buf)?;
@@ -252,6 +263,11 @@ fn varint_long(buf: &mut &[u8]) -> Result<i64, Bad> {
         let Some((&b, rest)) = buf.split_first() else {
             return Err(Bad::EndsInNumber);
         };
+        // The tenth byte holds bit 63 alone: anything more does not fit (arrow-avro refuses
+        // it too; taking it would drop the high bits).
+        if i == 9 && b > 1 {
+            return Err(Bad::LongNumber);
+        }
         *buf = rest;
         v |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
@@ -262,7 +278,8 @@ fn varint_long(buf: &mut &[u8]) -> Result<i64, Bad> {
 }
 
 /// The item count of the next array or map block (0: the last block was read). A negative
-/// count is followed by the block's size in bytes, which is skipped.
+/// count is followed by the block's size in bytes, which is skipped (but cannot be negative,
+/// for arrow-avro).
 #[inline]
 pub(super) fn block_items(buf: &mut &[u8]) -> Result<i64, Bad> {
     let count = varint(buf)?;
@@ -270,8 +287,18 @@ pub(super) fn block_items(buf: &mut &[u8]) -> Result<i64, Bad> {
         return Ok(count);
     }
     let count = count.checked_neg().ok_or(Bad::BlockCount)?;
-    varint(buf)?; // the block's size in bytes
+    let size = varint(buf)?;
+    if size < 0 {
+        return Err(Bad::NegativeBlockSize(size));
+    }
     Ok(count)
+}
+
+/// A timestamp-millis value in microseconds, bronze's unit (the general path would cast an
+/// overflowing one to null, or fail the batch if the column is not nullable).
+#[inline(always)]
+pub(super) fn millis_as_micros(ms: i64) -> Result<i64, Bad> {
+    ms.checked_mul(1000).ok_or(Bad::MillisRange)
 }
 
 /// A length prefix (bytes, string): a non-negative long.
@@ -372,6 +399,14 @@ impl<'j> Compiler<'j> {
                     "map" => {
                         let values = self.program(o.get("values")?, ns)?;
                         self.programs[p].push(Op::Map(values));
+                    }
+                    "long"
+                        if matches!(
+                            o.get("logicalType").and_then(Value::as_str),
+                            Some("timestamp-millis" | "local-timestamp-millis")
+                        ) =>
+                    {
+                        self.programs[p].push(Op::Millis);
                     }
                     // A primitive, perhaps with a logical type: the bytes follow the primitive.
                     other => self.emit_named(p, other, ns)?,
