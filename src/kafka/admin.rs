@@ -39,6 +39,15 @@ pub enum BrokerError {
     },
 }
 
+fn admin_client(kafka: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, BrokerError> {
+    client_config(kafka)
+        .create()
+        .map_err(|source| BrokerError::Client {
+            bootstrap: kafka.bootstrap.clone(),
+            source,
+        })
+}
+
 /// How long to wait for a broker's first answer before telling the user none is running.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -85,13 +94,7 @@ pub async fn ensure_topic(
     partitions: i32,
 ) -> Result<bool, BrokerError> {
     let bootstrap = kafka.bootstrap.as_str();
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(kafka)
-            .create()
-            .map_err(|source| BrokerError::Client {
-                bootstrap: bootstrap.to_string(),
-                source,
-            })?;
+    let admin = admin_client(kafka)?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     check_reachable(kafka).await?;
     let opts = AdminOptions::new()
@@ -127,13 +130,7 @@ pub async fn topic_max_message_bytes(
 ) -> Result<Option<usize>, BrokerError> {
     use rdkafka::admin::ResourceSpecifier;
     let bootstrap = kafka.bootstrap.as_str();
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(kafka)
-            .create()
-            .map_err(|source| BrokerError::Client {
-                bootstrap: bootstrap.to_string(),
-                source,
-            })?;
+    let admin = admin_client(kafka)?;
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(20)));
     let described = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
