@@ -11,6 +11,15 @@
 #   FLOWCTL_HOME             state dir (default ./.flowctl); pid file and log go to $FLOWCTL_HOME/broker/
 #   NISSHI_BIN               a prebuilt nisshi binary to use instead of installing one
 #   BROKER_STORAGE           memory (default, fast) or sqlite (data survives a broker restart)
+#   BROKER_TLS_CERT, BROKER_TLS_KEY
+#                            PEM certificate chain and key: the listener then speaks TLS only
+#                            (clients: security.protocol=SSL or SASL_SSL, ssl.ca.location=CA)
+#   BROKER_SCRAM_USERS       name:password[,name:password…]: require SASL/SCRAM logins by these
+#                            users (the secured mode; implies BROKER_STORAGE=sqlite, where nisshi
+#                            keeps users). Each start first runs the broker in plaintext on the
+#                            port for a moment to create them (nisshi's `user create` speaks
+#                            plaintext only), then restarts it secured.
+#   BROKER_SCRAM_MECHANISM   scram512 (default, SCRAM-SHA-512) or scram256
 #   XDG_CACHE_HOME           install cache root (default ~/.cache); nisshi goes to flowctl/nisshi/
 #
 # `start` is idempotent and safe to call from several processes at once (tests do): calls are
@@ -99,29 +108,13 @@ nisshi_bin() {
   echo "$cache/bin/nisshi"
 }
 
-start() {
-  exec 9>"$state/start.lock"
-  flock 9
-  if pid="$(our_pid)" && listening; then
-    echo "broker running (pid $pid) on $host:$port"
-    return 0
-  fi
-  if listening; then
-    echo "broker.sh: something already listens on $host:$port (not started by this FLOWCTL_HOME); using it"
-    return 0
-  fi
-  local bin storage work
-  bin="$(nisshi_bin)"
-  case "${BROKER_STORAGE:-memory}" in
-    memory) storage="memory://nisshi/" ;;
-    # nisshi resolves the sqlite path against its working directory (an absolute path loses its
-    # leading slash), so the file lives there: $FLOWCTL_HOME/broker/work/nisshi.db.
-    sqlite) storage="sqlite://nisshi.db" ;;
-    *) echo "broker.sh: BROKER_STORAGE must be memory or sqlite, found ${BROKER_STORAGE}" >&2; return 2 ;;
-  esac
+# Starts nisshi in the background on $host:$port with storage $1 and the extra flags after it;
+# waits until it accepts connections.
+launch() {
+  local bin="$1" storage="$2" work="$state/work"
+  shift 2
   # nisshi reads a .env in its working directory: start it from a directory of its own that
   # holds nothing but its sqlite file (kept so that data survives a restart).
-  work="$state/work"
   mkdir -p "$work"
   find "$work" -mindepth 1 -maxdepth 1 ! -name 'nisshi.db*' -exec rm -rf {} +
   (
@@ -132,13 +125,13 @@ start() {
       --advertised-listener-url "tcp://$host:$port" \
       --storage-engine "$storage" \
       --group-initial-rebalance-delay 0s \
+      "$@" \
       >>"$logfile" 2>&1 </dev/null 9>&- &
     echo $! >"$pidfile"
   )
   local i
   for i in $(seq 1 300); do
     if listening; then
-      echo "broker started (pid $(cat "$pidfile")) on $host:$port, storage $storage, log $logfile"
       return 0
     fi
     if ! our_pid >/dev/null; then
@@ -150,6 +143,63 @@ start() {
   done
   echo "broker.sh: nisshi did not accept connections on $host:$port within 60 s; see $logfile" >&2
   return 1
+}
+
+start() {
+  exec 9>"$state/start.lock"
+  flock 9
+  if pid="$(our_pid)" && listening; then
+    echo "broker running (pid $pid) on $host:$port"
+    return 0
+  fi
+  if listening; then
+    echo "broker.sh: something already listens on $host:$port (not started by this FLOWCTL_HOME); using it"
+    return 0
+  fi
+  local bin storage
+  bin="$(nisshi_bin)"
+  local users="${BROKER_SCRAM_USERS:-}" kind="${BROKER_STORAGE:-memory}"
+  [[ -n "$users" ]] && kind=sqlite
+  case "$kind" in
+    memory) storage="memory://nisshi/" ;;
+    # nisshi resolves the sqlite path against its working directory (an absolute path loses its
+    # leading slash), so the file lives there: $FLOWCTL_HOME/broker/work/nisshi.db.
+    sqlite) storage="sqlite://nisshi.db" ;;
+    *) echo "broker.sh: BROKER_STORAGE must be memory or sqlite, found ${BROKER_STORAGE}" >&2; return 2 ;;
+  esac
+  local secured=() mode=plaintext
+  if [[ -n "${BROKER_TLS_CERT:-}${BROKER_TLS_KEY:-}" ]]; then
+    [[ -r "${BROKER_TLS_CERT:-}" && -r "${BROKER_TLS_KEY:-}" ]] || {
+      echo "broker.sh: BROKER_TLS_CERT and BROKER_TLS_KEY must both name readable PEM files" >&2
+      return 2
+    }
+    secured+=(--cert "$BROKER_TLS_CERT" --key "$BROKER_TLS_KEY")
+    mode=TLS
+  fi
+  if [[ -n "$users" ]]; then
+    local mechanism="${BROKER_SCRAM_MECHANISM:-scram512}" pair
+    launch "$bin" "$storage" || return 1
+    IFS=, read -r -a pairs <<<"$users"
+    for pair in "${pairs[@]}"; do
+      [[ "$pair" == *:* && -n "${pair%%:*}" ]] || {
+        echo "broker.sh: BROKER_SCRAM_USERS takes name:password pairs separated by commas" >&2
+        stop >/dev/null
+        return 2
+      }
+      # The password is never echoed.
+      if ! "$bin" user create "${pair%%:*}" "${pair#*:}" --mechanism "$mechanism" \
+        --broker "tcp://$host:$port" >>"$logfile" 2>&1; then
+        echo "broker.sh: creating SCRAM user ${pair%%:*} failed; see $logfile" >&2
+        stop >/dev/null
+        return 1
+      fi
+    done
+    stop >/dev/null
+    secured+=(--authentication)
+    mode="$mode + SASL/SCRAM (${#pairs[@]} users, $mechanism)"
+  fi
+  launch "$bin" "$storage" "${secured[@]}" || return 1
+  echo "broker started (pid $(cat "$pidfile")) on $host:$port, $mode, storage $storage, log $logfile"
 }
 
 stop() {

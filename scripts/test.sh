@@ -5,7 +5,8 @@
 #
 # On a fresh machine it first installs what the tests need, or stops at once with the command
 # to run when it cannot:
-#   - Debian packages: make gcc g++ perl pkg-config (the bundled librdkafka and SQLite builds),
+#   - Debian packages: make gcc g++ perl pkg-config libssl-dev (the bundled librdkafka, with
+#     TLS and SASL, and SQLite builds), openssl (the secured-broker test makes its certificates),
 #     chromium + chromium-driver (the browser test), prometheus (its promtool checks /metrics),
 #     python3 (+ python3-venv when the system Python is externally managed);
 #     installed with apt-get as root, or with sudo when it needs no password;
@@ -34,9 +35,12 @@ may_install() { [[ "${FLOWCTL_TEST_NO_INSTALL:-0}" != 1 ]]; }
 say "checking system packages…"
 need_apt=()
 for pair in make:make gcc:gcc g++:g++ perl:perl pkg-config:pkg-config \
-  chromium:chromium chromedriver:chromium-driver promtool:prometheus python3:python3; do
+  chromium:chromium chromedriver:chromium-driver promtool:prometheus python3:python3 \
+  openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
+# librdkafka's TLS and SASL/SCRAM link the system OpenSSL, found through pkg-config.
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 
 # The Python the tests run is the `python3` on PATH. A previous run's virtualenv comes first.
 venv="$cache_root/venv"
@@ -123,6 +127,7 @@ if [[ ${#need_apt[@]} -gt 0 ]]; then
     command -v "${pair%%:*}" >/dev/null 2>&1 ||
       die "\`${pair%%:*}\` is still not on PATH after installing Debian package ${pair#*:}"
   done
+  pkg-config --exists openssl || die "pkg-config still finds no openssl after installing libssl-dev"
 fi
 
 # --- Python packages ---------------------------------------------------------------------------

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::contracts::registry::{RegistryAuth, RegistryEndpoint};
 use crate::engine::EngineConfig;
-use crate::kafka::{DEFAULT_BOOTSTRAP, KafkaSettings};
+use crate::kafka::{ClientProperties, DEFAULT_BOOTSTRAP, KafkaSettings, PropertiesError};
 use crate::lineage::openlineage::OpenLineageSettings;
 use crate::tasks::TaskSettings;
 use crate::vocab::{format_duration, parse_duration};
@@ -26,12 +27,13 @@ pub struct Config {
     /// `FLOWCTL_SCHEMAS_DIR` (default: `schemas/` next to the flows directory): the Avro
     /// contracts, which give the bronze tables' columns.
     pub schemas_dir: PathBuf,
-    /// `FLOWCTL_KAFKA_BOOTSTRAP` (default `127.0.0.1:19092`, where `scripts/broker.sh` starts
-    /// the development broker).
+    /// `FLOWCTL_KAFKA_BOOTSTRAP` (default: the client properties' `bootstrap.servers`, else
+    /// `127.0.0.1:19092`, where `scripts/broker.sh` starts the development broker) and
+    /// `FLOWCTL_KAFKA_CONFIG`, the client properties file (TLS, SASL, …).
     pub kafka: KafkaSettings,
     /// `FLOWCTL_SCHEMA_REGISTRY_URL`: an external Confluent-compatible registry; None for the
     /// one embedded in the state DB.
-    pub registry_url: Option<String>,
+    pub schema_registry: Option<RegistryEndpoint>,
     /// `FLOWCTL_API_TOKEN`: when set, every mutating API call needs it.
     pub api_token: Option<Arc<str>>,
     /// `FLOWCTL_ALLOWED_HOSTS`: extra `Host` names a loopback server answers to (a reverse
@@ -50,7 +52,7 @@ impl std::fmt::Debug for Config {
             .field("expectations_dir", &self.expectations_dir)
             .field("schemas_dir", &self.schemas_dir)
             .field("kafka", &self.kafka)
-            .field("registry_url", &self.registry_url)
+            .field("schema_registry", &self.schema_registry)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
             .field("allowed_hosts", &self.allowed_hosts)
             .field("engine", &self.engine)
@@ -59,11 +61,15 @@ impl std::fmt::Debug for Config {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("environment variable {var}={value:?}: {reason}")]
-pub struct ConfigError {
-    var: &'static str,
-    value: String,
-    reason: String,
+pub enum ConfigError {
+    #[error("environment variable {var}={value:?}: {reason}")]
+    Var {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    KafkaProperties(#[from] PropertiesError),
 }
 
 /// A variable's value, unless unset or blank.
@@ -76,13 +82,13 @@ fn var(name: &str) -> Option<String> {
 fn env_duration(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
     match std::env::var(var) {
         Ok(v) => match parse_duration(&v) {
-            Ok(d) if d.is_zero() => Err(ConfigError {
+            Ok(d) if d.is_zero() => Err(ConfigError::Var {
                 var,
                 value: v,
                 reason: "must be longer than zero".into(),
             }),
             Ok(d) => Ok(d),
-            Err(reason) => Err(ConfigError {
+            Err(reason) => Err(ConfigError::Var {
                 var,
                 value: v,
                 reason,
@@ -102,6 +108,57 @@ fn beside(flows_dir: &Path, name: &str) -> PathBuf {
         .parent()
         .map(|p| p.join(name))
         .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// `FLOWCTL_KAFKA_BOOTSTRAP` and the client properties of `FLOWCTL_KAFKA_CONFIG`. A
+/// `bootstrap.servers` in the file is the bootstrap when the variable is unset; both set and
+/// different is an error (which one was meant?).
+fn kafka_settings() -> Result<KafkaSettings, ConfigError> {
+    let properties = match std::env::var_os("FLOWCTL_KAFKA_CONFIG").filter(|v| !v.is_empty()) {
+        Some(path) => ClientProperties::load(Path::new(&path))?,
+        None => ClientProperties::default(),
+    };
+    let from_file = properties.get("bootstrap.servers").map(str::to_string);
+    let bootstrap = match (var("FLOWCTL_KAFKA_BOOTSTRAP"), from_file) {
+        (Some(env), Some(file)) if env.trim() != file.trim() => {
+            return Err(ConfigError::Var {
+                var: "FLOWCTL_KAFKA_BOOTSTRAP",
+                value: env,
+                reason: format!(
+                    "differs from bootstrap.servers={file} in FLOWCTL_KAFKA_CONFIG; set one of them"
+                ),
+            });
+        }
+        (Some(env), _) => env,
+        (None, Some(file)) => file,
+        (None, None) => DEFAULT_BOOTSTRAP.to_string(),
+    };
+    Ok(KafkaSettings::new(bootstrap.trim()).with_properties(properties))
+}
+
+/// `FLOWCTL_SCHEMA_REGISTRY_URL` with `FLOWCTL_SCHEMA_REGISTRY_AUTH` (which alone is an
+/// error: there is nothing to log in to).
+fn schema_registry() -> Result<Option<RegistryEndpoint>, ConfigError> {
+    let auth = match var("FLOWCTL_SCHEMA_REGISTRY_AUTH") {
+        Some(v) => Some(RegistryAuth::parse(&v).map_err(|reason| ConfigError::Var {
+            var: "FLOWCTL_SCHEMA_REGISTRY_AUTH",
+            value: "***".into(),
+            reason,
+        })?),
+        None => None,
+    };
+    match var("FLOWCTL_SCHEMA_REGISTRY_URL") {
+        Some(url) => Ok(Some(RegistryEndpoint {
+            url: url.trim().to_string(),
+            auth,
+        })),
+        None if auth.is_some() => Err(ConfigError::Var {
+            var: "FLOWCTL_SCHEMA_REGISTRY_AUTH",
+            value: "***".into(),
+            reason: "is set but FLOWCTL_SCHEMA_REGISTRY_URL is not (the embedded registry needs no login)".into(),
+        }),
+        None => Ok(None),
+    }
 }
 
 impl Config {
@@ -127,7 +184,7 @@ impl Config {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
-                .ok_or(ConfigError {
+                .ok_or(ConfigError::Var {
                     var: "FLOWCTL_CONCURRENCY",
                     value: v,
                     reason: format!("expected a whole number from 1 to {MAX_CONCURRENCY}"),
@@ -137,7 +194,7 @@ impl Config {
         let heartbeat = env_duration("FLOWCTL_HEARTBEAT", defaults.heartbeat)?;
         let lease = env_duration("FLOWCTL_LEASE", defaults.lease)?;
         if lease < heartbeat * 2 {
-            return Err(ConfigError {
+            return Err(ConfigError::Var {
                 var: "FLOWCTL_LEASE",
                 value: format_duration(lease),
                 reason: format!(
@@ -146,7 +203,7 @@ impl Config {
                 ),
             });
         }
-        let registry_url = var("FLOWCTL_SCHEMA_REGISTRY_URL").map(|u| u.trim().to_string());
+        let schema_registry = schema_registry()?;
         let openlineage = {
             let (file, url) = (
                 var("FLOWCTL_OPENLINEAGE_FILE"),
@@ -164,7 +221,7 @@ impl Config {
             heartbeat,
             lease,
             poll: defaults.poll,
-            registry_url: registry_url.clone(),
+            schema_registry: schema_registry.clone(),
             openlineage,
         };
         Ok(Config {
@@ -173,10 +230,8 @@ impl Config {
             flows_dir,
             expectations_dir,
             schemas_dir,
-            kafka: KafkaSettings::new(
-                var("FLOWCTL_KAFKA_BOOTSTRAP").unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string()),
-            ),
-            registry_url,
+            kafka: kafka_settings()?,
+            schema_registry,
             api_token: var("FLOWCTL_API_TOKEN").map(Arc::from),
             allowed_hosts: var("FLOWCTL_ALLOWED_HOSTS")
                 .unwrap_or_default()

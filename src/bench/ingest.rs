@@ -145,7 +145,7 @@ pub async fn bench_ingest(cfg: &Config, a: BenchIngestArgs) -> anyhow::Result<u8
     );
     ensure_topic(&kafka, &topic, a.partitions).await?;
     let registry = Registry::new(
-        cfg.registry_url.as_deref(),
+        cfg.schema_registry.as_ref(),
         Store::open(&home.join("state.db")).await?,
     );
     println!(

@@ -138,7 +138,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// The registry `cfg` names: external, or the one embedded in the state DB.
 async fn registry_of(cfg: &Config) -> anyhow::Result<Registry> {
     Ok(Registry::new(
-        cfg.registry_url.as_deref(),
+        cfg.schema_registry.as_ref(),
         open(&cfg.db).await?,
     ))
 }

@@ -58,7 +58,7 @@ pub async fn ingest(args: IngestArgs, cfg: &Config) -> anyhow::Result<u8> {
         args.topics
     };
     let registry = Registry::new(
-        cfg.registry_url.as_deref(),
+        cfg.schema_registry.as_ref(),
         crate::store::Store::open(&cfg.db).await?,
     );
     let mut opts = IngestOptions::new(topics, cfg.kafka.clone(), cfg.home.clone());
@@ -125,7 +125,7 @@ pub struct ReplayArgs {
 
 pub async fn replay(args: ReplayArgs, cfg: &Config) -> anyhow::Result<u8> {
     let registry = Registry::new(
-        cfg.registry_url.as_deref(),
+        cfg.schema_registry.as_ref(),
         crate::store::Store::open(&cfg.db).await?,
     );
     let mut opts = IngestOptions::new(Vec::new(), cfg.kafka.clone(), cfg.home.clone());

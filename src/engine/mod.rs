@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use crate::vocab::state::{RunState, TaskState};
 pub use recovery::Recovered;
 
-use crate::contracts::registry::Registry;
+use crate::contracts::registry::{Registry, RegistryEndpoint};
 use crate::flow::{Flow, parse_flow};
 use crate::lineage::openlineage::{Emitter, OpenLineageSettings};
 use crate::store::{NewRun, Store, StoreError, Submitted};
@@ -45,7 +45,7 @@ pub struct EngineConfig {
     /// How often a waiting process re-checks a run it does not own.
     pub poll: Duration,
     /// An external schema registry; None for the one embedded in the state DB.
-    pub registry_url: Option<String>,
+    pub schema_registry: Option<RegistryEndpoint>,
     /// Where attempts' OpenLineage events go; None when OpenLineage is off.
     pub openlineage: Option<OpenLineageSettings>,
 }
@@ -58,7 +58,7 @@ impl Default for EngineConfig {
             heartbeat: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             poll: Duration::from_millis(100),
-            registry_url: None,
+            schema_registry: None,
             openlineage: None,
         }
     }
@@ -96,7 +96,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(store: Store, registry: TaskRegistry, cfg: EngineConfig) -> Engine {
         let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
-        let schemas = Registry::new(cfg.registry_url.as_deref(), store.clone());
+        let schemas = Registry::new(cfg.schema_registry.as_ref(), store.clone());
         let lineage = cfg.openlineage.as_ref().map(|o| Arc::new(Emitter::new(o)));
         Engine {
             store,

@@ -25,6 +25,15 @@ pub enum BrokerError {
         secs: u64,
         detail: String,
     },
+    #[error(
+        "the Kafka cluster at {bootstrap} refused flowctl: {what} ({detail}); check the client settings of FLOWCTL_KAFKA_CONFIG ({config})"
+    )]
+    Refused {
+        bootstrap: String,
+        what: &'static str,
+        detail: String,
+        config: String,
+    },
     #[error("describing topic {topic} on {bootstrap}: {detail}")]
     DescribeTopic {
         topic: String,
@@ -51,17 +60,82 @@ fn admin_client(kafka: &KafkaSettings) -> Result<AdminClient<DefaultClientContex
 /// How long to wait for a broker's first answer before telling the user none is running.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One round of the probe: how often it looks whether the cluster refused the login.
+const REACH_ROUND: Duration = Duration::from_millis(500);
+
 /// The topic the reachability probe asks about (never created: auto-creation is off).
 const REACH_PROBE_TOPIC: &str = "__flowctl_reachability_probe";
 
-/// Fails fast with an actionable message when nothing answers at `bootstrap`, instead of
-/// librdkafka's retries ending in a bare timeout a minute later.
+/// Remembers the first authentication or TLS failure librdkafka reports, so the probe can say
+/// so at once instead of waiting out its timeout (librdkafka retries a refused login forever).
+#[derive(Default)]
+struct ProbeContext {
+    refused: std::sync::Mutex<Option<(Refusal, String)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Authentication,
+    Tls,
+}
+
+impl ProbeContext {
+    fn note(&self, kind: Refusal, reason: &str) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.get_or_insert((kind, reason.to_string()));
+    }
+}
+
+/// What a librdkafka message says was refused, if anything.
+fn refusal_in(text: &str) -> Option<Refusal> {
+    if text.contains("SASL authentication error") || text.contains("Authentication failed") {
+        Some(Refusal::Authentication)
+    } else if text.contains("SSL handshake failed") || text.contains("certificate verify failed") {
+        Some(Refusal::Tls)
+    } else {
+        None
+    }
+}
+
+/// librdkafka reports a refused login as a log line and an error event, both delivered when
+/// the client's queue is served; both are watched.
+impl rdkafka::ClientContext for ProbeContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        if let Some(kind) = refusal_in(message) {
+            self.note(kind, message);
+        }
+        tracing::debug!(
+            ?level,
+            fac,
+            message,
+            "librdkafka, during the reachability probe"
+        );
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka client error during the reachability probe");
+        let kind = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => Some(Refusal::Authentication),
+            Some(RDKafkaErrorCode::SSL) => Some(Refusal::Tls),
+            _ => refusal_in(reason),
+        };
+        if let Some(kind) = kind {
+            self.note(kind, reason);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ProbeContext {}
+
+/// Fails fast with an actionable message when nothing answers at `bootstrap`, or when the
+/// cluster refuses the login or the TLS handshake, instead of librdkafka's retries ending in a
+/// bare timeout a minute later.
 pub async fn check_reachable(kafka: &KafkaSettings) -> Result<(), BrokerError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let bootstrap = kafka.bootstrap.as_str();
-    let consumer: BaseConsumer = client_config(kafka)
+    let consumer: BaseConsumer<ProbeContext> = client_config(kafka)
         .set("allow.auto.create.topics", "false")
-        .create()
+        .create_with_context(ProbeContext::default())
         .map_err(|source| BrokerError::Client {
             bootstrap: bootstrap.to_string(),
             source,
@@ -69,20 +143,55 @@ pub async fn check_reachable(kafka: &KafkaSettings) -> Result<(), BrokerError> {
     let res = tokio::task::spawn_blocking(move || {
         // Any answer proves the broker is there: ask about one (absent) topic rather than all
         // of them, whose metadata grows with the cluster (tens of milliseconds on a development
-        // broker that collected a few hundred bench topics).
-        let res = consumer
-            .fetch_metadata(Some(REACH_PROBE_TOPIC), REACH_TIMEOUT)
-            .map(|_| ());
+        // broker that collected a few hundred bench topics). Asked in short rounds so that a
+        // refused login ends the wait at once.
+        let deadline = std::time::Instant::now() + REACH_TIMEOUT;
+        let res = loop {
+            let round = consumer.fetch_metadata(Some(REACH_PROBE_TOPIC), REACH_ROUND);
+            if round.is_err() {
+                // Serves the client's queue, where librdkafka put its log and error events
+                // (a consumer that is not subscribed gets no records from it).
+                while consumer.poll(Duration::ZERO).is_some() {}
+            }
+            let refused = consumer
+                .context()
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            match (round, refused) {
+                (Ok(_), _) => break Ok(()),
+                (Err(_), Some(refusal)) => break Err(Err(refusal)),
+                (Err(e), None) if std::time::Instant::now() >= deadline => break Err(Ok(e)),
+                (Err(_), None) => {}
+            }
+        };
         drop_later(consumer);
         res
     })
     .await
     .expect("metadata probe panicked");
-    res.map_err(|e| BrokerError::Unreachable {
-        bootstrap: bootstrap.to_string(),
-        secs: REACH_TIMEOUT.as_secs(),
-        detail: e.to_string(),
-    })
+    match res {
+        Ok(()) => Ok(()),
+        Err(Err((kind, reason))) => Err(BrokerError::Refused {
+            bootstrap: bootstrap.to_string(),
+            what: match kind {
+                Refusal::Authentication => "authentication failed",
+                Refusal::Tls => "the TLS handshake failed",
+            },
+            detail: kafka.scrub(&reason),
+            config: kafka
+                .properties
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "not set".into()),
+        }),
+        Err(Ok(e)) => Err(BrokerError::Unreachable {
+            bootstrap: bootstrap.to_string(),
+            secs: REACH_TIMEOUT.as_secs(),
+            detail: kafka.scrub(&e.to_string()),
+        }),
+    }
 }
 
 /// Creates `topic` with `partitions` partitions if it does not exist. An existing topic is

@@ -1,33 +1,58 @@
 //! Kafka clients: the one place a librdkafka configuration is built. Every consumer, producer
 //! and admin client flowctl makes starts from [`KafkaSettings`] through the builders here, so
-//! connection settings (and, later, TLS and SASL from a client properties file) apply to all
-//! of them alike.
+//! connection settings, TLS and SASL from the client properties file (`FLOWCTL_KAFKA_CONFIG`,
+//! [`properties`]) apply to all of them alike.
 //!
 //! The default bootstrap, `127.0.0.1:19092`, is where `scripts/broker.sh` starts nisshi, so the
 //! quick start needs no configuration. We connect to `127.0.0.1`, never `localhost`, which may
 //! resolve to `::1` first.
 
 pub mod admin;
+pub mod properties;
+
+use std::sync::Arc;
 
 use rdkafka::ClientConfig;
 
 pub use admin::{BrokerError, check_reachable, ensure_topic, topic_max_message_bytes};
+pub use properties::{ClientProperties, PropertiesError};
 
 /// The address `scripts/broker.sh` starts the development broker on.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:19092";
 
-/// How flowctl reaches Kafka (read once at the edge: `FLOWCTL_KAFKA_BOOTSTRAP`).
+/// How flowctl reaches Kafka (read once at the edge: `FLOWCTL_KAFKA_BOOTSTRAP`,
+/// `FLOWCTL_KAFKA_CONFIG`). `Debug` never shows a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSettings {
     /// Comma-separated `host:port` of the brokers.
     pub bootstrap: String,
+    /// The checked settings of the client properties file (empty without one).
+    pub properties: Arc<ClientProperties>,
 }
 
 impl KafkaSettings {
+    /// An open cluster at `bootstrap`, no client properties.
     pub fn new(bootstrap: impl Into<String>) -> KafkaSettings {
         KafkaSettings {
             bootstrap: bootstrap.into(),
+            properties: Arc::default(),
         }
+    }
+
+    /// With the settings of a client properties file.
+    pub fn with_properties(mut self, properties: ClientProperties) -> KafkaSettings {
+        self.properties = Arc::new(properties);
+        self
+    }
+
+    /// `text` with every secret of the client properties replaced, for messages that might
+    /// echo one (librdkafka's own errors).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.properties.secrets() {
+            out = out.replace(s, "***");
+        }
+        out
     }
 }
 
@@ -37,13 +62,16 @@ impl Default for KafkaSettings {
     }
 }
 
-/// The settings every client shares.
+/// The settings every client shares: the bootstrap, flowctl's defaults, then the client
+/// properties file (which may change a default, e.g. `broker.address.family` for an IPv6-only
+/// cluster, but never a setting flowctl owns: those are refused when the file is read).
 pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.bootstrap)
         // Fail fast with a clear error when nothing listens, instead of retrying for minutes.
         .set("socket.connection.setup.timeout.ms", "10000")
         .set("broker.address.family", "v4");
+    kafka.properties.apply(&mut c);
     c
 }
 

@@ -577,17 +577,32 @@ pub struct PrivateBroker {
     home: tempfile::TempDir,
     pub bootstrap: String,
     storage: &'static str,
+    /// More `scripts/broker.sh` settings (the secured mode's BROKER_TLS_*, BROKER_SCRAM_USERS).
+    env: Vec<(String, String)>,
 }
 
 impl PrivateBroker {
     pub fn start(storage: &'static str) -> PrivateBroker {
+        PrivateBroker::start_with(storage, &[])
+    }
+
+    pub fn start_with(storage: &'static str, env: &[(&str, &str)]) -> PrivateBroker {
         let b = PrivateBroker {
             home: tempfile::tempdir().unwrap(),
             bootstrap: format!("127.0.0.1:{}", free_port()),
             storage,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         b.script("start");
         b
+    }
+
+    /// The broker's log and data directory.
+    pub fn home(&self) -> &Path {
+        self.home.path()
     }
 
     pub fn script(&self, action: &str) {
@@ -597,6 +612,7 @@ impl PrivateBroker {
             .env("FLOWCTL_HOME", self.home.path())
             .env("FLOWCTL_KAFKA_BOOTSTRAP", &self.bootstrap)
             .env("BROKER_STORAGE", self.storage)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         assert!(

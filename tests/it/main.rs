@@ -9,6 +9,7 @@ mod docker_files;
 mod executor;
 pub mod ingest;
 mod ingest_limits;
+mod kafka_security;
 pub mod lake;
 mod lineage;
 mod parser_props;

@@ -9,15 +9,96 @@ use serde_json::json;
 use super::{CompatReport, RegistryError};
 use crate::contracts::registry::CONTENT_TYPE;
 
+/// How to log in to an external registry (`FLOWCTL_SCHEMA_REGISTRY_AUTH`): `user:password` as
+/// HTTP basic auth (Confluent's `basic.auth.user.info`, e.g. a Confluent Cloud API key and
+/// secret), or `bearer:TOKEN`. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RegistryAuth {
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryAuth::Basic { user, .. } => write!(f, "Basic({user}:***)"),
+            RegistryAuth::Bearer(_) => write!(f, "Bearer(***)"),
+        }
+    }
+}
+
+impl RegistryAuth {
+    /// Parses `user:password` or `bearer:TOKEN`; the error never repeats the value.
+    pub fn parse(value: &str) -> Result<RegistryAuth, String> {
+        let value = value.trim();
+        if let Some(token) = value.strip_prefix("bearer:") {
+            return match token.trim() {
+                "" => Err("`bearer:` needs a token after it".into()),
+                t => Ok(RegistryAuth::Bearer(t.to_string())),
+            };
+        }
+        match value.split_once(':') {
+            Some((user, password)) if !user.is_empty() => Ok(RegistryAuth::Basic {
+                user: user.to_string(),
+                password: password.to_string(),
+            }),
+            _ => Err("expected user:password (HTTP basic auth) or bearer:TOKEN".into()),
+        }
+    }
+
+    fn secret(&self) -> &str {
+        match self {
+            RegistryAuth::Basic { password, .. } => password,
+            RegistryAuth::Bearer(t) => t,
+        }
+    }
+}
+
+/// Where the external registry is (`FLOWCTL_SCHEMA_REGISTRY_URL`) and how to log in to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryEndpoint {
+    pub url: String,
+    pub auth: Option<RegistryAuth>,
+}
+
+impl std::fmt::Debug for RegistryEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryEndpoint")
+            .field("url", &redact(&self.url))
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+impl RegistryEndpoint {
+    /// An endpoint without `FLOWCTL_SCHEMA_REGISTRY_AUTH` (credentials may still be in the URL).
+    pub fn new(url: impl Into<String>) -> RegistryEndpoint {
+        RegistryEndpoint {
+            url: url.into(),
+            auth: None,
+        }
+    }
+}
+
 /// Client for `FLOWCTL_SCHEMA_REGISTRY_URL`. Credentials may be given in the URL
-/// (`https://key:secret@host`), as Confluent Cloud needs; they are sent as HTTP basic auth and
-/// never shown in messages.
-#[derive(Debug, Clone)]
+/// (`https://key:secret@host`), as Confluent Cloud needs, or in `FLOWCTL_SCHEMA_REGISTRY_AUTH`;
+/// they are sent as HTTP basic (or bearer) auth and never shown in messages or `Debug`.
+#[derive(Clone)]
 pub struct RegistryClient {
     base: String,
     /// `base` with any `user:password@` replaced by `***@`.
     shown: String,
+    auth: Option<RegistryAuth>,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("url", &self.shown)
+            .field("auth", &self.auth)
+            .finish()
+    }
 }
 
 fn redact(url: &str) -> String {
@@ -82,11 +163,12 @@ fn seg(s: &str) -> String {
 }
 
 impl RegistryClient {
-    pub fn new(url: &str) -> RegistryClient {
-        let base = url.trim_end_matches('/').to_string();
+    pub fn new(endpoint: &RegistryEndpoint) -> RegistryClient {
+        let base = endpoint.url.trim_end_matches('/').to_string();
         RegistryClient {
             shown: redact(&base),
             base,
+            auth: endpoint.auth.clone(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -107,14 +189,25 @@ impl RegistryClient {
     ) -> Result<T, RegistryError> {
         let url = format!("{}{path}", self.base);
         let shown = format!("{}{path}", self.shown);
-        let transport = |detail: String| RegistryError::Transport {
-            url: shown.clone(),
-            detail: detail.replace(&self.base, &self.shown),
+        let transport = |detail: String| {
+            let mut detail = detail.replace(&self.base, &self.shown);
+            if let Some(a) = self.auth.as_ref().filter(|a| !a.secret().is_empty()) {
+                detail = detail.replace(a.secret(), "***");
+            }
+            RegistryError::Transport {
+                url: shown.clone(),
+                detail,
+            }
         };
         let mut req = self
             .http
             .request(method, &url)
             .header(reqwest::header::ACCEPT, CONTENT_TYPE);
+        req = match &self.auth {
+            Some(RegistryAuth::Basic { user, password }) => req.basic_auth(user, Some(password)),
+            Some(RegistryAuth::Bearer(token)) => req.bearer_auth(token),
+            None => req,
+        };
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)

@@ -8,7 +8,7 @@ mod client;
 mod server;
 mod service;
 
-pub use client::RegistryClient;
+pub use client::{RegistryAuth, RegistryClient, RegistryEndpoint};
 pub use server::{CONTENT_TYPE, registry_app, registry_router};
 pub use service::Embedded;
 
@@ -134,10 +134,11 @@ pub enum Registry {
 }
 
 impl Registry {
-    /// The registry at `url` (`FLOWCTL_SCHEMA_REGISTRY_URL`), else the one embedded in `store`.
-    pub fn new(url: Option<&str>, store: crate::store::Store) -> Registry {
-        match url {
-            Some(url) => Registry::Http(RegistryClient::new(url)),
+    /// The registry at `endpoint` (`FLOWCTL_SCHEMA_REGISTRY_URL`, `_AUTH`), else the one
+    /// embedded in `store`.
+    pub fn new(endpoint: Option<&RegistryEndpoint>, store: crate::store::Store) -> Registry {
+        match endpoint {
+            Some(e) => Registry::Http(RegistryClient::new(e)),
             None => Registry::Embedded(Embedded::new(store)),
         }
     }

@@ -8,7 +8,9 @@ async fn confluent_kafka_python_client_interoperates() {
     let (_d, store) = temp_store().await;
     let url = serve(store).await;
     // flowctl's HTTP client registers and produces through the served registry.
-    let reg = Registry::Http(RegistryClient::new(&url));
+    let reg = Registry::Http(RegistryClient::new(
+        &flowctl::contracts::registry::RegistryEndpoint::new(url.clone()),
+    ));
     let topic = unique("orders-interop");
     let s = produce(
         options(&topic, 2_000, 0.0, SchemaVersion::V1),
