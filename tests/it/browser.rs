@@ -31,10 +31,10 @@ const ELEMENT_PREFIX: &str = "element-6066-11e4-";
 impl Driver {
     fn start() -> Driver {
         let chromedriver = which("chromedriver").expect(
-            "chromedriver is required (Debian package chromium-driver; .ci/run installs it)",
+            "chromedriver is required (Debian package chromium-driver; scripts/test.sh installs it)",
         );
         let chromium = which("chromium")
-            .expect("chromium is required (Debian package chromium; .ci/run installs it)");
+            .expect("chromium is required (Debian package chromium; scripts/test.sh installs it)");
         let port = free_port();
         let child = Command::new(chromedriver)
             .arg(format!("--port={port}"))

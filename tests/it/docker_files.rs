@@ -168,3 +168,82 @@ fn dockerfile_is_multi_stage() {
     assert!(text.contains("COPY --from=build /src/target/release/flowctl"));
     assert!(text.contains("EXPOSE 8080"));
 }
+
+fn promtool(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(docker().join("prometheus"))
+        .output()
+        .expect("promtool is required (Debian package `prometheus`; scripts/test.sh installs it)")
+}
+
+#[test]
+fn the_alert_rules_are_valid_fire_when_they_should_and_query_only_real_metrics() {
+    let check = promtool(&["check", "rules", "alerts.yml"]);
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Each alert fires on a series that should page and stays silent on a healthy one.
+    let test = promtool(&["test", "rules", "alerts_test.yml"]);
+    assert!(
+        test.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let rules = yaml(&docker().join("prometheus/alerts.yml"));
+    let known: BTreeSet<&str> = flowctl::metrics::NAMES.iter().copied().collect();
+    let mut alerts = BTreeSet::new();
+    for group in get(&rules, &["groups"]).as_sequence().unwrap().iter() {
+        for rule in get(group, &["rules"]).as_sequence().unwrap().iter() {
+            alerts.insert(scalar(rule, &["alert"]).to_string());
+            let expr = scalar(rule, &["expr"]);
+            for (i, _) in expr.match_indices("flowctl_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+                assert!(
+                    known.contains(base),
+                    "alert queries unknown metric `{name}`"
+                );
+            }
+        }
+    }
+    // Every alert the rules define is exercised by the unit tests.
+    let tests = std::fs::read_to_string(docker().join("prometheus/alerts_test.yml")).unwrap();
+    for a in &alerts {
+        assert!(
+            tests.contains(&format!("alertname: {a}")),
+            "no unit test fires {a}"
+        );
+    }
+    assert!(alerts.len() >= 6, "{alerts:?}");
+    // Prometheus loads the rules and sends to the compose Alertmanager.
+    let p = yaml(&docker().join("prometheus.yml"));
+    let files = get(&p, &["rule_files"]).as_sequence().unwrap();
+    assert_eq!(
+        files[0].as_scalar().unwrap().as_str(),
+        "/etc/prometheus/alerts.yml"
+    );
+    let c = yaml(&docker().join("docker-compose.yml"));
+    assert!(
+        get(&c, &["services", "alertmanager", "image"])
+            .as_scalar()
+            .is_some()
+    );
+    let mounts = get(&c, &["services", "prometheus", "volumes"])
+        .as_sequence()
+        .unwrap();
+    assert!(
+        mounts.iter().any(|m| m.as_scalar().unwrap().as_str()
+            == "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro"),
+        "the compose Prometheus must mount the alert rules"
+    );
+}

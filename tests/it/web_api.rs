@@ -323,7 +323,7 @@ fn metrics_are_valid_prometheus_exposition() {
         "{text}"
     );
     let promtool = which("promtool")
-        .expect("promtool is required (Debian package `prometheus`; .ci/run installs it)");
+        .expect("promtool is required (Debian package `prometheus`; scripts/test.sh installs it)");
     let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
