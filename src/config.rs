@@ -223,6 +223,10 @@ impl Config {
             poll: defaults.poll,
             schema_registry: schema_registry.clone(),
             openlineage,
+            public_url: var("FLOWCTL_PUBLIC_URL").unwrap_or_else(|| {
+                let addr = var("FLOWCTL_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
+                format!("http://{}", addr.trim())
+            }),
         };
         Ok(Config {
             home,

@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod lake;
 pub mod lineage;
 pub mod metrics;
+pub mod notify;
 pub mod process;
 pub mod quality;
 pub mod store;

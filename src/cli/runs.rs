@@ -127,8 +127,13 @@ pub async fn trigger(cfg: &Config, engine: &Engine, a: TriggerArgs) -> anyhow::R
     }
     let state = execute_interruptible(engine, id, |e| e.execute(id)).await?;
     report(engine, id, a.json).await?;
+    engine.notifier().drain(NOTIFY_DRAIN).await;
     Ok(exit_for(state))
 }
+
+/// How long a command that ran a flow waits for its notifications before exiting: enough for
+/// every retry of a webhook that times out each time.
+const NOTIFY_DRAIN: std::time::Duration = std::time::Duration::from_secs(75);
 
 /// Runs `f` and turns Ctrl-C into a cancel request, so an interrupted trigger still records
 /// the run as cancelled rather than leaving it to crash recovery.
@@ -172,6 +177,7 @@ fn spawn_worker(cfg: &Config, id: i64) -> anyhow::Result<()> {
 
 pub async fn worker(engine: &Engine, a: WorkerArgs) -> anyhow::Result<u8> {
     let state = engine.execute(a.run).await?;
+    engine.notifier().drain(NOTIFY_DRAIN).await;
     Ok(exit_for(state))
 }
 
@@ -186,6 +192,7 @@ pub async fn retry(engine: &Engine, a: RunArgs) -> anyhow::Result<u8> {
     }
     let state = execute_interruptible(engine, id, |e| e.retry(id)).await?;
     report(engine, id, a.json).await?;
+    engine.notifier().drain(NOTIFY_DRAIN).await;
     Ok(exit_for(state))
 }
 

@@ -89,6 +89,7 @@ async fn adopt_loop(engine: Engine) {
             Ok(ids) => ids.into_iter().for_each(|id| engine.adopt(id)),
             Err(e) => tracing::error!(error = %e, "cannot list runs to adopt"),
         }
+        engine.check_slas().await;
     }
 }
 

@@ -10,6 +10,7 @@ mod recovery;
 pub mod retry;
 pub mod rules;
 pub mod scheduler;
+mod sla;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,7 +28,8 @@ pub use recovery::Recovered;
 use crate::contracts::registry::{Registry, RegistryEndpoint};
 use crate::flow::{Flow, parse_flow};
 use crate::lineage::openlineage::{Emitter, OpenLineageSettings};
-use crate::store::{NewRun, Store, StoreError, Submitted};
+use crate::notify::Notifier;
+use crate::store::{NewRun, RunRow, Store, StoreError, Submitted};
 use crate::tasks::TaskRegistry;
 use crate::vocab::{SourceErrors, panic_message};
 
@@ -48,6 +50,8 @@ pub struct EngineConfig {
     pub schema_registry: Option<RegistryEndpoint>,
     /// Where attempts' OpenLineage events go; None when OpenLineage is off.
     pub openlineage: Option<OpenLineageSettings>,
+    /// Where the web UI is (`FLOWCTL_PUBLIC_URL`), for the run links notifications carry.
+    pub public_url: String,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +64,7 @@ impl Default for EngineConfig {
             poll: Duration::from_millis(100),
             schema_registry: None,
             openlineage: None,
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct Engine {
     cfg: Arc<EngineConfig>,
     owner: Arc<str>,
     permits: Arc<Semaphore>,
+    notifier: Notifier,
+    slas: Arc<sla::SlaCache>,
 }
 
 impl Engine {
@@ -98,7 +105,10 @@ impl Engine {
         let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         let schemas = Registry::new(cfg.schema_registry.as_ref(), store.clone());
         let lineage = cfg.openlineage.as_ref().map(|o| Arc::new(Emitter::new(o)));
+        let notifier = Notifier::new(store.clone(), &cfg.public_url);
         Engine {
+            notifier,
+            slas: Arc::default(),
             store,
             registry,
             schemas,
@@ -216,6 +226,20 @@ impl Engine {
             }
         }
         let run = self.store.get_run(run_id).await?;
+        let (sla, notify) = (flow.sla, flow.notify.clone());
+        let state = self.drive_guarded(run, flow).await?;
+        // After the state is recorded, in the background: a notification never holds a run.
+        self.notifier.run_finished(run_id, sla, &notify).await;
+        Ok(state)
+    }
+
+    /// The notifications this engine sends (`flowctl trigger` drains them before exiting).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    async fn drive_guarded(&self, run: RunRow, flow: Flow) -> Result<RunState, EngineError> {
+        let run_id = run.id;
         // A bug in the executor must not leave the run `running` under a live owner, where
         // nothing would ever recover, retry or cancel it: the run fails, with the reason.
         let driven = AssertUnwindSafe(executor::drive(self, run, flow))

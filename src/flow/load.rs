@@ -11,7 +11,9 @@ use marked_yaml::Node;
 use marked_yaml::types::MarkedMappingNode;
 
 use super::dag::Dag;
-use super::model::{Flow, RetryPolicy, TaskSpec, TriggerRule};
+use super::model::{
+    Flow, NotifyEvent, NotifyRule, NotifyTarget, RetryPolicy, TaskSpec, TriggerRule,
+};
 use super::schedule::Schedule;
 use crate::tasks::{Task, TaskRegistry};
 use crate::vocab::source::{Reader, SourceError, SourceErrors, line_of, sline};
@@ -26,7 +28,10 @@ const FLOW_KEYS: &[&str] = &[
     "retries",
     "timeout",
     "tasks",
+    "sla",
+    "notify",
 ];
+const NOTIFY_KEYS: &[&str] = &["on", "webhook", "command"];
 const TASK_KEYS: &[&str] = &[
     "id",
     "kind",
@@ -63,6 +68,8 @@ struct Header {
     params: BTreeMap<String, String>,
     retry: RetryPolicy,
     timeout: Option<Duration>,
+    sla: Option<Duration>,
+    notify: Vec<NotifyRule>,
 }
 
 /// One task entry as written, before its references are resolved.
@@ -123,6 +130,8 @@ pub fn parse_flow(path: &Path, text: &str, registry: &TaskRegistry) -> Result<Fl
         params: header.params,
         tasks,
         dag: dag.expect("no errors means the DAG was built"),
+        sla: header.sla,
+        notify: header.notify,
     })
 }
 
@@ -173,7 +182,112 @@ fn read_header(r: &mut Reader, map: &MarkedMappingNode) -> Header {
         timeout: map
             .get_node("timeout")
             .and_then(|n| r.duration(n, "timeout", false)),
+        sla: map
+            .get_node("sla")
+            .and_then(|n| r.duration(n, "sla", false)),
+        notify: map
+            .get_node("notify")
+            .map(|n| read_notify(r, n))
+            .unwrap_or_default(),
     }
+}
+
+/// `notify:` a list of `{on: [events], webhook: URL}` or `{on: [events], command: CMD}`.
+fn read_notify(r: &mut Reader, n: &Node) -> Vec<NotifyRule> {
+    let Some(seq) = n.as_sequence() else {
+        r.err(
+            line_of(n),
+            "`notify` must be a list, e.g. [{on: [failed], webhook: https://…}]",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in seq.iter() {
+        let Some(m) = r.mapping(item, "each `notify` entry") else {
+            continue;
+        };
+        r.unknown_keys(m, NOTIFY_KEYS, "a `notify` entry");
+        let line = line_of(item);
+        let on = match m.get_node("on") {
+            Some(n) => r.scalar_list(n, "`on`").map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| {
+                        NotifyEvent::parse(e.as_str().trim()).or_else(|| {
+                            r.err(
+                                sline(e),
+                                format!(
+                                    "unknown notify event `{}` (expected one of: {})",
+                                    e.as_str(),
+                                    NotifyEvent::NAMES.join(", ")
+                                ),
+                            );
+                            None
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            }),
+            None => {
+                r.err(
+                    line,
+                    "a `notify` entry needs `on: [events]`, e.g. on: [failed]",
+                );
+                None
+            }
+        };
+        if let Some(n) = m.get_node("on")
+            && on.as_ref().is_some_and(|v| v.is_empty())
+            && n.as_sequence().is_some_and(|s| s.is_empty())
+        {
+            r.err(line_of(n), "`on` lists no event; name at least one");
+        }
+        let webhook = m
+            .get_node("webhook")
+            .and_then(|n| r.scalar(n, "`webhook`"))
+            .and_then(|s| {
+                let u = s.as_str().trim();
+                match url::Url::parse(u) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                        Some(u.to_string())
+                    }
+                    _ => {
+                        r.err(sline(s), "`webhook` must be an http:// or https:// URL");
+                        None
+                    }
+                }
+            });
+        let command = m.get_node("command").and_then(|n| r.name(n, "`command`"));
+        let target = match (
+            webhook,
+            command,
+            m.get_node("webhook"),
+            m.get_node("command"),
+        ) {
+            (Some(w), None, _, None) => Some(NotifyTarget::Webhook(w)),
+            (None, Some(c), None, _) => Some(NotifyTarget::Command(c)),
+            (_, _, Some(_), Some(_)) => {
+                r.err(
+                    line,
+                    "a `notify` entry takes `webhook:` or `command:`, not both",
+                );
+                None
+            }
+            (_, _, None, None) => {
+                r.err(
+                    line,
+                    "a `notify` entry needs a `webhook:` URL or a `command:`",
+                );
+                None
+            }
+            _ => None, // the bad value was reported
+        };
+        if let (Some(on), Some(target)) = (on, target)
+            && !on.is_empty()
+        {
+            out.push(NotifyRule { on, target });
+        }
+    }
+    out
 }
 
 /// Declared run parameters: names a shell task can see as `FLOWCTL_PARAM_<NAME>` (so letters,

@@ -7,5 +7,5 @@ mod schedule;
 
 pub use dag::Dag;
 pub use load::{load_dir, load_file, parse_flow, valid_param_name};
-pub use model::{Flow, RetryPolicy, TaskSpec, TriggerRule};
+pub use model::{Flow, NotifyEvent, NotifyRule, NotifyTarget, RetryPolicy, TaskSpec, TriggerRule};
 pub use schedule::Schedule;

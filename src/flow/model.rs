@@ -106,6 +106,75 @@ pub struct Flow {
     /// Tasks in declaration order; `dag` indexes into this.
     pub tasks: Vec<TaskSpec>,
     pub dag: Dag,
+    /// `sla:` a run not finished this long after it was due (created) notifies `sla_missed`.
+    pub sla: Option<Duration>,
+    /// `notify:` who hears of which run events.
+    pub notify: Vec<NotifyRule>,
+}
+
+/// A run event a notification can be sent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NotifyEvent {
+    Success,
+    Failed,
+    Cancelled,
+    /// A quality check with `severity: fail` failed in the run (its data was not published).
+    GateFailed,
+    /// The run was not finished `sla` after it was due.
+    SlaMissed,
+}
+
+impl NotifyEvent {
+    pub const NAMES: [&'static str; 5] = [
+        "success",
+        "failed",
+        "cancelled",
+        "gate_failed",
+        "sla_missed",
+    ];
+
+    pub fn parse(s: &str) -> Option<NotifyEvent> {
+        Some(match s {
+            "success" => NotifyEvent::Success,
+            "failed" => NotifyEvent::Failed,
+            "cancelled" => NotifyEvent::Cancelled,
+            "gate_failed" => NotifyEvent::GateFailed,
+            "sla_missed" => NotifyEvent::SlaMissed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Success => "success",
+            NotifyEvent::Failed => "failed",
+            NotifyEvent::Cancelled => "cancelled",
+            NotifyEvent::GateFailed => "gate_failed",
+            NotifyEvent::SlaMissed => "sla_missed",
+        }
+    }
+}
+
+impl fmt::Display for NotifyEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a notification goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyTarget {
+    /// POST the JSON payload (with a `text` field, so a Slack incoming webhook takes it as is).
+    Webhook(String),
+    /// `sh -c COMMAND` with the payload on stdin and in `FLOWCTL_NOTIFY_*` variables.
+    Command(String),
+}
+
+/// One `notify:` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyRule {
+    pub on: Vec<NotifyEvent>,
+    pub target: NotifyTarget,
 }
 
 impl Flow {

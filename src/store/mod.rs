@@ -13,6 +13,7 @@
 
 mod db_file;
 mod logs;
+mod notifications;
 mod quality;
 mod registry;
 mod runs;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{
 
 pub use db_file::FileGone;
 pub use logs::LogRow;
+pub use notifications::NotificationAttempt;
 pub use registry::{Registered, RegistryStoreError, SubjectVersion, VersionSel};
 pub use runs::Heartbeat;
 pub use runs::{NewRun, RunFilter, RunRow, Submitted};

@@ -73,10 +73,10 @@ pub struct RunFilter {
     pub before_id: Option<i64>,
 }
 
-const RUN_COLUMNS: &str = "id, flow, state, trigger_source, params, idempotency_key, flow_path, round, \
+pub(super) const RUN_COLUMNS: &str = "id, flow, state, trigger_source, params, idempotency_key, flow_path, round, \
      cancel_requested, owner, heartbeat_at, created_at, started_at, ended_at, error";
 
-fn run_from_row(row: &SqliteRow, with_yaml: bool) -> Result<RunRow, StoreError> {
+pub(super) fn run_from_row(row: &SqliteRow, with_yaml: bool) -> Result<RunRow, StoreError> {
     let state: String = row.try_get("state")?;
     let params: String = row.try_get("params")?;
     Ok(RunRow {

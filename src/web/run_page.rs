@@ -186,6 +186,25 @@ fn run_live(view: &RunView, sel: &Selection, q: &TaskQuery) -> Markup {
                     }
                 }
             }
+            h2 { "Notifications" }
+            @if view.notifications.is_empty() {
+                div class="card muted" { "No notifications sent for this run." }
+            } @else {
+                table id="notifications" {
+                    thead { tr { th { "Event" } th { "Target" } th { "Attempt" } th { "At" } th { "Result" } } }
+                    tbody {
+                        @for n in &view.notifications {
+                            tr {
+                                td { (n.event) }
+                                td { (n.target) }
+                                td { (n.attempt) }
+                                td { (n.at.format("%Y-%m-%d %H:%M:%S")) }
+                                td { (badge(if n.ok { "success" } else { "failed" })) " " (n.detail) }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::store::{AttemptRow, QualityRow, RunRow, Store, StoreError};
+use crate::store::{AttemptRow, NotificationAttempt, QualityRow, RunRow, Store, StoreError};
 use crate::tasks::TaskRegistry;
 use crate::vocab::state::TaskState;
 
@@ -21,6 +21,7 @@ pub struct RunData {
     pub run: RunRow,
     pub attempts: Vec<AttemptRow>,
     pub quality: Vec<QualityRow>,
+    pub notifications: Vec<NotificationAttempt>,
 }
 
 impl RunData {
@@ -29,6 +30,7 @@ impl RunData {
             run: store.get_run(id).await?,
             attempts: store.attempts(id).await?,
             quality: store.quality_results(id).await?,
+            notifications: store.notification_attempts(id).await?,
         })
     }
 }
@@ -63,6 +65,8 @@ pub struct RunView {
     /// `attempts_of[i]`: indices into `attempts` of task `i`'s attempts, in attempt order.
     attempts_of: Vec<Vec<usize>>,
     pub quality: Vec<QualityRow>,
+    /// Delivery attempts of the run's notifications (targets shown without secrets).
+    pub notifications: Vec<NotificationAttempt>,
 }
 
 /// Which tasks to show: a page of those in one state (or all).
@@ -91,6 +95,7 @@ impl RunView {
             run,
             attempts,
             quality,
+            notifications,
         } = data;
         let flow = crate::flow::parse_flow(
             std::path::Path::new(&run.flow_path),
@@ -160,6 +165,7 @@ impl RunView {
             attempts,
             attempts_of,
             quality,
+            notifications,
         }
     }
 
@@ -210,6 +216,7 @@ impl RunView {
             "tasks": tasks,
             "attempts": attempts,
             "quality": self.quality,
+            "notifications": self.notifications,
             "tasks_total": self.tasks.len(),
             "tasks_matching": sel.matching,
             "offset": sel.offset,

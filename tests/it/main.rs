@@ -12,6 +12,7 @@ mod ingest_limits;
 mod kafka_security;
 pub mod lake;
 mod lineage;
+pub mod notifications;
 mod parser_props;
 mod pipeline;
 mod quality;

@@ -437,3 +437,48 @@ fn checks_validate_names_columns_the_table_does_not_have() {
     );
     assert_eq!(err.lines().count(), 2, "{err}");
 }
+
+#[tokio::test]
+async fn a_failing_gate_notifies_gate_failed_and_a_passing_one_does_not() {
+    let env = Env::new();
+    with_expectations(&env);
+    payment_success_rate(&env).await;
+    bad_daily_revenue(&env).await;
+    let hook = crate::notifications::Hook::start("/gates", &[]);
+    let notify = format!(
+        "name: gates\nnotify:\n  - on: [gate_failed]\n    webhook: {}\n",
+        hook.url
+    );
+    env.flow("gates", &GATES.replacen("name: gates\n", &notify, 1));
+    let out = env.run(&["trigger", "gates"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["event"], "gate_failed");
+    assert_eq!(bodies[0]["state"], "failed");
+    assert!(
+        bodies[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("stopped by a failing quality gate"),
+        "{}",
+        bodies[0]
+    );
+
+    // Only the passing gate: no gate_failed.
+    let env = Env::new();
+    with_expectations(&env);
+    payment_success_rate(&env).await;
+    let hook = crate::notifications::Hook::start("/gates", &[]);
+    env.flow(
+        "pass",
+        &format!(
+            "name: pass\nnotify:\n  - on: [gate_failed]\n    webhook: {}\ntasks:\n  - id: check\n    \
+             kind: quality_check\n    params: {{table: gold_payment_success_rate}}\n",
+            hook.url
+        ),
+    );
+    let out = env.run(&["trigger", "pass"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(hook.bodies().len(), 0);
+}
