@@ -118,10 +118,11 @@ fn build() -> Metrics {
         end_to_end_latency: HistogramVec::new(
             HistogramOpts::new(
                 "flowctl_end_to_end_latency_seconds",
-                "Event time to gold commit",
+                "From an event's Kafka timestamp to the commit that made it visible in the table",
             )
             .buckets(vec![
-                1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0,
+                86400.0,
             ]),
             &["table"],
         )

@@ -52,6 +52,11 @@ pub async fn serve(cfg: &Config, engine: Engine, a: ServeArgs) -> anyhow::Result
     )
     .allowing_hosts(cfg.allowed_hosts.clone());
     tokio::spawn(watch_state_db(engine.store().clone()));
+    tokio::spawn(watch_lag(
+        cfg.kafka.clone(),
+        cfg.home.join("lake"),
+        state.health.clone(),
+    ));
     eprintln!("flowctl serving on http://{addr}");
     crate::web::serve(addr, state).await?;
     if let Some(s) = scheduler {
@@ -71,6 +76,44 @@ async fn watch_state_db(store: crate::store::Store) {
             eprintln!("error: {e}");
             return;
         }
+    }
+}
+
+/// How often `serve` measures consumer lag (and so whether the broker answers).
+const LAG_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Exports `flowctl_consumer_lag` for every topic with a bronze table, whether or not an
+/// ingest runs, and records whether the broker answered (for /healthz).
+async fn watch_lag(
+    kafka: crate::kafka::KafkaSettings,
+    lake: std::path::PathBuf,
+    health: std::sync::Arc<crate::web::health::Health>,
+) {
+    use crate::web::health::BrokerSeen;
+    let mut tick = tokio::time::interval(LAG_EVERY);
+    loop {
+        tick.tick().await;
+        let seen = match crate::ingest::lag::measure(&kafka, &lake).await {
+            Ok(lags) => {
+                let m = crate::metrics::get();
+                for l in &lags {
+                    m.consumer_lag
+                        .with_label_values(&[l.topic.as_str(), &l.partition.to_string()])
+                        .set(l.lag);
+                }
+                BrokerSeen {
+                    reachable: true,
+                    at: chrono::Utc::now(),
+                    detail: None,
+                }
+            }
+            Err(e) => BrokerSeen {
+                reachable: false,
+                at: chrono::Utc::now(),
+                detail: Some(e.to_string()),
+            },
+        };
+        health.broker_seen(seen);
     }
 }
 

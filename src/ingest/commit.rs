@@ -42,6 +42,8 @@ const WRITES_IN_FLIGHT: usize = 2;
 struct Writing {
     batch: Prepared,
     good_rows: u64,
+    /// The good rows' Kafka timestamps (µs since the epoch), for the end-to-end latency.
+    event_times: Vec<i64>,
     files: AbortOnDrop<Result<Vec<deltalake::kernel::Add>, IngestError>>,
     started: Instant,
 }
@@ -116,12 +118,14 @@ impl Committer {
         let writer = sink.bronze.parts_writer(&sink.props)?;
         let good_rows = b.good_rows();
         let parts = std::mem::take(&mut b.good.parts);
+        let event_times = kafka_timestamps(&parts);
         let files = AbortOnDrop(tokio::spawn(async move {
             Ok::<_, IngestError>(writer.write(parts).await?)
         }));
         Ok(Writing {
             batch: b,
             good_rows,
+            event_times,
             files,
             started: Instant::now(),
         })
@@ -152,6 +156,7 @@ impl Committer {
         let Writing {
             batch: b,
             good_rows,
+            event_times,
             mut files,
             started: t_bronze,
         } = w;
@@ -208,6 +213,7 @@ impl Committer {
             .collect();
         sink.summary.bronze_version = sink.bronze.commit_files(adds, &txns, self.run_id).await?;
         sink.summary.commits += 1;
+        observe_latency(&sink.table_name, &event_times);
         // Includes the audit commit, which the file writing overlaps.
         let bronze_s = t_bronze.elapsed().as_secs_f64();
 
@@ -271,4 +277,44 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The `_kafka_timestamp` column of `parts` (null timestamps left out).
+fn kafka_timestamps(parts: &[deltalake::arrow::array::RecordBatch]) -> Vec<i64> {
+    use deltalake::arrow::array::{Array, AsArray};
+    use deltalake::arrow::datatypes::TimestampMicrosecondType;
+    let mut out = Vec::new();
+    for part in parts {
+        let Some(col) = part.column_by_name("_kafka_timestamp") else {
+            continue;
+        };
+        let Some(ts) = col.as_primitive_opt::<TimestampMicrosecondType>() else {
+            continue;
+        };
+        out.extend(
+            (0..ts.len())
+                .filter(|&i| ts.is_valid(i))
+                .map(|i| ts.value(i)),
+        );
+    }
+    out
+}
+
+/// `flowctl_end_to_end_latency_seconds{table}`: from each event's Kafka timestamp to the commit
+/// that made it visible in `table`. A producer clock ahead of ours counts as zero.
+pub fn observe_latency(table: &str, event_times_us: &[i64]) {
+    if event_times_us.is_empty() {
+        return;
+    }
+    let now_us = chrono::Utc::now().timestamp_micros();
+    // A local histogram adds without atomics and is flushed once: an observation per event
+    // stays cheap at a million events a second.
+    let h = metrics::get()
+        .end_to_end_latency
+        .with_label_values(&[table])
+        .local();
+    for &t in event_times_us {
+        h.observe(now_us.saturating_sub(t).max(0) as f64 / 1e6);
+    }
+    h.flush();
 }

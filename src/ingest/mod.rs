@@ -20,6 +20,7 @@ mod commit;
 pub mod decode;
 mod dlq;
 mod error;
+pub mod lag;
 mod positions;
 mod prepare;
 mod raw;

@@ -412,6 +412,18 @@ impl Store {
         Ok(round)
     }
 
+    /// The latest run of every flow (at most 1000 flows), for `/healthz`.
+    pub async fn last_run_per_flow(&self) -> Result<Vec<RunRow>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM flow_runs WHERE id IN \
+             (SELECT MAX(id) FROM flow_runs GROUP BY flow) ORDER BY flow LIMIT 1000"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|r| run_from_row(r, false)).collect()
+    }
+
     /// Runs that some process claims to execute; recovery checks whether that process lives.
     pub async fn owned_unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
         let sql = format!(

@@ -1,6 +1,6 @@
 //! The JSON API. Reads go through the store; actions go through the engine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::Json;
@@ -8,6 +8,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -353,25 +354,85 @@ pub async fn tables(State(s): State<AppState>) -> ApiResult {
     ok(json!({"tables": tables}))
 }
 
-/// 200 while the state DB answers and is still the file the server opened; 503 with the
-/// reason otherwise (a deleted or replaced DB, a failing query).
-pub async fn healthz(State(s): State<AppState>) -> Response {
+/// What is wrong, if anything: the state DB, the scheduler heartbeat, the broker as the lag
+/// watcher last saw it, the last run of each flow (see `web::health` for the status rules).
+pub async fn healthz(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let store = s.engine.store();
-    let checked = match store.check_file() {
+    let mut problems: Vec<String> = Vec::new();
+    let db = match store.check_file() {
         Ok(()) => store
             .count_runs(None, Some(RunState::Running))
             .await
             .map(|_| ()),
         Err(e) => Err(e),
     };
-    match checked {
-        Ok(()) => ok(json!({"status": "ok"})).unwrap_or_else(IntoResponse::into_response),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "error", "error": e.to_string()})),
-        )
-            .into_response(),
-    }
+    let db_json = match &db {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => {
+            problems.push(format!("state DB: {e}"));
+            json!({"ok": false, "error": e.to_string()})
+        }
+    };
+    let beat = crate::metrics::get().scheduler_heartbeat.get();
+    let scheduler = if beat <= 0.0 {
+        json!({"running": false})
+    } else {
+        let age = (Utc::now().timestamp_millis() as f64 / 1000.0 - beat).max(0.0);
+        if age > super::health::STALE_AFTER.as_secs_f64() {
+            problems.push(format!("scheduler heartbeat is {age:.0}s old"));
+        }
+        json!({"running": true, "heartbeat_age_seconds": (age * 10.0).round() / 10.0})
+    };
+    let broker = match s.health.broker() {
+        None => json!({"checked": false}),
+        Some(b) => {
+            if !b.reachable
+                && q.get("require")
+                    .is_some_and(|r| r.split(',').any(|x| x == "broker"))
+            {
+                problems.push(format!(
+                    "broker unreachable: {}",
+                    b.detail.clone().unwrap_or_default()
+                ));
+            }
+            json!({"checked": true, "reachable": b.reachable, "checked_at": b.at, "error": b.detail})
+        }
+    };
+    let flows: Value = match db {
+        Ok(()) => match store.last_run_per_flow().await {
+            Ok(runs) => runs
+                .iter()
+                .map(|r| {
+                    (
+                        r.flow.clone(),
+                        json!({"run_id": r.id, "state": r.state.to_string(),
+                               "created_at": r.created_at, "ended_at": r.ended_at}),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            Err(_) => Value::Null,
+        },
+        Err(_) => Value::Null,
+    };
+    let body = json!({
+        "status": if problems.is_empty() { "ok" } else { "error" },
+        "error": problems.first(),
+        "problems": problems,
+        "state_db": db_json,
+        "scheduler": scheduler,
+        "broker": broker,
+        "last_runs": flows,
+    });
+    let code = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 pub async fn metrics(State(s): State<AppState>) -> ApiResult {

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod guard;
+pub mod health;
 mod lake_tables;
 mod listener;
 mod run_page;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub hosts: Arc<Hosts>,
     allowed_hosts: Vec<String>,
     heavy: Arc<Semaphore>,
+    /// What `serve`'s watchers last saw, for `/healthz`.
+    pub health: Arc<health::Health>,
 }
 
 impl AppState {
@@ -74,6 +77,7 @@ impl AppState {
             hosts: Arc::new(Hosts::Any),
             allowed_hosts: Vec::new(),
             heavy: Arc::new(Semaphore::new(HEAVY_AT_ONCE)),
+            health: Arc::default(),
         }
     }
 

@@ -13,6 +13,7 @@ mod kafka_security;
 pub mod lake;
 mod lineage;
 pub mod notifications;
+mod operator_health;
 mod parser_props;
 mod pipeline;
 mod quality;
