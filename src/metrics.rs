@@ -29,6 +29,7 @@ pub struct Metrics {
     pub schedule_fires: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub next_fire: GaugeVec,
+    pub sla_missed: IntGaugeVec,
 }
 
 /// Every metric name flowctl exposes; `docker/` may only refer to these.
@@ -47,6 +48,7 @@ pub const NAMES: &[&str] = &[
     "flowctl_schedule_fires_total",
     "flowctl_http_requests_total",
     "flowctl_schedule_next_fire_timestamp_seconds",
+    "flowctl_sla_missed_runs",
 ];
 
 fn build() -> Metrics {
@@ -153,6 +155,14 @@ fn build() -> Metrics {
             &["flow"],
         )
         .unwrap(),
+        sla_missed: IntGaugeVec::new(
+            Opts::new(
+                "flowctl_sla_missed_runs",
+                "Runs that missed their flow's `sla:`, by flow (from the state store)",
+            ),
+            &["flow"],
+        )
+        .unwrap(),
         registry,
     };
     for c in m.collectors() {
@@ -181,6 +191,7 @@ impl Metrics {
             Box::new(self.schedule_fires.clone()),
             Box::new(self.http_requests.clone()),
             Box::new(self.next_fire.clone()),
+            Box::new(self.sla_missed.clone()),
         ]
     }
 }
@@ -197,6 +208,10 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
     m.flow_runs.reset();
     for (flow, state, n) in store.run_counts().await? {
         m.flow_runs.with_label_values(&[&flow, &state]).set(n);
+    }
+    m.sla_missed.reset();
+    for (flow, n) in store.sla_missed_per_flow().await? {
+        m.sla_missed.with_label_values(&[&flow]).set(n);
     }
     for s in store.schedules().await? {
         if let Some(next) = s.next_fire_at {

@@ -71,7 +71,7 @@ impl Notifier {
     /// After a run reached a final state: its state's event, `gate_failed` when a quality gate
     /// failed in it, `sla_missed` when it finished later than its SLA allowed.
     pub async fn run_finished(&self, run_id: i64, sla: Option<Duration>, rules: &[NotifyRule]) {
-        if rules.is_empty() {
+        if rules.is_empty() && sla.is_none() {
             return;
         }
         if let Err(e) = self.try_run_finished(run_id, sla, rules).await {
@@ -132,7 +132,9 @@ impl Notifier {
             .filter(|r| r.on.contains(&event))
             .map(|r| &r.target)
             .collect();
-        if targets.is_empty() {
+        // A missed SLA is claimed (and so counted in `flowctl_sla_missed_runs`) even when no
+        // rule listens to it.
+        if targets.is_empty() && event != NotifyEvent::SlaMissed {
             return Ok(());
         }
         // The SLA is missed once per run, whatever its rounds; run outcomes once per round.
@@ -146,6 +148,9 @@ impl Notifier {
             .claim_notification(run.id, round, event.as_str(), Utc::now())
             .await?
         {
+            return Ok(());
+        }
+        if targets.is_empty() {
             return Ok(());
         }
         let payload = self.payload(run, event).await?;

@@ -12,7 +12,7 @@ use chrono::Utc;
 use super::Engine;
 use crate::flow::NotifyRule;
 
-/// A run's SLA and its rules; None when it has none to watch (or was already notified).
+/// A run's SLA and its rules; None when it has no SLA (or its miss was already claimed).
 type Watched = Option<(Duration, Vec<NotifyRule>)>;
 
 /// What the watcher needs of a run's flow snapshot, parsed once per run.

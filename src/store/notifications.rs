@@ -88,6 +88,19 @@ impl Store {
             .collect()
     }
 
+    /// Runs that missed their SLA, per flow: the source of `flowctl_sla_missed_runs`.
+    pub async fn sla_missed_per_flow(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.flow AS flow, COUNT(*) AS n FROM notification_claims c \
+             JOIN flow_runs r ON r.id = c.run_id WHERE c.event = 'sla_missed' GROUP BY r.flow",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("flow")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// Unfinished runs created before `due_before`, with their flow snapshot: the SLA
     /// watcher's candidates (at most 1000, oldest first).
     pub async fn unfinished_runs_created_before(

@@ -246,6 +246,16 @@ async fn a_run_past_its_sla_notifies_once_while_still_running_and_not_again_at_i
     assert!(!page.contains("/sla"), "the webhook path is not shown");
     let (_, api) = crate::server::get(&server.url(&format!("/api/runs/{run}")));
     assert_eq!(api["notifications"][0]["event"], "sla_missed");
+    let metrics = ureq::get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("flowctl_sla_missed_runs{flow=\"slow\"} 1"),
+        "{metrics}"
+    );
     server.kill();
 }
 
