@@ -36,7 +36,7 @@ pub use notifications::NotificationAttempt;
 pub use registry::{Registered, RegistryStoreError, SubjectVersion, VersionSel};
 pub use runs::Heartbeat;
 pub use runs::{NewRun, RunFilter, RunRow, Submitted};
-pub use schedules::{QualityRow, ScheduleRow};
+pub use schedules::{QualityByVersion, QualityRow, ScheduleRow};
 pub use tasks::{AttemptRow, Move, TaskFinish};
 
 /// Everything that can go wrong talking to the state DB.

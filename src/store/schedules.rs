@@ -16,6 +16,16 @@ pub struct ScheduleRow {
     pub next_fire_at: Option<DateTime<Utc>>,
 }
 
+/// A table's check outcomes at one version (the table page's quality history).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QualityByVersion {
+    pub version: Option<i64>,
+    pub pass: i64,
+    pub warn: i64,
+    pub fail: i64,
+    pub last_run: i64,
+}
+
 /// A stored quality check result.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QualityRow {
@@ -146,6 +156,34 @@ impl Store {
                     threshold: r.try_get("threshold")?,
                     severity: r.try_get("severity")?,
                     outcome: r.try_get("outcome")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A table's check outcomes per version, newest first (`limit` versions).
+    pub async fn quality_by_version(
+        &self,
+        table: &str,
+        limit: usize,
+    ) -> Result<Vec<QualityByVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, SUM(outcome = 'pass') AS pass, SUM(outcome = 'warn') AS warn, \
+             SUM(outcome = 'fail') AS fail, MAX(run_id) AS last_run FROM quality_results \
+             WHERE table_name = ? GROUP BY version ORDER BY version DESC LIMIT ?",
+        )
+        .bind(table)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QualityByVersion {
+                    version: r.try_get("version")?,
+                    pass: r.try_get("pass")?,
+                    warn: r.try_get("warn")?,
+                    fail: r.try_get("fail")?,
+                    last_run: r.try_get("last_run")?,
                 })
             })
             .collect()

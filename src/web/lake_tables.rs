@@ -62,7 +62,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<TableInfo>) {
     }
 }
 
-fn read_table(dir: &Path) -> Option<TableInfo> {
+pub(super) fn read_table(dir: &Path) -> Option<TableInfo> {
     let log = dir.join("_delta_log");
     let mut commits: Vec<(u64, PathBuf)> = std::fs::read_dir(&log)
         .ok()?

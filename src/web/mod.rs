@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod flow_page;
 mod guard;
 pub mod health;
 mod lake_tables;
@@ -11,6 +12,7 @@ mod listener;
 mod run_page;
 mod run_view;
 mod svg;
+mod table_page;
 mod ui;
 
 use std::net::SocketAddr;
@@ -177,7 +179,9 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}", get(run_page::run_page))
         .route("/runs/{id}/logs/{task}", get(ui::log_page))
         .route("/flows", get(ui::flows_page))
+        .route("/flows/{name}", get(flow_page::flow_page))
         .route("/tables", get(ui::tables_page))
+        .route("/tables/{name}", get(table_page::table_page))
         .route("/login", get(ui::login_page).post(ui::login_submit))
         .route("/ui/flows/{name}/trigger", post(ui::trigger_submit))
         .route("/ui/flows/{name}/pause", post(ui::pause_submit))

@@ -287,7 +287,7 @@ pub async fn flows_page(
                         @let sched = schedules.iter().find(|r| r.flow == f.name);
                         @let paused = sched.is_some_and(|r| r.paused);
                         tr data-flow=(f.name) {
-                            td { strong { (f.name) } @if let Some(d) = &f.description { br; span class="muted" { (d) } } }
+                            td { a href=(format!("/flows/{}", urlencode(&f.name))) { strong { (f.name) } } @if let Some(d) = &f.description { br; span class="muted" { (d) } } }
                             td { (f.schedule.as_ref().map(|s| s.expr()).unwrap_or("-")) @if paused { " " span class="badge" style="background:#7b8794" { "paused" } } }
                             td { (when(sched.and_then(|r| r.next_fire_at).or_else(|| f.schedule.as_ref().and_then(|s| s.next_after(chrono::Utc::now()))))) }
                             td class="dots" {
@@ -345,8 +345,8 @@ pub async fn tables_page(
     s.heavy(move || tables_html(&headers, &lake)).await
 }
 
-/// The tables page: reads every table's Delta log and lineage (file I/O and JSON parsing, for
-/// the blocking pool).
+/// The tables page: one line per table (reads every table's Delta log, for the blocking
+/// pool); each links to its own page.
 fn tables_html(headers: &HeaderMap, lake: &std::path::Path) -> Response {
     let tables = super::list_tables(lake);
     page(headers, "Tables", "Tables", |_| {
@@ -354,46 +354,19 @@ fn tables_html(headers: &HeaderMap, lake: &std::path::Path) -> Response {
             h1 { "Tables" }
             @if tables.is_empty() {
                 div class="card muted" { "No Delta tables under the lake yet." }
-            }
-            @for t in &tables {
-                div class="card" data-table=(t.name) {
-                    h2 { (t.name) }
-                    div class="kv" {
-                        span class="muted" { "Location" } code { (t.path.display().to_string()) }
-                        span class="muted" { "Versions" } span { (t.versions.len()) }
-                        span class="muted" { "Live files" } span { (t.files) }
-                        span class="muted" { "Rows" } span { (t.row_count.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into())) }
-                        span class="muted" { "Schema" } span { @for (n, ty) in &t.schema { code { (n) ": " (ty) } " " } }
-                    }
-                    @if let Ok(l) = crate::lineage::trace(lake, &t.name, None) {
-                        div class="lineage" {
-                            h3 { "Lineage of v" (l.version) }
-                            @if l.commit_inputs.is_empty() && l.tables.is_empty() && l.kafka.is_empty() {
-                                span class="muted" { "No recorded inputs." }
-                            }
-                            ul {
-                                @for i in &l.commit_inputs {
-                                    li { "this version's commit read " (input_text(i)) }
-                                }
-                                @for src in &l.tables {
-                                    li { "reflects " code { (src.table) } " up to v" (src.version) }
-                                }
-                                @for k in l.kafka_sources() {
-                                    li { "reflects Kafka " code { (k.topic) "[" (k.partition) "]" } " offsets ..=" (k.to_offset) }
-                                }
-                            }
-                        }
-                    }
-                    table {
-                        thead { tr { th { "Version" } th { "Committed" } th { "Operation" } th { "Written by run" } } }
-                        tbody {
-                            @for v in t.versions.iter().rev().take(20) {
-                                tr {
-                                    td { (v.version) }
-                                    td { (v.timestamp_ms.and_then(chrono::DateTime::from_timestamp_millis).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()) }
-                                    td { (v.operation.as_deref().unwrap_or("")) }
-                                    td { @if let Some(r) = v.run_id { a href=(format!("/runs/{r}")) { "#" (r) } } @else { "-" } }
-                                }
+            } @else {
+                table id="tables" {
+                    thead { tr { th { "Table" } th { "Version" } th { "Rows" } th { "Live files" } th { "Last commit" } th { "Written by run" } } }
+                    tbody {
+                        @for t in &tables {
+                            @let last = t.versions.last();
+                            tr data-table=(t.name) {
+                                td { a href=(format!("/tables/{}", urlencode(&t.name))) { (t.name) } }
+                                td { (last.map(|v| v.version.to_string()).unwrap_or_default()) }
+                                td { (t.row_count.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into())) }
+                                td { (t.files) }
+                                td { (last.and_then(|v| v.timestamp_ms).and_then(chrono::DateTime::from_timestamp_millis).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()) }
+                                td { @if let Some(r) = last.and_then(|v| v.run_id) { a href=(format!("/runs/{r}")) { "#" (r) } } @else { "-" } }
                             }
                         }
                     }
@@ -401,6 +374,53 @@ fn tables_html(headers: &HeaderMap, lake: &std::path::Path) -> Response {
             }
         }
     })
+}
+
+/// A table's facts, lineage and version history: the top of its page.
+pub(super) fn table_card(lake: &std::path::Path, t: &super::lake_tables::TableInfo) -> Markup {
+    html! {
+        div class="card" data-table=(t.name) {
+            div class="kv" {
+                span class="muted" { "Location" } code { (t.path.display().to_string()) }
+                span class="muted" { "Versions" } span { (t.versions.len()) }
+                span class="muted" { "Live files" } span { (t.files) }
+                span class="muted" { "Rows" } span { (t.row_count.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into())) }
+                span class="muted" { "Schema" } span { @for (n, ty) in &t.schema { code { (n) ": " (ty) } " " } }
+            }
+            @if let Ok(l) = crate::lineage::trace(lake, &t.name, None) {
+                div class="lineage" {
+                    h3 { "Lineage of v" (l.version) }
+                    @if l.commit_inputs.is_empty() && l.tables.is_empty() && l.kafka.is_empty() {
+                        span class="muted" { "No recorded inputs." }
+                    }
+                    ul {
+                        @for i in &l.commit_inputs {
+                            li { "this version's commit read " (input_text(i)) }
+                        }
+                        @for src in &l.tables {
+                            li { "reflects " code { (src.table) } " up to v" (src.version) }
+                        }
+                        @for k in l.kafka_sources() {
+                            li { "reflects Kafka " code { (k.topic) "[" (k.partition) "]" } " offsets ..=" (k.to_offset) }
+                        }
+                    }
+                }
+            }
+            table {
+                thead { tr { th { "Version" } th { "Committed" } th { "Operation" } th { "Written by run" } } }
+                tbody {
+                    @for v in t.versions.iter().rev().take(20) {
+                        tr {
+                            td { (v.version) }
+                            td { (v.timestamp_ms.and_then(chrono::DateTime::from_timestamp_millis).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()) }
+                            td { (v.operation.as_deref().unwrap_or("")) }
+                            td { @if let Some(r) = v.run_id { a href=(format!("/runs/{r}")) { "#" (r) } } @else { "-" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub async fn login_page(headers: HeaderMap) -> Response {

@@ -240,3 +240,94 @@ tasks:
         "{row}"
     );
 }
+
+/// Waits until `css` exists (pages navigate asynchronously after a click or a submit).
+fn wait_find(d: &Driver, css: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(e) = d.find(css) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {css} in: {}",
+            d.cmd("GET", "/source", None)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn a_table_page_previews_rows_at_the_version_picked_and_a_flow_page_charts_its_runs() {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    let env = Env::new();
+    // Version 1 holds one row, version 2 three.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("city", DataType::Utf8, true),
+    ]));
+    let path = flowctl::lake::lake_root(&env.home()).join("silver_places");
+    let mut t = flowctl::lake::LakeTable::open_or_create(&path, &schema, &[])
+        .await
+        .unwrap();
+    for (ids, cities) in [
+        (vec![1], vec!["Lisbon"]),
+        (vec![2, 3], vec!["Porto", "Faro"]),
+    ] {
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)) as ArrayRef,
+                Arc::new(StringArray::from(cities)) as ArrayRef,
+            ],
+        )
+        .unwrap();
+        t.append([b], None).await.unwrap();
+    }
+    env.flow(
+        "charted",
+        "name: charted\ntasks:\n  - {id: a, kind: noop, params: {sleep: 300ms}}\n",
+    );
+    for _ in 0..2 {
+        assert!(env.run(&["trigger", "charted"]).status.success());
+    }
+    let server = Server::start(&env, &[]);
+    let d = Driver::start();
+
+    d.goto(&server.url("/tables"));
+    d.click("tr[data-table='silver_places'] a");
+    wait_find(&d, "#preview");
+    assert_eq!(d.text("#preview-version").as_deref(), Some("2"));
+    let rows = d.text("#preview tbody").unwrap();
+    assert!(rows.contains("Lisbon") && rows.contains("Faro"), "{rows}");
+    // Time travel: pick version 1 and show it.
+    d.click("select[name='version'] option[value='1']");
+    d.click("#version-picker button");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.text("#preview-version").as_deref() != Some("1") {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            d.cmd("GET", "/source", None)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rows = d.text("#preview tbody").unwrap();
+    assert!(rows.contains("Lisbon") && !rows.contains("Faro"), "{rows}");
+
+    d.goto(&server.url("/flows"));
+    d.click("tr[data-flow='charted'] a");
+    wait_find(&d, "svg#durations");
+    assert!(d.find("#durations rect[data-run='1']").is_some());
+    assert!(d.find("#durations rect[data-run='2']").is_some());
+    assert_eq!(
+        d.attr("#durations rect[data-run='2']", "fill").as_deref(),
+        Some("#2e9d5b"),
+        "a successful run is green"
+    );
+    server.kill();
+}

@@ -109,7 +109,7 @@ fn a_flow_emits_valid_openlineage_events_and_bronze_lineage_reaches_kafka() {
 
     // The UI's table page shows it.
     let server = crate::server::Server::start(&env, &[]);
-    let html = ureq::get(&server.url("/tables"))
+    let html = ureq::get(&server.url(&format!("/tables/{table}")))
         .call()
         .unwrap()
         .into_body()

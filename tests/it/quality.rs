@@ -464,6 +464,25 @@ async fn a_failing_gate_notifies_gate_failed_and_a_passing_one_does_not() {
         "{}",
         bodies[0]
     );
+    // The table's page shows its checks by version: revenue_positive failed at version 1.
+    let server = crate::server::Server::start(&env, &[]);
+    let page = ureq::get(&server.url("/tables/gold_daily_revenue"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let row = page
+        .split("<tr data-version=\"1\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no version 1 in the quality history: {page}"));
+    let cells: Vec<&str> = row.split("<td>").skip(1).collect();
+    assert!(
+        cells[3].contains(">failed<") && cells[3].contains("</span> 1"),
+        "{row}"
+    );
+    server.kill();
 
     // Only the passing gate: no gate_failed.
     let env = Env::new();
