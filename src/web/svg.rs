@@ -135,3 +135,59 @@ pub fn truncate(s: &str, n: usize) -> String {
         s.to_string()
     }
 }
+
+/// One bar of a stacked bar chart: its label and its parts (category, count).
+pub struct Stack {
+    pub label: String,
+    pub parts: Vec<(String, i64)>,
+}
+
+/// Stacked bars, oldest left, each part coloured by `colour(category)`, with a legend.
+pub fn stacked_bars(id: &str, bars: &[Stack], colour: &dyn Fn(&str) -> &'static str) -> Markup {
+    let (w, h) = (800.0, 140.0);
+    let max = bars
+        .iter()
+        .map(|b| b.parts.iter().map(|(_, n)| *n).sum::<i64>())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let bar = (w / bars.len().max(1) as f64).min(40.0);
+    let mut categories: Vec<&str> = bars
+        .iter()
+        .flat_map(|b| b.parts.iter().map(|(c, _)| c.as_str()))
+        .collect();
+    categories.sort_unstable();
+    categories.dedup();
+    html! {
+        svg id=(id) width=(w) height=(h + 34.0) viewBox=(format!("0 0 {w} {}", h + 34.0)) role="img" {
+            @for (i, b) in bars.iter().enumerate() {
+                @let mut top = h;
+                @for (cat, n) in &b.parts {
+                    @let ph = *n as f64 / max * h;
+                    @let y = { top -= ph; top };
+                    rect data-bar=(b.label) data-part=(cat) x=(format!("{:.1}", i as f64 * bar)) y=(format!("{y:.1}")) width=(format!("{:.1}", (bar - 2.0).max(1.0))) height=(format!("{ph:.1}")) fill=(colour(cat)) {
+                        title { (b.label) ": " (n) " " (cat) }
+                    }
+                }
+            }
+            text x="0" y=(h + 14.0) font-size="11" fill="#666" {
+                (bars.first().map(|b| b.label.as_str()).unwrap_or("")) " … " (bars.last().map(|b| b.label.as_str()).unwrap_or("")) "; highest bar " (max)
+            }
+            @for (i, c) in categories.iter().enumerate() {
+                rect x=(i as f64 * 130.0) y=(h + 22.0) width="10" height="10" fill=(colour(c)) {}
+                text x=(i as f64 * 130.0 + 14.0) y=(h + 31.0) font-size="11" { (c) }
+            }
+        }
+    }
+}
+
+/// A stable colour per DLQ category (or any label): a fixed palette by hash.
+pub fn category_colour(category: &str) -> &'static str {
+    const PALETTE: [&str; 8] = [
+        "#d64545", "#e3a21a", "#2f7fd8", "#7a6f8f", "#e07b39", "#2e9d5b", "#8aa8d6", "#b6b6b6",
+    ];
+    let h = category
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    PALETTE[h as usize % PALETTE.len()]
+}

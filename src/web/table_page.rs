@@ -7,6 +7,7 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
+use super::svg::{Stack, category_colour, stacked_bars};
 use super::ui::{badge, page, table_card};
 use super::{ApiError, AppState};
 use crate::lake::{LakeTable, table_dir};
@@ -20,6 +21,9 @@ const QUALITY_VERSIONS: usize = 50;
 pub struct TableQuery {
     pub version: Option<i64>,
 }
+
+/// Days the DLQ chart shows.
+const DLQ_DAYS: u32 = 30;
 
 /// The preview: column names and rows as text.
 struct Preview {
@@ -76,9 +80,64 @@ pub async fn table_page(
                     })
                     .collect(),
             });
-        render(&headers, &lake, &name, info, preview, &quality)
+        let dlq = (name == crate::ingest::AUDIT_TABLE)
+            .then(|| dlq_by_day(&table, &files))
+            .flatten();
+        render(
+            &headers,
+            &lake,
+            &name,
+            info,
+            preview,
+            &quality,
+            dlq.as_deref(),
+        )
     })
     .await
+}
+
+/// Dead letters per ingest day and category, the last [`DLQ_DAYS`] days (only the two columns
+/// are read).
+fn dlq_by_day(table: &LakeTable, files: &[crate::lake::DataFile]) -> Option<Vec<Stack>> {
+    use polars::prelude::*;
+    let day = crate::ingest::AUDIT_PARTITION;
+    let df = table
+        .scan_files(files)
+        .ok()?
+        .select([col(day).cast(DataType::String), col("error_type")])
+        .group_by([col(day), col("error_type")])
+        .agg([len().alias("n")])
+        .sort([day], SortMultipleOptions::default())
+        .collect()
+        .ok()?;
+    let (days, cats, ns) = (
+        df.column(day).ok()?.str().ok()?.clone(),
+        df.column("error_type").ok()?.str().ok()?.clone(),
+        df.column("n")
+            .ok()?
+            .cast(&DataType::Int64)
+            .ok()?
+            .i64()
+            .ok()?
+            .clone(),
+    );
+    let mut bars: Vec<Stack> = Vec::new();
+    for i in 0..df.height() {
+        let d = days.get(i).unwrap_or("?").to_string();
+        let part = (
+            cats.get(i).unwrap_or("?").to_string(),
+            ns.get(i).unwrap_or(0),
+        );
+        match bars.last_mut() {
+            Some(b) if b.label == d => b.parts.push(part),
+            _ => bars.push(Stack {
+                label: d,
+                parts: vec![part],
+            }),
+        }
+    }
+    let skip = bars.len().saturating_sub(DLQ_DAYS as usize);
+    Some(bars.split_off(skip))
 }
 
 fn cell_text(v: &polars::prelude::AnyValue) -> String {
@@ -97,7 +156,29 @@ fn render(
     info: Option<super::lake_tables::TableInfo>,
     preview: Result<Preview, String>,
     quality: &[crate::store::QualityByVersion],
+    dlq: Option<&[Stack]>,
 ) -> Response {
+    // Oldest version on the left.
+    let quality_bars: Vec<Stack> = quality
+        .iter()
+        .rev()
+        .map(|q| Stack {
+            label: q
+                .version
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "-".into()),
+            parts: vec![
+                ("pass".into(), q.pass),
+                ("warn".into(), q.warn),
+                ("fail".into(), q.fail),
+            ],
+        })
+        .collect();
+    let outcome_colour = |o: &str| match o {
+        "pass" => "#2e9d5b",
+        "warn" => "#e3a21a",
+        _ => "#d64545",
+    };
     let versions: Vec<u64> = info
         .as_ref()
         .map(|t| t.versions.iter().map(|v| v.version).rev().collect())
@@ -132,10 +213,19 @@ fn render(
                     }
                 }
             }
+            @if let Some(bars) = dlq {
+                h2 { "Dead letters by day and category" }
+                @if bars.is_empty() {
+                    div class="card muted" { "No dead letters." }
+                } @else {
+                    div class="card" { (stacked_bars("dlq-chart", bars, &category_colour)) }
+                }
+            }
             h2 { "Quality checks by version" }
             @if quality.is_empty() {
                 div class="card muted" { "No quality check has looked at this table." }
             } @else {
+                div class="card" { (stacked_bars("quality-chart", &quality_bars, &outcome_colour)) }
                 table id="quality-history" {
                     thead { tr { th { "Version" } th { "Pass" } th { "Warn" } th { "Fail" } th { "Last run" } } }
                     tbody {

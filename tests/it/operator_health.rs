@@ -78,6 +78,37 @@ async fn serve_exports_lag_without_an_ingest_and_healthz_reports_the_broker_and_
     );
     assert_eq!(h["last_runs"]["ok"]["state"], "success", "{h}");
     assert_eq!(h["last_runs"]["ok"]["run_id"], 1);
+
+    // The DLQ audit table's page charts its dead letters by day and category.
+    let landed =
+        crate::ingest::landed(&env.home(), &topic, &flowctl::ingest::bronze_table(&topic)).await;
+    assert!(!landed.audit.is_empty());
+    let page = ureq::get(&server.url("/tables/bronze_dlq_audit"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains("id=\"dlq-chart\""), "{page}");
+    let charted: i64 = page
+        .split("<rect data-bar=")
+        .skip(1)
+        .filter_map(|r| {
+            let title = r.split("<title>").nth(1)?.split("</title>").next()?;
+            title
+                .split(": ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(
+        charted,
+        landed.audit.len() as i64,
+        "every dead letter is in the chart"
+    );
     server.kill();
 }
 
