@@ -117,6 +117,23 @@ fn prometheus_scrapes_flowctl_where_it_listens() {
     assert_eq!(targets[0].as_scalar().unwrap().as_str(), "flowctl:8080");
 }
 
+/// Every flowctl metric a PromQL expression names: (as written, without a histogram suffix).
+fn metric_names(expr: &str) -> Vec<(String, String)> {
+    expr.match_indices("flowctl_")
+        .map(|(i, _)| {
+            let name: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n))
+                .to_string();
+            (name, base)
+        })
+        .collect()
+}
+
 #[test]
 fn dashboard_queries_only_real_metrics_and_covers_the_essentials() {
     let text = std::fs::read_to_string(docker().join("grafana/dashboards/flowctl.json")).unwrap();
@@ -126,19 +143,12 @@ fn dashboard_queries_only_real_metrics_and_covers_the_essentials() {
     for panel in dash["panels"].as_array().unwrap() {
         for t in panel["targets"].as_array().unwrap() {
             let expr = t["expr"].as_str().unwrap();
-            for (i, _) in expr.match_indices("flowctl_") {
-                let name: String = expr[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let base = ["_bucket", "_sum", "_count"]
-                    .iter()
-                    .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            for (name, base) in metric_names(expr) {
                 assert!(
-                    known.contains(base),
+                    known.contains(base.as_str()),
                     "dashboard queries unknown metric `{name}` in `{expr}`"
                 );
-                used.insert(base.to_string());
+                used.insert(base);
             }
         }
     }
@@ -192,16 +202,9 @@ fn the_alert_rules_are_valid_fire_when_they_should_and_query_only_real_metrics()
         for rule in get(group, &["rules"]).as_sequence().unwrap().iter() {
             alerts.insert(scalar(rule, &["alert"]).to_string());
             let expr = scalar(rule, &["expr"]);
-            for (i, _) in expr.match_indices("flowctl_") {
-                let name: String = expr[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let base = ["_bucket", "_sum", "_count"]
-                    .iter()
-                    .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            for (name, base) in metric_names(expr) {
                 assert!(
-                    known.contains(base),
+                    known.contains(base.as_str()),
                     "alert queries unknown metric `{name}`"
                 );
             }

@@ -233,12 +233,7 @@ async fn a_run_past_its_sla_notifies_once_while_still_running_and_not_again_at_i
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(hook.bodies().len(), 1, "{:?}", hook.bodies());
     // The run page and the API show the attempt.
-    let page = ureq::get(&server.url(&format!("/runs/{run}")))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let page = crate::server::text(&server.url(&format!("/runs/{run}")));
     assert!(
         page.contains("sla_missed") && page.contains("id=\"notifications\""),
         "{page}"
@@ -246,12 +241,7 @@ async fn a_run_past_its_sla_notifies_once_while_still_running_and_not_again_at_i
     assert!(!page.contains("/sla"), "the webhook path is not shown");
     let (_, api) = crate::server::get(&server.url(&format!("/api/runs/{run}")));
     assert_eq!(api["notifications"][0]["event"], "sla_missed");
-    let metrics = ureq::get(&server.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = crate::server::text(&server.url("/metrics"));
     assert!(
         metrics.contains("flowctl_sla_missed_runs{flow=\"slow\"} 1"),
         "{metrics}"

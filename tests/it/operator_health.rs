@@ -25,12 +25,7 @@ fn unique(prefix: &str) -> String {
 fn lag_of(server: &Server, topic: &str, limit: Duration) -> Option<i64> {
     let deadline = Instant::now() + limit;
     loop {
-        let text = ureq::get(&server.url("/metrics"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
+        let text = crate::server::text(&server.url("/metrics"));
         let needle = "flowctl_consumer_lag{partition=";
         let lags: Vec<i64> = text
             .lines()
@@ -83,12 +78,7 @@ async fn serve_exports_lag_without_an_ingest_and_healthz_reports_the_broker_and_
     let landed =
         crate::ingest::landed(&env.home(), &topic, &flowctl::ingest::bronze_table(&topic)).await;
     assert!(!landed.audit.is_empty());
-    let page = ureq::get(&server.url("/tables/bronze_dlq_audit"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let page = crate::server::text(&server.url("/tables/bronze_dlq_audit"));
     assert!(page.contains("id=\"dlq-chart\""), "{page}");
     let charted: i64 = page
         .split("<rect data-bar=")
@@ -171,12 +161,7 @@ async fn ingest_under_serve_records_each_events_latency_to_its_bronze_commit() {
     assert!((200..300).contains(&code), "{created}");
     let done = crate::server::wait_run(&server, created["run_id"].as_i64().unwrap());
     assert_eq!(done["run"]["state"], "success", "{done}");
-    let text = ureq::get(&server.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let text = crate::server::text(&server.url("/metrics"));
     let table = flowctl::ingest::bronze_table(&topic);
     let label = format!("table=\"{table}\"");
     let count = metric(&text, "flowctl_end_to_end_latency_seconds_count", &label);

@@ -466,12 +466,7 @@ async fn a_failing_gate_notifies_gate_failed_and_a_passing_one_does_not() {
     );
     // The table's page shows its checks by version: revenue_positive failed at version 1.
     let server = crate::server::Server::start(&env, &[]);
-    let page = ureq::get(&server.url("/tables/gold_daily_revenue"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let page = crate::server::text(&server.url("/tables/gold_daily_revenue"));
     let row = page
         .split("<tr data-version=\"1\">")
         .nth(1)

@@ -91,6 +91,16 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// (status, JSON body)
+/// The body of a GET that must succeed, as text (pages, /metrics).
+pub fn text(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
 pub fn get(url: &str) -> (u16, Value) {
     let mut r = agent().get(url).call().unwrap();
     let status = r.status().as_u16();
