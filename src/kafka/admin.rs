@@ -71,12 +71,21 @@ const REACH_PROBE_TOPIC: &str = "__flowctl_reachability_probe";
 #[derive(Default)]
 struct ProbeContext {
     refused: std::sync::Mutex<Option<(Refusal, String)>>,
+    /// Connections the broker closed before answering ApiVersion, the first request.
+    hung_up: std::sync::atomic::AtomicU32,
 }
+
+/// Connections closed at the first request that mean a protocol mismatch rather than a broker
+/// going down (a stopping broker refuses connections instead). librdkafka backs its reconnects
+/// off, so the second comes about half a second after the first.
+const HANG_UPS_FOR_MISMATCH: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
     Authentication,
     Tls,
+    /// The broker hangs up at the first request: a TLS or SASL listener spoken to in plaintext.
+    Protocol,
 }
 
 impl ProbeContext {
@@ -103,6 +112,17 @@ impl rdkafka::ClientContext for ProbeContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         if let Some(kind) = refusal_in(message) {
             self.note(kind, message);
+        }
+        let mismatch = message.contains("incorrect security.protocol")
+            || (message.contains("Disconnected") && message.contains("APIVERSION_QUERY"));
+        if mismatch
+            && self
+                .hung_up
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1
+                >= HANG_UPS_FOR_MISMATCH
+        {
+            self.note(Refusal::Protocol, message);
         }
         tracing::debug!(
             ?level,
@@ -135,6 +155,8 @@ pub async fn check_reachable(kafka: &KafkaSettings) -> Result<(), BrokerError> {
     let bootstrap = kafka.bootstrap.as_str();
     let consumer: BaseConsumer<ProbeContext> = client_config(kafka)
         .set("allow.auto.create.topics", "false")
+        // The broker hanging up at the first request is logged at info level only.
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Info)
         .create_with_context(ProbeContext::default())
         .map_err(|source| BrokerError::Client {
             bootstrap: bootstrap.to_string(),
@@ -178,6 +200,10 @@ pub async fn check_reachable(kafka: &KafkaSettings) -> Result<(), BrokerError> {
             what: match kind {
                 Refusal::Authentication => "authentication failed",
                 Refusal::Tls => "the TLS handshake failed",
+                Refusal::Protocol => {
+                    "it closed every connection at the first request, as a TLS or SASL listener \
+                     does to a client of another security.protocol"
+                }
             },
             detail: kafka.scrub(&reason),
             config: kafka

@@ -189,13 +189,24 @@ async fn sasl_ssl_produce_and_ingest_land_exactly_once_and_a_wrong_password_fail
         l.audit.len()
     );
 
-    // A plaintext client is not let in (the listener speaks TLS only).
+    // A plaintext client is not let in (the listener speaks TLS only), and is told why at once.
+    let t = Instant::now();
     let out = env
         .cmd(&["ingest", "--topics", topic])
         .env("FLOWCTL_KAFKA_BOOTSTRAP", &bootstrap)
         .output()
         .unwrap();
     assert!(!out.status.success(), "a plaintext ingest must fail");
+    assert!(
+        stderr(&out).contains("security.protocol"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(9),
+        "took {:?}",
+        t.elapsed()
+    );
 
     // A wrong password fails at once, naming authentication, never echoing the password.
     let bad = properties(pki.dir.path(), "wrong.properties", WRONG, &ca, "");
