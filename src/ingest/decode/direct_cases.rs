@@ -5,6 +5,7 @@
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 
+use super::tests::records;
 use super::*;
 
 const ID: SchemaId = 2;
@@ -12,22 +13,6 @@ const V1: SchemaId = 1;
 
 fn schema(fields: &str) -> String {
     format!(r#"{{"type": "record", "name": "R", "namespace": "cases", "fields": [{fields}]}}"#)
-}
-
-/// Kafka records of `payloads`, offsets from 1000.
-fn kafka(payloads: &[Vec<u8>]) -> Vec<KafkaRecord<'_>> {
-    payloads
-        .iter()
-        .enumerate()
-        .map(|(i, p)| KafkaRecord {
-            topic: "cases",
-            partition: 0,
-            offset: 1000 + i as i64,
-            key: None,
-            timestamp_ms: Some(1_763_900_000_000),
-            payload: p,
-        })
-        .collect()
 }
 
 fn framed(id: SchemaId, body: &[u8]) -> Vec<u8> {
@@ -57,7 +42,7 @@ fn decoders(reader: &str, writers: &[(SchemaId, &str)]) -> (BronzeDecoder, Bronz
 /// `payloads` decoded both ways: the two outcomes, asserted the same.
 fn both(reader: &str, writers: &[(SchemaId, &str)], payloads: &[Vec<u8>]) -> DecodeOutcome {
     let (mut direct, mut general) = decoders(reader, writers);
-    let recs = kafka(payloads);
+    let recs = records(payloads);
     let a = direct.decode(&recs, 7).expect("the one-pass path decodes");
     let b = general.decode(&recs, 7).expect("the general path decodes");
     let verdicts = |o: &DecodeOutcome| -> Vec<(usize, DecodeFault)> {
@@ -205,7 +190,7 @@ fn arrays_of_records_without_fields_are_left_to_arrow_avro() {
     d.add_writer_schema(ID, &s).unwrap();
     assert!(d.directs.is_empty());
     // Three items, the end.
-    let _ = d.decode(&kafka(&[framed(ID, &[0x06, 0x00])]), 7);
+    let _ = d.decode(&records(&[framed(ID, &[0x06, 0x00])]), 7);
 }
 
 /// Refuses the rows whose `_kafka_timestamp` (column `column`) is null.
@@ -229,7 +214,7 @@ impl RowJudge for NoKafkaTime {
 fn a_kafka_timestamp_past_microseconds_is_null() {
     let s = schema(r#"{"name": "x", "type": "long"}"#);
     let payloads = vec![framed(ID, &[0x02]); 3];
-    let mut recs = kafka(&payloads);
+    let mut recs = records(&payloads);
     recs[0].timestamp_ms = Some(i64::MAX);
     recs[1].timestamp_ms = Some(i64::MIN);
     let (mut direct, mut general) = decoders(&s, &[(ID, &s)]);
