@@ -256,7 +256,7 @@ impl Notifier {
             }
             Ok(resp) => (false, format!("HTTP {}", resp.status().as_u16())),
             // reqwest's message names the URL: never the secret part of it.
-            Err(e) => (false, error_chain(&e).replace(url, shown)),
+            Err(e) => (false, crate::vocab::error_chain(&e).replace(url, shown)),
         }
     }
 
@@ -288,20 +288,6 @@ pub fn shown_target(target: &NotifyTarget) -> String {
         },
         NotifyTarget::Command(_) => "command".into(),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// `sh -c CMD`, the payload as JSON on stdin and as `FLOWCTL_NOTIFY_*` variables.

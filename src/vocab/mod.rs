@@ -24,3 +24,20 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "panic with a non-text payload".to_string()
     }
 }
+
+/// An error and its causes on one line, `a: b: c`: a top-level message alone ("error sending
+/// request") often hides the useful part ("Connection refused"). A cause whose text the
+/// previous part already holds (`#[error("x: {0}")]`) is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}

@@ -136,19 +136,6 @@ struct CompatBody {
     messages: Vec<String>,
 }
 
-/// The error and its causes on one line: reqwest's top-level message alone ("error sending
-/// request") hides the useful part ("Connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
 /// Path segments are percent-encoded: subjects may contain `/` or spaces.
 fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -213,9 +200,15 @@ impl RegistryClient {
                 .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
                 .body(b.to_string());
         }
-        let resp = req.send().await.map_err(|e| transport(chain(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport(crate::vocab::error_chain(&e)))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| transport(chain(&e)))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| transport(crate::vocab::error_chain(&e)))?;
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(e) => RegistryError::from_remote(status, e.error_code, e.message),
