@@ -1,21 +1,21 @@
 //! Consumer lag as `serve` exports it continuously: for every topic with a bronze table in the
-//! lake, the broker's high watermark minus the next offset bronze will ingest (its committed
-//! Delta `txn` position, or the DLQ audit table's when that is further). Read from the same
-//! places ingest resumes from, so the gauge says what the next ingest would have to read,
-//! whether or not one is running.
+//! lake, the broker's high watermark minus the offset the next ingest starts from. The start is
+//! planned exactly as ingest plans it ([`plan`] over bronze's committed Delta `txn` position),
+//! so the gauge says what the next ingest would have to read, whether or not one is running.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 
-use super::dlq::AUDIT_TABLE;
 use super::error::IngestError;
-use super::positions::app_id;
+use super::positions::{Stored, app_id, plan};
+use super::source::{consumer, watermarks};
 use super::topic::bronze_table;
-use crate::kafka::{KafkaSettings, client_config, drop_later};
+use crate::kafka::{KafkaSettings, drop_later};
 use crate::lake::LakeTable;
 
+/// How long the topic listing may take before the broker counts as unreachable.
 const META_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One partition's lag.
@@ -23,7 +23,7 @@ const META_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PartitionLag {
     pub topic: String,
     pub partition: i32,
-    /// Records in the log not yet in bronze or the DLQ.
+    /// Records in the log the next ingest would read.
     pub lag: i64,
 }
 
@@ -31,12 +31,11 @@ pub struct PartitionLag {
 type Bounds = Vec<(String, Vec<(i32, i64, i64)>)>;
 
 /// Lag of every partition of every topic that has a bronze table in `lake`. Fails only when the
-/// broker does not answer (a table's unreadable log skips that table, with a warning).
+/// broker does not answer (an unreadable table, or a position ingest would refuse, skips that
+/// table or partition with a warning).
 pub async fn measure(kafka: &KafkaSettings, lake: &Path) -> Result<Vec<PartitionLag>, IngestError> {
-    let bounds = watermarks(kafka, lake).await?;
+    let bounds = bounds(kafka, lake).await?;
     let mut out = Vec::new();
-    // Absent until the first bad record.
-    let audit = LakeTable::open(&lake.join(AUDIT_TABLE)).await.ok();
     for (topic, parts) in bounds {
         let table_name = bronze_table(&topic);
         let table = match LakeTable::open(&lake.join(&table_name)).await {
@@ -52,42 +51,45 @@ pub async fn measure(kafka: &KafkaSettings, lake: &Path) -> Result<Vec<Partition
                 .await
                 .ok()
                 .flatten();
-            let bad = match &audit {
-                Some(a) => a
-                    .txn_version(&app_id(AUDIT_TABLE, &topic, p))
-                    .await
-                    .ok()
-                    .flatten(),
-                None => None,
+            let stored = Stored {
+                bronze,
+                audit: None,
+                low,
+                high,
             };
-            let next = bronze.max(bad).map_or(low, |last| (last + 1).max(low));
-            out.push(PartitionLag {
-                topic: topic.clone(),
-                partition: p,
-                lag: (high - next).max(0),
-            });
+            match plan(stored, None) {
+                Ok(start) => out.push(PartitionLag {
+                    topic: topic.clone(),
+                    partition: p,
+                    lag: (high - start.start).max(0),
+                }),
+                Err(e) => {
+                    tracing::warn!(topic = %topic, partition = p, "bronze's position is {}", e.problem())
+                }
+            }
         }
     }
     Ok(out)
 }
 
-async fn watermarks(kafka: &KafkaSettings, lake: &Path) -> Result<Bounds, IngestError> {
+/// The watermarks of every partition of the broker's topics that have a bronze table.
+async fn bounds(kafka: &KafkaSettings, lake: &Path) -> Result<Bounds, IngestError> {
     let kafka = kafka.clone();
     let lake = lake.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let kafka_err = |step: &'static str, e: rdkafka::error::KafkaError| IngestError::Kafka {
+        let c = consumer(&kafka, "flowctl-lag").map_err(|e| IngestError::Kafka {
             topic: "*".into(),
-            step,
+            step: "client",
             detail: kafka.scrub(&e.to_string()),
-        };
-        let c: BaseConsumer = client_config(&kafka)
-            .set("allow.auto.create.topics", "false")
-            .create()
-            .map_err(|e| kafka_err("client", e))?;
+        })?;
         let res = (|| {
             let md = c
                 .fetch_metadata(None, META_TIMEOUT)
-                .map_err(|e| kafka_err("metadata", e))?;
+                .map_err(|e| IngestError::Kafka {
+                    topic: "*".into(),
+                    step: "metadata",
+                    detail: kafka.scrub(&e.to_string()),
+                })?;
             let mut out = Vec::new();
             for t in md.topics() {
                 if t.name().starts_with("__")
@@ -101,9 +103,7 @@ async fn watermarks(kafka: &KafkaSettings, lake: &Path) -> Result<Bounds, Ingest
                 }
                 let mut parts = Vec::new();
                 for p in t.partitions() {
-                    let (low, high) = c
-                        .fetch_watermarks(t.name(), p.id(), META_TIMEOUT)
-                        .map_err(|e| kafka_err("watermarks", e))?;
+                    let (low, high) = watermarks(&c, t.name(), p.id())?;
                     parts.push((p.id(), low, high));
                 }
                 out.push((t.name().to_string(), parts));

@@ -60,7 +60,7 @@ async fn serve_exports_lag_without_an_ingest_and_healthz_reports_the_broker_and_
     assert!(env.run(&["trigger", "ok"]).status.success());
 
     let server = Server::start(&env, &[("FLOWCTL_KAFKA_BOOTSTRAP", &bootstrap)]);
-    // Exactly what was produced after the ingest: bronze's and the DLQ's positions both count.
+    // Exactly what was produced after the ingest (bronze's position covers its dead letters too).
     assert_eq!(lag_of(&server, &topic, Duration::from_secs(10)), Some(70));
     let (code, h) = get(&server.url("/healthz?require=broker"));
     assert_eq!(code, 200, "{h}");
