@@ -11,7 +11,6 @@
 //! A webhook URL is a secret (Slack's carry their token in the path): it is shown as its scheme
 //! and host only, in attempts, logs and pages.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,18 +168,13 @@ impl Notifier {
         run: &RunRow,
         event: NotifyEvent,
     ) -> Result<Payload, crate::store::StoreError> {
-        let mut latest: BTreeMap<String, (i64, TaskState)> = BTreeMap::new();
-        for a in self.store.attempts(run.id).await? {
-            let e = latest.entry(a.task_id.clone()).or_insert((a.id, a.state));
-            if a.id >= e.0 {
-                *e = (a.id, a.state);
-            }
-        }
-        let failed_tasks: Vec<String> = latest
-            .into_iter()
-            .filter(|(_, (_, s))| *s == TaskState::Failed)
-            .map(|(t, _)| t)
-            .collect();
+        let mut failed_tasks: Vec<String> =
+            crate::store::latest_states(&self.store.attempts(run.id).await?)
+                .into_iter()
+                .filter(|(_, s)| *s == TaskState::Failed)
+                .map(|(t, _)| t)
+                .collect();
+        failed_tasks.sort();
         let url = format!("{}/runs/{}", self.public_url, run.id);
         let what = match event {
             NotifyEvent::Success => "succeeded".to_string(),

@@ -1,7 +1,6 @@
 //! The per-run loop: decide which tasks may start (trigger rules), persist the decision, start
 //! them under the process-wide concurrency limit, record each outcome, retry with backoff.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -20,20 +19,6 @@ use crate::store::{AttemptRow, Heartbeat, Move, RunRow, TaskFinish};
 use crate::tasks::{QualityBuffer, TaskLog};
 use crate::vocab::format_duration;
 use crate::vocab::state::{RunState, TaskState};
-
-/// The latest state of every task of a run.
-pub(super) fn latest_states(attempts: &[AttemptRow]) -> HashMap<String, TaskState> {
-    let mut latest: HashMap<String, (i64, TaskState)> = HashMap::new();
-    for a in attempts {
-        let e = latest
-            .entry(a.task_id.clone())
-            .or_insert((a.attempt, a.state));
-        if a.attempt >= e.0 {
-            *e = (a.attempt, a.state);
-        }
-    }
-    latest.into_iter().map(|(k, (_, s))| (k, s)).collect()
-}
 
 pub(super) async fn drive(
     engine: &Engine,

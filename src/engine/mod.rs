@@ -325,7 +325,7 @@ impl Engine {
             RunState::Failed | RunState::Cancelled => {}
         }
         let flow = self.snapshot_flow(run_id, &run.flow_path, &run.flow_yaml)?;
-        let latest = executor::latest_states(&self.store.attempts(run_id).await?);
+        let latest = crate::store::latest_states(&self.store.attempts(run_id).await?);
         let failed = flow
             .tasks
             .iter()

@@ -37,7 +37,7 @@ pub use registry::{Registered, RegistryStoreError, SubjectVersion, VersionSel};
 pub use runs::Heartbeat;
 pub use runs::{NewRun, RunFilter, RunRow, Submitted};
 pub use schedules::{QualityByVersion, QualityRow, ScheduleRow};
-pub use tasks::{AttemptRow, Move, TaskFinish};
+pub use tasks::{AttemptRow, Move, TaskFinish, latest_states};
 
 /// Everything that can go wrong talking to the state DB.
 #[derive(Debug, thiserror::Error)]

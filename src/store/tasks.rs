@@ -85,6 +85,21 @@ pub struct Move {
     pub next_try_at: Option<DateTime<Utc>>,
 }
 
+/// Each task's state after its latest attempt (by attempt number).
+pub fn latest_states(attempts: &[AttemptRow]) -> std::collections::HashMap<String, TaskState> {
+    let mut latest: std::collections::HashMap<String, (i64, TaskState)> =
+        std::collections::HashMap::new();
+    for a in attempts {
+        let e = latest
+            .entry(a.task_id.clone())
+            .or_insert((a.attempt, a.state));
+        if a.attempt >= e.0 {
+            *e = (a.attempt, a.state);
+        }
+    }
+    latest.into_iter().map(|(k, (_, s))| (k, s)).collect()
+}
+
 impl Store {
     /// Every attempt of a run, by task then attempt.
     pub async fn attempts(&self, run_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
