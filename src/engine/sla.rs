@@ -3,7 +3,7 @@
 //! [`Engine::check_slas`] on every tick; a run that ends late with nobody watching is caught
 //! when it finishes (`Notifier::run_finished`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,51 +22,65 @@ pub struct SlaCache {
 }
 
 impl Engine {
-    /// Notifies `sla_missed` for every unfinished run past its flow's SLA.
+    /// Notifies `sla_missed` for every unfinished run past its flow's SLA (counted in the store
+    /// whether or not a rule listens).
     pub async fn check_slas(&self) {
         let now = Utc::now();
-        let runs = match self.store.unfinished_runs_created_before(now).await {
+        let runs = match self.store.unfinished_runs().await {
             Ok(runs) => runs,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list runs for the SLA check");
                 return;
             }
         };
-        let live: std::collections::HashSet<i64> = runs.iter().map(|r| r.id).collect();
+        let live: HashSet<i64> = runs.iter().map(|r| r.id).collect();
         for run in runs {
-            let sla = {
-                let mut cache = self.slas.runs.lock().unwrap_or_else(|p| p.into_inner());
-                cache
-                    .entry(run.id)
-                    .or_insert_with(|| {
-                        let flow = self
-                            .snapshot_flow(run.id, &run.flow_path, &run.flow_yaml)
-                            .ok()?;
-                        let wants = flow
-                            .notify
-                            .iter()
-                            .any(|r| r.on.contains(&crate::flow::NotifyEvent::SlaMissed));
-                        Some((flow.sla?, flow.notify)).filter(|_| wants)
-                    })
-                    .clone()
+            let cached = self.slas.get(run.id);
+            let watched = match cached {
+                Some(w) => w,
+                None => {
+                    let w = self.watched(run.id).await;
+                    self.slas.set(run.id, w.clone());
+                    w
+                }
             };
-            let Some((sla, rules)) = sla else { continue };
-            let late = (now - run.created_at).to_std().unwrap_or_default() > sla;
-            if late {
+            let Some((sla, rules)) = watched else {
+                continue;
+            };
+            if (now - run.created_at).to_std().unwrap_or_default() > sla {
                 self.notifier.sla_missed(&run, &rules).await;
                 // Claimed in the store: this process need not look at the run again.
-                self.slas
-                    .runs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(run.id, None);
+                self.slas.set(run.id, None);
             }
         }
-        // Finished runs leave the cache.
-        self.slas
-            .runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|id, _| live.contains(id));
+        self.slas.keep(&live);
+    }
+
+    /// A run's SLA and rules, from its flow snapshot (read once per run).
+    async fn watched(&self, run_id: i64) -> Watched {
+        let run = self.store.get_run(run_id).await.ok()?;
+        let flow = self
+            .snapshot_flow(run.id, &run.flow_path, &run.flow_yaml)
+            .ok()?;
+        Some((flow.sla?, flow.notify))
+    }
+}
+
+impl SlaCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Watched>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, run: i64) -> Option<Watched> {
+        self.lock().get(&run).cloned()
+    }
+
+    fn set(&self, run: i64, w: Watched) {
+        self.lock().insert(run, w);
+    }
+
+    /// Finished runs leave the cache.
+    fn keep(&self, live: &HashSet<i64>) {
+        self.lock().retain(|id, _| live.contains(id));
     }
 }

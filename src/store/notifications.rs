@@ -101,20 +101,16 @@ impl Store {
             .collect()
     }
 
-    /// Unfinished runs created before `due_before`, with their flow snapshot: the SLA
-    /// watcher's candidates (at most 1000, oldest first).
-    pub async fn unfinished_runs_created_before(
-        &self,
-        due_before: DateTime<Utc>,
-    ) -> Result<Vec<RunRow>, StoreError> {
+    /// Unfinished runs, oldest first (at most 1000), without their flow snapshot: the SLA
+    /// watcher's candidates (it reads a run's snapshot once, with `get_run`).
+    pub async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
         let sql = format!(
-            "SELECT {RUN_COLUMNS}, flow_yaml FROM flow_runs WHERE state IN ('queued', 'running') \
-             AND created_at < ? ORDER BY id LIMIT 1000"
+            "SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN ('queued', 'running') \
+             ORDER BY id LIMIT 1000"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(ts(due_before))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(|r| run_from_row(r, true)).collect()
+        rows.iter().map(|r| run_from_row(r, false)).collect()
     }
 }

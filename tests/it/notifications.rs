@@ -273,3 +273,36 @@ fn a_bad_notify_block_is_reported_with_file_and_line() {
         assert!(err.contains(&want), "missing `{want}` in:\n{err}");
     }
 }
+
+#[tokio::test]
+async fn a_late_run_is_counted_while_running_even_when_no_rule_listens() {
+    let env = Env::new();
+    env.flow(
+        "quiet",
+        "name: quiet\nsla: 1s\ntasks:\n  - id: wait\n    kind: shell\n    params: {command: 'sleep 5'}\n",
+    );
+    let server = crate::server::Server::start(&env, &[]);
+    let (code, created) = crate::server::post(&server.url("/api/flows/quiet/trigger"), None, None);
+    assert!((200..300).contains(&code), "{code} {created}");
+    let run = created["run_id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let counted = loop {
+        let metrics = crate::server::text(&server.url("/metrics"));
+        if metrics.contains("flowctl_sla_missed_runs{flow=\"quiet\"} 1")
+            || Instant::now() >= deadline
+        {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        counted.contains("flowctl_sla_missed_runs{flow=\"quiet\"} 1"),
+        "{counted}"
+    );
+    let (_, show) = crate::server::get(&server.url(&format!("/api/runs/{run}")));
+    assert_eq!(
+        show["run"]["state"], "running",
+        "counted while still late, not at its end"
+    );
+    server.kill();
+}
