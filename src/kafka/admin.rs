@@ -147,6 +147,14 @@ impl rdkafka::ClientContext for ProbeContext {
 
 impl rdkafka::consumer::ConsumerContext for ProbeContext {}
 
+/// How the reachability probe ended.
+enum Probe {
+    Answered,
+    Refused(Refusal, String),
+    /// Nothing answered within [`REACH_TIMEOUT`].
+    Silent(rdkafka::error::KafkaError),
+}
+
 /// Fails fast with an actionable message when nothing answers at `bootstrap`, or when the
 /// cluster refuses the login or the TLS handshake, instead of librdkafka's retries ending in a
 /// bare timeout a minute later.
@@ -182,9 +190,9 @@ pub async fn check_reachable(kafka: &KafkaSettings) -> Result<(), BrokerError> {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             match (round, refused) {
-                (Ok(_), _) => break Ok(()),
-                (Err(_), Some(refusal)) => break Err(Err(refusal)),
-                (Err(e), None) if std::time::Instant::now() >= deadline => break Err(Ok(e)),
+                (Ok(_), _) => break Probe::Answered,
+                (Err(_), Some((kind, reason))) => break Probe::Refused(kind, reason),
+                (Err(e), None) if std::time::Instant::now() >= deadline => break Probe::Silent(e),
                 (Err(_), None) => {}
             }
         };
@@ -194,8 +202,8 @@ pub async fn check_reachable(kafka: &KafkaSettings) -> Result<(), BrokerError> {
     .await
     .expect("metadata probe panicked");
     match res {
-        Ok(()) => Ok(()),
-        Err(Err((kind, reason))) => Err(BrokerError::Refused {
+        Probe::Answered => Ok(()),
+        Probe::Refused(kind, reason) => Err(BrokerError::Refused {
             bootstrap: bootstrap.to_string(),
             what: match kind {
                 Refusal::Authentication => "authentication failed",
@@ -212,7 +220,7 @@ pub async fn check_reachable(kafka: &KafkaSettings) -> Result<(), BrokerError> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "not set".into()),
         }),
-        Err(Ok(e)) => Err(BrokerError::Unreachable {
+        Probe::Silent(e) => Err(BrokerError::Unreachable {
             bootstrap: bootstrap.to_string(),
             secs: REACH_TIMEOUT.as_secs(),
             detail: kafka.scrub(&e.to_string()),
