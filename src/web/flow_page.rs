@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::svg::state_colour;
-use super::ui::{badge, page, when};
+use super::ui::{badge, duration, page, when};
 use super::{ApiError, AppState};
 use crate::store::{RunFilter, RunRow};
 
@@ -50,7 +50,7 @@ pub async fn flow_page(
                             td { (badge(&r.state.to_string())) " " (r.state) }
                             td { (r.trigger_source) }
                             td { (when(Some(r.created_at))) }
-                            td { (seconds(r).map(|d| format!("{d:.1} s")).unwrap_or_default()) }
+                            td { (duration(r)) }
                         }
                     }
                 }
@@ -59,7 +59,7 @@ pub async fn flow_page(
     }))
 }
 
-/// How long a finished run took, start to end.
+/// How long a finished run took, start to end, for the chart.
 fn seconds(r: &RunRow) -> Option<f64> {
     let end = r.ended_at?;
     let start = r.started_at.unwrap_or(r.created_at);

@@ -52,7 +52,7 @@ pub(super) fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn duration(r: &RunRow) -> String {
+pub(super) fn duration(r: &RunRow) -> String {
     match (r.started_at, r.ended_at) {
         (Some(s), Some(e)) => format_duration((e - s).to_std().unwrap_or_default()),
         (Some(s), None) => format!(
