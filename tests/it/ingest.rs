@@ -562,15 +562,6 @@ async fn v2_columns_are_added_to_a_v1_table_and_older_rows_read_null() {
     );
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A broker of the test's own: topics no other test writes to; with sqlite storage its data
 /// survives a restart.
 pub struct PrivateBroker {
@@ -589,7 +580,7 @@ impl PrivateBroker {
     pub fn start_with(storage: &'static str, env: &[(&str, &str)]) -> PrivateBroker {
         let b = PrivateBroker {
             home: tempfile::tempdir().unwrap(),
-            bootstrap: format!("127.0.0.1:{}", free_port()),
+            bootstrap: format!("127.0.0.1:{}", crate::server::free_port()),
             storage,
             env: env
                 .iter()

@@ -7,19 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{Env, stderr};
-use crate::contracts::broker;
+use crate::contracts::{broker, unique};
 use crate::ingest::{env_with_schemas, ingest, produce};
 use crate::server::{Server, get};
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
 
 /// The summed `flowctl_consumer_lag` of `topic` on /metrics, once it appears.
 fn lag_of(server: &Server, topic: &str, limit: Duration) -> Option<i64> {

@@ -111,20 +111,12 @@ async fn produce_is_reproducible_and_evolves_to_v2() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `scripts/broker.sh` on its own port and state dir: start is idempotent, status tells the
 /// truth, and with `BROKER_STORAGE=sqlite` the data survives a stop/start.
 #[tokio::test]
 async fn broker_script_restarts_with_sqlite_storage() {
     let home = tempfile::tempdir().unwrap();
-    let bs = format!("127.0.0.1:{}", free_port());
+    let bs = format!("127.0.0.1:{}", crate::server::free_port());
     let script = |cmd: &str| {
         let out = Command::new("bash")
             .arg(repo().join("scripts/broker.sh"))
