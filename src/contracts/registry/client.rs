@@ -320,4 +320,29 @@ mod tests {
             "http://127.0.0.1:8081"
         );
     }
+
+    #[test]
+    fn registry_auth_is_basic_or_bearer_and_never_shown() {
+        use super::RegistryAuth;
+        assert_eq!(
+            RegistryAuth::parse("KEY:se:cret").unwrap(),
+            RegistryAuth::Basic {
+                user: "KEY".into(),
+                password: "se:cret".into()
+            }
+        );
+        assert_eq!(
+            RegistryAuth::parse(" bearer:tok123 ").unwrap(),
+            RegistryAuth::Bearer("tok123".into())
+        );
+        for bad in ["", "nocolon", ":pw", "bearer:"] {
+            assert!(RegistryAuth::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+        let shown = format!(
+            "{:?} {:?}",
+            RegistryAuth::parse("KEY:se:cret").unwrap(),
+            RegistryAuth::parse("bearer:tok123").unwrap()
+        );
+        assert_eq!(shown, "Basic(KEY:***) Bearer(***)");
+    }
 }
